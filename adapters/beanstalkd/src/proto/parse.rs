@@ -1,0 +1,1 @@
+//! nom streaming parsers for command and reply lines.

@@ -1,0 +1,3 @@
+//! pulpo: a job-processing runtime. Producers publish messages; the runner
+//! reserves them from a queue, routes each to the handler its `request_type`
+//! maps to, and settles the job by the handler's outcome.

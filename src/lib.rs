@@ -1,3 +1,7 @@
 //! pulpo: a job-processing runtime. Producers publish messages; the runner
 //! reserves them from a queue, routes each to the handler its `request_type`
 //! maps to, and settles the job by the handler's outcome.
+
+pub mod config;
+pub mod duration;
+pub mod message;

@@ -1,5 +1,13 @@
 //! The YAML documents of `stats-job`, `stats-tube`, `stats` and the tube
 //! lists, as typed structs with every documented field.
+//!
+//! beanstalkd writes a small YAML subset: `---`, then `key: value` lines
+//! (some values double-quoted) or `- item` lines. That subset is parsed here
+//! by hand; unknown keys are ignored, a missing documented key is an error.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
 
 use super::{ProtocolError, TubeName};
 
@@ -16,59 +24,454 @@ pub enum JobState {
     Buried,
 }
 
-/// `stats-job`: every field of protocol.txt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobStats {
-    /// "id".
-    pub id: u64,
-}
-
-/// `stats-tube`: every field of protocol.txt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TubeStats {
-    /// "name".
-    pub name: TubeName,
-}
-
-/// `stats`: every field of protocol.txt.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerStats {
-    /// "pid".
-    pub pid: u64,
-}
-
-impl JobStats {
-    /// Parses a stats-job YAML document.
-    pub fn parse(yaml: &[u8]) -> Result<JobStats, ProtocolError> {
-        let _ = yaml;
-        todo!()
+impl JobState {
+    /// The state's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Delayed => "delayed",
+            JobState::Reserved => "reserved",
+            JobState::Buried => "buried",
+        }
     }
 }
 
-impl TubeStats {
-    /// Parses a stats-tube YAML document.
-    pub fn parse(yaml: &[u8]) -> Result<TubeStats, ProtocolError> {
-        let _ = yaml;
-        todo!()
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
-impl ServerStats {
-    /// Parses a stats YAML document.
-    pub fn parse(yaml: &[u8]) -> Result<ServerStats, ProtocolError> {
-        let _ = yaml;
-        todo!()
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ready" => Ok(JobState::Ready),
+            "delayed" => Ok(JobState::Delayed),
+            "reserved" => Ok(JobState::Reserved),
+            "buried" => Ok(JobState::Buried),
+            other => Err(format!("unknown job state {other:?}")),
+        }
     }
 }
+
+/// The `key: value` pairs of one document.
+struct Doc<'a> {
+    what: &'static str,
+    pairs: HashMap<&'a str, &'a str>,
+}
+
+impl<'a> Doc<'a> {
+    fn parse(what: &'static str, yaml: &'a [u8]) -> Result<Doc<'a>, ProtocolError> {
+        let text = std::str::from_utf8(yaml).map_err(|_| ProtocolError::BadYaml {
+            what,
+            detail: "not UTF-8".to_owned(),
+        })?;
+        let mut pairs = HashMap::new();
+        for line in text.lines() {
+            if line.is_empty() || line == "---" {
+                continue;
+            }
+            let Some((key, value)) = line
+                .split_once(": ")
+                .or_else(|| line.strip_suffix(':').map(|k| (k, "")))
+            else {
+                return Err(ProtocolError::BadYaml {
+                    what,
+                    detail: format!("line {line:?} is not `key: value`"),
+                });
+            };
+            pairs.insert(key, unquote(value));
+        }
+        Ok(Doc { what, pairs })
+    }
+
+    fn str(&self, key: &str) -> Result<&'a str, ProtocolError> {
+        self.pairs
+            .get(key)
+            .copied()
+            .ok_or_else(|| ProtocolError::BadYaml {
+                what: self.what,
+                detail: format!("missing key {key:?}"),
+            })
+    }
+
+    fn get<T: FromStr>(&self, key: &str) -> Result<T, ProtocolError> {
+        let value = self.str(key)?;
+        value.parse().map_err(|_| ProtocolError::BadYaml {
+            what: self.what,
+            detail: format!("key {key:?} has the bad value {value:?}"),
+        })
+    }
+
+    fn tube(&self, key: &str) -> Result<TubeName, ProtocolError> {
+        TubeName::new(self.str(key)?)
+    }
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// Declares a stats struct whose fields map to YAML keys, with `parse` and
+/// `to_yaml`; `$key` is the wire key of each field, in beanstalkd's order.
+macro_rules! stats_doc {
+    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$fmeta:meta])* $field:ident : $ty:ty = $key:literal $(quoted $q:tt)?),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            #[doc = concat!("Parses a ", $what, " YAML document.")]
+            pub fn parse(yaml: &[u8]) -> Result<$name, ProtocolError> {
+                let doc = Doc::parse($what, yaml)?;
+                Ok($name { $($field: FieldValue::read(&doc, $key)?,)* })
+            }
+
+            #[doc = concat!("Writes the ", $what, " document as beanstalkd does.")]
+            pub fn to_yaml(&self) -> Vec<u8> {
+                let mut out = String::from("---\n");
+                $(
+                    let quoted = false $(|| stats_doc!(@q $q))?;
+                    let value = self.$field.write();
+                    if quoted {
+                        let _ = writeln!(out, "{}: \"{}\"", $key, value);
+                    } else {
+                        let _ = writeln!(out, "{}: {}", $key, value);
+                    }
+                )*
+                out.into_bytes()
+            }
+        }
+    };
+    (@q $q:tt) => { true };
+}
+
+/// How one field reads from and writes to its YAML value.
+trait FieldValue: Sized {
+    fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError>;
+    fn write(&self) -> String;
+}
+
+macro_rules! plain_field {
+    ($($ty:ty),*) => {$(
+        impl FieldValue for $ty {
+            fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError> {
+                doc.get(key)
+            }
+            fn write(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+plain_field!(u64, u32, bool, String);
+
+impl FieldValue for f64 {
+    fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError> {
+        doc.get(key)
+    }
+    fn write(&self) -> String {
+        format!("{self:.6}")
+    }
+}
+
+impl FieldValue for JobState {
+    fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError> {
+        doc.get(key)
+    }
+    fn write(&self) -> String {
+        self.as_str().to_owned()
+    }
+}
+
+impl FieldValue for TubeName {
+    fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError> {
+        doc.tube(key)
+    }
+    fn write(&self) -> String {
+        self.as_str().to_owned()
+    }
+}
+
+stats_doc!(
+    /// `stats-job`: every field of protocol.txt.
+    JobStats, "stats-job", {
+        /// The job id.
+        id: u64 = "id",
+        /// The tube that holds the job.
+        tube: TubeName = "tube",
+        /// The job's state.
+        state: JobState = "state",
+        /// Its priority.
+        pri: u32 = "pri",
+        /// Seconds since the put that created it.
+        age: u64 = "age",
+        /// Seconds of delay of its last put or release.
+        delay: u64 = "delay",
+        /// Its time-to-run in seconds.
+        ttr: u64 = "ttr",
+        /// Seconds until a reserved or delayed job changes state.
+        time_left: u64 = "time-left",
+        /// The earliest binlog file holding it (0 without `-b`).
+        file: u64 = "file",
+        /// Times it has been reserved.
+        reserves: u64 = "reserves",
+        /// Times a reservation of it timed out.
+        timeouts: u64 = "timeouts",
+        /// Times it has been released.
+        releases: u64 = "releases",
+        /// Times it has been buried.
+        buries: u64 = "buries",
+        /// Times it has been kicked.
+        kicks: u64 = "kicks",
+    }
+);
+
+stats_doc!(
+    /// `stats-tube`: every field of protocol.txt.
+    TubeStats, "stats-tube", {
+        /// The tube's name.
+        name: TubeName = "name",
+        /// Ready jobs with priority < 1024.
+        current_jobs_urgent: u64 = "current-jobs-urgent",
+        /// Ready jobs.
+        current_jobs_ready: u64 = "current-jobs-ready",
+        /// Reserved jobs.
+        current_jobs_reserved: u64 = "current-jobs-reserved",
+        /// Delayed jobs.
+        current_jobs_delayed: u64 = "current-jobs-delayed",
+        /// Buried jobs.
+        current_jobs_buried: u64 = "current-jobs-buried",
+        /// Jobs created in this tube since the server started.
+        total_jobs: u64 = "total-jobs",
+        /// Connections using this tube.
+        current_using: u64 = "current-using",
+        /// Connections watching this tube.
+        current_watching: u64 = "current-watching",
+        /// Connections waiting in a reserve on this tube.
+        current_waiting: u64 = "current-waiting",
+        /// Delete commands for this tube.
+        cmd_delete: u64 = "cmd-delete",
+        /// Pause commands for this tube.
+        cmd_pause_tube: u64 = "cmd-pause-tube",
+        /// Seconds the tube was paused for.
+        pause: u64 = "pause",
+        /// Seconds until the pause ends.
+        pause_time_left: u64 = "pause-time-left",
+    }
+);
+
+stats_doc!(
+    /// `stats`: every field of protocol.txt.
+    ServerStats, "stats", {
+        /// Ready jobs with priority < 1024.
+        current_jobs_urgent: u64 = "current-jobs-urgent",
+        /// Ready jobs.
+        current_jobs_ready: u64 = "current-jobs-ready",
+        /// Reserved jobs.
+        current_jobs_reserved: u64 = "current-jobs-reserved",
+        /// Delayed jobs.
+        current_jobs_delayed: u64 = "current-jobs-delayed",
+        /// Buried jobs.
+        current_jobs_buried: u64 = "current-jobs-buried",
+        /// put commands.
+        cmd_put: u64 = "cmd-put",
+        /// peek commands.
+        cmd_peek: u64 = "cmd-peek",
+        /// peek-ready commands.
+        cmd_peek_ready: u64 = "cmd-peek-ready",
+        /// peek-delayed commands.
+        cmd_peek_delayed: u64 = "cmd-peek-delayed",
+        /// peek-buried commands.
+        cmd_peek_buried: u64 = "cmd-peek-buried",
+        /// reserve commands.
+        cmd_reserve: u64 = "cmd-reserve",
+        /// reserve-with-timeout commands.
+        cmd_reserve_with_timeout: u64 = "cmd-reserve-with-timeout",
+        /// delete commands.
+        cmd_delete: u64 = "cmd-delete",
+        /// release commands.
+        cmd_release: u64 = "cmd-release",
+        /// use commands.
+        cmd_use: u64 = "cmd-use",
+        /// watch commands.
+        cmd_watch: u64 = "cmd-watch",
+        /// ignore commands.
+        cmd_ignore: u64 = "cmd-ignore",
+        /// bury commands.
+        cmd_bury: u64 = "cmd-bury",
+        /// kick commands.
+        cmd_kick: u64 = "cmd-kick",
+        /// touch commands.
+        cmd_touch: u64 = "cmd-touch",
+        /// stats commands.
+        cmd_stats: u64 = "cmd-stats",
+        /// stats-job commands.
+        cmd_stats_job: u64 = "cmd-stats-job",
+        /// stats-tube commands.
+        cmd_stats_tube: u64 = "cmd-stats-tube",
+        /// list-tubes commands.
+        cmd_list_tubes: u64 = "cmd-list-tubes",
+        /// list-tube-used commands.
+        cmd_list_tube_used: u64 = "cmd-list-tube-used",
+        /// list-tubes-watched commands.
+        cmd_list_tubes_watched: u64 = "cmd-list-tubes-watched",
+        /// pause-tube commands.
+        cmd_pause_tube: u64 = "cmd-pause-tube",
+        /// Times any job timed out.
+        job_timeouts: u64 = "job-timeouts",
+        /// Jobs created.
+        total_jobs: u64 = "total-jobs",
+        /// The largest job body accepted, in bytes.
+        max_job_size: u64 = "max-job-size",
+        /// Existing tubes.
+        current_tubes: u64 = "current-tubes",
+        /// Open connections.
+        current_connections: u64 = "current-connections",
+        /// Connections that have put.
+        current_producers: u64 = "current-producers",
+        /// Connections that have reserved.
+        current_workers: u64 = "current-workers",
+        /// Connections waiting in a reserve.
+        current_waiting: u64 = "current-waiting",
+        /// Connections ever opened.
+        total_connections: u64 = "total-connections",
+        /// The server's process id.
+        pid: u64 = "pid",
+        /// The server's version.
+        version: String = "version" quoted q,
+        /// User CPU seconds.
+        rusage_utime: f64 = "rusage-utime",
+        /// System CPU seconds.
+        rusage_stime: f64 = "rusage-stime",
+        /// Seconds since the server started.
+        uptime: u64 = "uptime",
+        /// The oldest binlog file still needed.
+        binlog_oldest_index: u64 = "binlog-oldest-index",
+        /// The binlog file being written (0 without a binlog).
+        binlog_current_index: u64 = "binlog-current-index",
+        /// Records migrated by compaction.
+        binlog_records_migrated: u64 = "binlog-records-migrated",
+        /// Records written to the binlog.
+        binlog_records_written: u64 = "binlog-records-written",
+        /// The largest a binlog file may grow, in bytes.
+        binlog_max_size: u64 = "binlog-max-size",
+        /// Whether the server is draining (accepts no puts).
+        draining: bool = "draining",
+        /// A random id of this server process.
+        id: String = "id",
+        /// The machine's host name.
+        hostname: String = "hostname",
+        /// The OS version (uname).
+        os: String = "os",
+        /// The machine architecture (uname).
+        platform: String = "platform",
+    }
+);
 
 /// Parses the YAML list of list-tubes / list-tubes-watched.
 pub fn parse_tube_list(yaml: &[u8]) -> Result<Vec<TubeName>, ProtocolError> {
-    let _ = yaml;
-    todo!()
+    let what = "tube list";
+    let text = std::str::from_utf8(yaml).map_err(|_| ProtocolError::BadYaml {
+        what,
+        detail: "not UTF-8".to_owned(),
+    })?;
+    let mut tubes = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line == "---" {
+            continue;
+        }
+        let Some(name) = line.strip_prefix("- ") else {
+            return Err(ProtocolError::BadYaml {
+                what,
+                detail: format!("line {line:?} is not `- name`"),
+            });
+        };
+        tubes.push(TubeName::new(unquote(name))?);
+    }
+    Ok(tubes)
 }
 
 /// Writes a tube list as beanstalkd does (`---\n- default\n`).
 pub fn tube_list_to_yaml(tubes: &[TubeName]) -> Vec<u8> {
-    let _ = tubes;
-    todo!()
+    let mut out = String::from("---\n");
+    for tube in tubes {
+        let _ = writeln!(out, "- {tube}");
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATS_JOB: &[u8] = include_bytes!("../../../../fixtures/beanstalkd/stats-job.yaml");
+    const STATS_TUBE: &[u8] = include_bytes!("../../../../fixtures/beanstalkd/stats-tube.yaml");
+    const STATS: &[u8] = include_bytes!("../../../../fixtures/beanstalkd/stats.yaml");
+
+    #[test]
+    fn parses_captured_documents_and_writes_them_back() {
+        let job = JobStats::parse(STATS_JOB).unwrap();
+        assert_eq!(
+            (job.id, job.tube.as_str(), job.state, job.ttr),
+            (1, "default", JobState::Ready, 10)
+        );
+        assert_eq!(JobStats::parse(&job.to_yaml()).unwrap(), job);
+        assert_eq!(
+            job.to_yaml(),
+            STATS_JOB,
+            "byte for byte as beanstalkd 1.12 writes it"
+        );
+
+        let tube = TubeStats::parse(STATS_TUBE).unwrap();
+        assert_eq!(
+            (tube.name.as_str(), tube.current_jobs_ready, tube.total_jobs),
+            ("default", 1, 1)
+        );
+        assert_eq!(TubeStats::parse(&tube.to_yaml()).unwrap(), tube);
+
+        let stats = ServerStats::parse(STATS).unwrap();
+        assert_eq!(stats.version, "1.12");
+        assert_eq!(stats.max_job_size, 65535);
+        assert!(!stats.draining);
+        assert_eq!(stats.os, "#1 SMP PREEMPT_DYNAMIC @0");
+        assert_eq!(ServerStats::parse(&stats.to_yaml()).unwrap(), stats);
+    }
+
+    #[test]
+    fn missing_and_bad_keys_are_named() {
+        let text = String::from_utf8(STATS_JOB.to_vec()).unwrap();
+        let missing = text.replace("kicks: 0\n", "");
+        let err = JobStats::parse(missing.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("missing key \"kicks\""), "{err}");
+        let bad = text.replace("pri: 0", "pri: high");
+        let err = JobStats::parse(bad.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("\"pri\" has the bad value \"high\""),
+            "{err}"
+        );
+        assert!(JobStats::parse(b"\xff\xfe").is_err());
+        assert!(JobStats::parse(b"---\nno colon here\n").is_err());
+        // Unknown keys are ignored.
+        let extra = format!("{text}future-key: 7\n");
+        assert!(JobStats::parse(extra.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn tube_lists() {
+        let tubes = parse_tube_list(b"---\n- default\n- emails\n").unwrap();
+        assert_eq!(
+            tubes.iter().map(TubeName::as_str).collect::<Vec<_>>(),
+            ["default", "emails"]
+        );
+        assert_eq!(tube_list_to_yaml(&tubes), b"---\n- default\n- emails\n");
+        assert!(parse_tube_list(b"---\n- bad name\n").is_err());
+        assert!(parse_tube_list(b"---\nnot a list\n").is_err());
+    }
 }

@@ -1,0 +1,211 @@
+//! Whole-process benchmark of the file queue, printed as one table with the targets.
+//!
+//! `cargo bench -p pulpo-filequeue --bench filequeue`; `PULPO_BENCH_QUICK=1` for a tiny run;
+//! `PULPO_BENCH_DIR` picks the filesystem (default: the workspace's `target/`, i.e. the disk the
+//! project lives on, not a tmpfs).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pulpo_filequeue::{FileQueue, NewJob, Options};
+
+const BODY: usize = 100;
+const Z: Duration = Duration::ZERO;
+const TTR: Duration = Duration::from_secs(600);
+
+struct Cfg {
+    quick: bool,
+    root: PathBuf,
+}
+
+impl Cfg {
+    fn n(&self, full: usize) -> usize {
+        if self.quick { (full / 20).max(20) } else { full }
+    }
+    fn dir(&self) -> tempfile::TempDir {
+        tempfile::tempdir_in(&self.root).unwrap()
+    }
+}
+
+fn rate(n: usize, t: Duration) -> f64 {
+    n as f64 / t.as_secs_f64()
+}
+
+/// The raw loop: append one record of the same size as a put's, fdatasync, repeat.
+fn raw_append_fdatasync(cfg: &Cfg) -> f64 {
+    let d = cfg.dir();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.path().join("raw"))
+        .unwrap();
+    let rec = vec![7u8; BODY + 60];
+    let n = cfg.n(1000);
+    let t = Instant::now();
+    for _ in 0..n {
+        f.write_all(&rec).unwrap();
+        f.sync_data().unwrap();
+    }
+    rate(n, t.elapsed())
+}
+
+fn open(path: &Path, fsync: bool) -> FileQueue {
+    FileQueue::open(
+        path,
+        Options {
+            fsync,
+            compact_min_bytes: 1 << 40,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+fn puts(cfg: &Cfg, fsync: bool, producers: usize, per: usize) -> f64 {
+    let d = cfg.dir();
+    let path = d.path().join("q");
+    let handles: Vec<FileQueue> = (0..producers).map(|_| open(&path, fsync)).collect();
+    let body = vec![1u8; BODY];
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for q in &handles {
+            let body = &body;
+            s.spawn(move || {
+                for _ in 0..per {
+                    q.put("bench", 100, Z, TTR, body).unwrap();
+                }
+            });
+        }
+    });
+    rate(producers * per, t.elapsed())
+}
+
+fn fill(q: &FileQueue, depth: usize) {
+    let body = vec![2u8; BODY];
+    let batch: Vec<NewJob> = (0..1000)
+        .map(|i| NewJob {
+            pri: i % 10,
+            delay: Z,
+            ttr: TTR,
+            body: &body,
+        })
+        .collect();
+    let mut left = depth;
+    while left > 0 {
+        let n = left.min(batch.len());
+        q.put_many("bench", &batch[..n]).unwrap();
+        left -= n;
+    }
+}
+
+/// (puts/s, reserve+delete/s) with `depth` jobs already queued, fsync off.
+fn at_depth(cfg: &Cfg, depth: usize) -> (f64, f64) {
+    let d = cfg.dir();
+    let q = open(&d.path().join("q"), false);
+    fill(&q, depth);
+    let n = cfg.n(5000).min(depth.max(1));
+    let body = vec![3u8; BODY];
+    let t = Instant::now();
+    for _ in 0..n {
+        q.put("bench", 5, Z, TTR, &body).unwrap();
+    }
+    let put = rate(n, t.elapsed());
+    let t = Instant::now();
+    for _ in 0..n {
+        let r = q.reserve(&["bench"], Some(Z)).unwrap().unwrap();
+        q.delete(r.id).unwrap();
+    }
+    (put, rate(n, t.elapsed()))
+}
+
+fn main() {
+    let quick = std::env::var("PULPO_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let root = std::env::var_os("PULPO_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    std::fs::create_dir_all(&root).unwrap();
+    let cfg = Cfg { quick, root };
+    // Lets criterion-style `cargo bench -- <filter>` invocations through: this harness runs all.
+    println!(
+        "pulpo-filequeue benchmark{} in {}",
+        if quick { " (quick)" } else { "" },
+        cfg.root.display()
+    );
+
+    let raw = raw_append_fdatasync(&cfg);
+    let sync1 = puts(&cfg, true, 1, cfg.n(1000));
+    let sync4 = puts(&cfg, true, 4, cfg.n(500));
+    let nosync1 = puts(&cfg, false, 1, cfg.n(50_000));
+    let nosync4 = puts(&cfg, false, 4, cfg.n(20_000));
+    let depths = [1_000, 10_000, if quick { 20_000 } else { 100_000 }];
+    let by_depth: Vec<(f64, f64)> = depths.iter().map(|&d| at_depth(&cfg, d)).collect();
+
+    let row = |what: &str, v: f64, target: String, ok: bool| {
+        println!(
+            "{what:<48} {v:>12.0}/s   {target:<28} {}",
+            if ok { "ok" } else { "MISSED" }
+        );
+    };
+    println!("{:<48} {:>14}   {:<28}", "measure", "rate", "target");
+    row(
+        "raw append + fdatasync (160 B records)",
+        raw,
+        "reference".into(),
+        true,
+    );
+    row(
+        "put, fsync on, 1 producer",
+        sync1,
+        format!(">= 0.5 x raw = {:.0}", raw * 0.5),
+        sync1 >= raw * 0.5,
+    );
+    row(
+        "put, fsync on, 4 producers (own handles)",
+        sync4,
+        format!(">= 2 x raw = {:.0}", raw * 2.0),
+        sync4 >= raw * 2.0,
+    );
+    row(
+        "put, fsync off, 1 producer",
+        nosync1,
+        ">= 20000".into(),
+        nosync1 >= 20_000.0,
+    );
+    row(
+        "put, fsync off, 4 producers (own handles)",
+        nosync4,
+        "(info)".into(),
+        true,
+    );
+    for (d, (p, r)) in depths.iter().zip(&by_depth) {
+        row(
+            &format!("put, fsync off, depth {d}"),
+            *p,
+            ">= 20000".into(),
+            *p >= 20_000.0,
+        );
+        row(
+            &format!("reserve+delete, fsync off, depth {d}"),
+            *r,
+            ">= 10000".into(),
+            *r >= 10_000.0,
+        );
+    }
+    let (p1, r1) = by_depth[0];
+    let (pn, rn) = by_depth[2];
+    let last = depths[2];
+    row(
+        &format!("ratio put depth {last}/1000 (x1000)"),
+        pn / p1 * 1000.0,
+        ">= 800 (0.8x)".into(),
+        pn / p1 >= 0.8,
+    );
+    row(
+        &format!("ratio reserve+delete {last}/1000 (x1000)"),
+        rn / r1 * 1000.0,
+        ">= 800 (0.8x)".into(),
+        rn / r1 >= 0.8,
+    );
+}

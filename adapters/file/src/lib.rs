@@ -1,0 +1,52 @@
+//! `pulpo-filequeue`: a durable, multi-process job queue in one directory, with beanstalkd's
+//! semantics (tubes, priorities, delays, TTR, reserve / release / bury / kick / touch, peek,
+//! stats, pause).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pulpo_filequeue::{FileQueue, Options};
+//!
+//! let q = FileQueue::open("./pulpo-data", Options::default())?;
+//! let id = q.put("default", 1024, Duration::ZERO, Duration::from_secs(60), b"hello")?;
+//! let job = q.reserve(&["default"], Some(Duration::from_secs(5)))?.expect("a job");
+//! assert_eq!(job.id, id);
+//! q.delete(job.id)?;
+//! # Ok::<(), pulpo_filequeue::Error>(())
+//! ```
+//!
+//! # On disk
+//!
+//! ```text
+//! <dir>/            mode 0700; refused if group/others may write to it
+//!   lock            flock'ed around every transaction (catch-up + decide + append)
+//!   sync            group commit: flock'ed around fdatasync; holds "segment N durable up to X"
+//!   log.<N>         the shared append-only log (highest N is current); see `format`
+//!   corrupt/        files moved aside because they could not be used
+//! ```
+//!
+//! Every handle (each [`FileQueue::open`]) keeps an in-memory index of all jobs (not their
+//! bodies) built by replaying the log, and catches up incrementally under the lock before each
+//! command, so the cost of a command does not depend on the queue's depth. The log is compacted
+//! (live jobs rewritten into `log.<N+1>`, `log.<N>` sealed and removed) when it is at least
+//! [`Options::compact_min_bytes`] and less than half live.
+//!
+//! Durability: with [`Options::fsync`] (the default), `put`, `delete`, `release`, `bury`,
+//! `kick`, `kick_job` and `pause_tube` return only once their record is on disk. Reservations
+//! and touches are not waited for: losing one on power loss only returns a job early. Records are
+//! framed with a CRC; a torn tail left by a dead writer is truncated, damage in the middle is
+//! skipped (and counted in [`QueueStats::corrupt_records`]), foreign segments are moved aside.
+
+mod error;
+pub mod format;
+mod index;
+mod log;
+mod notify;
+mod queue;
+mod types;
+
+pub use error::{Error, Result};
+pub use queue::FileQueue;
+pub use types::{
+    Job, JobState, JobStats, MAX_JOB_SIZE_LIMIT, NewJob, Options, QueueStats, Reserved, TubeStats,
+    validate_tube,
+};

@@ -1,0 +1,543 @@
+//! The shared log: finding the current segment, replaying and catching up, appending, repairing
+//! damage, compaction, and the shared "durable up to" mark used for group commit.
+//!
+//! Every method that reads or writes the log runs while the caller holds the directory lock
+//! (`<dir>/lock`), so the bytes past this process's offset were written completely by a live
+//! writer, or are the torn tail of a dead one.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result, io_err};
+use crate::format::{
+    self, FRAME_LEN, Frame, Record, SEG_HEADER_LEN, decode, encode, parse_frame, parse_segment_header,
+};
+use crate::index::Index;
+
+/// How much of the log is read at once while catching up.
+const CHUNK: usize = 4 << 20;
+
+/// Opens (creating with mode 0600) a file of the queue.
+pub fn open_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path, "open"))
+}
+
+/// fsyncs a directory, so that a create, rename or delete in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "fsync directory"))
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("log.{n}"))
+}
+
+/// The shared mark "segment `seg` is on disk up to `off`", in `<dir>/sync`, and the lock that
+/// serializes fdatasyncs (group commit). Format: seg u64 | off u64 | crc32 u32.
+pub struct Durable {
+    file: File,
+    path: PathBuf,
+}
+
+impl Durable {
+    /// Opens `<dir>/sync`.
+    pub fn open(dir: &Path) -> Result<Durable> {
+        let path = dir.join("sync");
+        Ok(Durable {
+            file: open_file(&path)?,
+            path,
+        })
+    }
+
+    /// Runs `f` holding the sync file's exclusive lock (the caller holds the in-process mutex).
+    pub fn locked<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.file.lock().map_err(io_err(&self.path, "lock"))?;
+        let r = f(self);
+        let _ = self.file.unlock();
+        r
+    }
+
+    /// The mark; (0, 0) if missing or damaged.
+    pub fn read(&self) -> (u64, u64) {
+        let mut b = [0u8; 20];
+        if self.file.read_exact_at(&mut b, 0).is_err() {
+            return (0, 0);
+        }
+        if crc32fast::hash(&b[..16]).to_le_bytes() != b[16..20] {
+            return (0, 0);
+        }
+        (
+            u64::from_le_bytes(b[..8].try_into().unwrap()),
+            u64::from_le_bytes(b[8..16].try_into().unwrap()),
+        )
+    }
+
+    /// Sets the mark. It need not be fsynced: it only ever claims what an fdatasync already did.
+    pub fn write(&self, seg: u64, off: u64) -> Result<()> {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&seg.to_le_bytes());
+        b[8..16].copy_from_slice(&off.to_le_bytes());
+        let crc = crc32fast::hash(&b[..16]);
+        b[16..].copy_from_slice(&crc.to_le_bytes());
+        self.file.write_all_at(&b, 0).map_err(io_err(&self.path, "write"))
+    }
+}
+
+/// This process's view of the log: the current segment and the index built from it.
+pub struct Log {
+    dir: PathBuf,
+    fsync: bool,
+    /// Current segment number.
+    pub seg_no: u64,
+    /// Current segment.
+    pub seg: Arc<File>,
+    /// Its path.
+    pub seg_path: PathBuf,
+    /// End of what has been applied (= end of the log after a catch-up).
+    pub offset: u64,
+    /// The state.
+    pub index: Index,
+    /// Damaged records skipped.
+    pub corrupt: u64,
+    buf: Vec<u8>,
+}
+
+enum Step {
+    More,
+    Seal(u64),
+}
+
+impl Log {
+    /// Finds (or creates) the current segment and replays it. Caller holds the directory lock.
+    pub fn open(dir: &Path, fsync: bool, sync: &Mutex<Durable>) -> Result<Log> {
+        let (seg_no, seg, seg_path, floor) = open_current(dir, fsync)?;
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            fsync,
+            seg_no,
+            seg: Arc::new(seg),
+            seg_path,
+            offset: SEG_HEADER_LEN,
+            index: Index::new(),
+            corrupt: 0,
+            buf: Vec::new(),
+        };
+        log.catch_up(sync)?;
+        if floor > log.index.next_id {
+            let mut out = Vec::new();
+            encode(&Record::NextId { next: floor }, &mut out);
+            log.index.apply(&Record::NextId { next: floor }, 0);
+            log.write(&out)?;
+        }
+        Ok(log)
+    }
+
+    /// Reads and applies everything appended since the last call, repairing damage.
+    pub fn catch_up(&mut self, sync: &Mutex<Durable>) -> Result<()> {
+        loop {
+            let len = self.seg.metadata().map_err(io_err(&self.seg_path, "stat"))?.len();
+            if len < self.offset {
+                tracing::warn!(file = %self.seg_path.display(), len, offset = self.offset,
+                    "log segment shrank below what was read; rebuilding the index");
+                self.reload()?;
+                continue;
+            }
+            if len == self.offset {
+                return Ok(());
+            }
+            if let Step::Seal(next) = self.read_some(len, sync)? {
+                self.switch(next)?;
+            }
+        }
+    }
+
+    /// Re-reads the current segment from its start.
+    pub fn reload(&mut self) -> Result<()> {
+        self.index = Index::new();
+        self.offset = SEG_HEADER_LEN;
+        Ok(())
+    }
+
+    fn switch(&mut self, next: u64) -> Result<()> {
+        let (n, seg, path, _) = open_current(&self.dir, self.fsync)?;
+        if n != self.seg_no {
+            tracing::debug!(
+                from = self.seg_no,
+                to = n,
+                sealed_to = next,
+                "switching log segment"
+            );
+            self.seg_no = n;
+            self.seg = Arc::new(seg);
+            self.seg_path = path;
+            self.reload()?;
+        }
+        Ok(())
+    }
+
+    fn read_some(&mut self, len: u64, sync: &Mutex<Durable>) -> Result<Step> {
+        let start = self.offset;
+        let avail = (len - start) as usize;
+        let mut want = avail.min(CHUNK);
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = 'read: loop {
+            buf.resize(want, 0);
+            if let Err(e) = self.seg.read_exact_at(&mut buf, start) {
+                break Err(io_err(&self.seg_path, "read")(e));
+            }
+            let mut i = 0;
+            while i < want {
+                match parse_frame(&buf[i..]) {
+                    Frame::Complete { total, body } => {
+                        let pos = start + i as u64;
+                        i += total;
+                        match decode(body) {
+                            Some(rec) => {
+                                let body_off = pos + total as u64 - body_len(&rec);
+                                if let Some(next) = self.index.apply(&rec, body_off) {
+                                    self.offset = start + i as u64;
+                                    break 'read Ok(Step::Seal(next));
+                                }
+                            }
+                            None => {
+                                tracing::warn!(file = %self.seg_path.display(), offset = pos,
+                                    "skipping a log record of unknown type or shape");
+                                self.corrupt += 1;
+                            }
+                        }
+                    }
+                    Frame::Incomplete { need } => {
+                        let need = need.unwrap_or(FRAME_LEN);
+                        let pos = start + i as u64;
+                        if pos + need as u64 <= len {
+                            if i == 0 {
+                                // A record larger than the chunk: read exactly it.
+                                want = need;
+                                continue 'read;
+                            }
+                            break; // read on from pos
+                        }
+                        self.offset = pos;
+                        break 'read self.repair(pos, len, sync).map(|_| Step::More);
+                    }
+                    Frame::Bad => {
+                        let pos = start + i as u64;
+                        self.offset = pos;
+                        break 'read self.repair(pos, len, sync).map(|_| Step::More);
+                    }
+                }
+            }
+            self.offset = start + i as u64;
+            break Ok(Step::More);
+        };
+        buf.clear();
+        if buf.capacity() > CHUNK {
+            buf.shrink_to(CHUNK);
+        }
+        self.buf = buf;
+        result
+    }
+
+    /// Damage at `pos`: skip to the next valid record, or truncate a torn tail.
+    fn repair(&mut self, pos: u64, len: u64, sync: &Mutex<Durable>) -> Result<()> {
+        let mut rest = vec![0u8; (len - pos) as usize];
+        self.seg
+            .read_exact_at(&mut rest, pos)
+            .map_err(io_err(&self.seg_path, "read"))?;
+        match format::resync(&rest) {
+            Some(skip) => {
+                tracing::warn!(file = %self.seg_path.display(), offset = pos, bytes = skip,
+                    "skipping damaged bytes in the log (a job or change there is lost)");
+                self.corrupt += 1;
+                self.offset = pos + skip as u64;
+            }
+            None => {
+                tracing::warn!(file = %self.seg_path.display(), offset = pos, bytes = len - pos,
+                    "truncating the torn tail of a writer that died while appending");
+                self.seg
+                    .set_len(pos)
+                    .map_err(io_err(&self.seg_path, "truncate"))?;
+                let d = sync.lock().unwrap_or_else(|e| e.into_inner());
+                d.locked(|d| {
+                    let (s, off) = d.read();
+                    if s == self.seg_no && off > pos {
+                        d.write(s, pos)
+                    } else {
+                        Ok(())
+                    }
+                })?;
+                self.offset = pos;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes already-applied bytes at the end. On failure the bytes are cut off again and the
+    /// index is rebuilt from the file, so memory never runs ahead of the log.
+    pub fn write(&mut self, out: &[u8]) -> Result<()> {
+        match self.seg.write_all_at(out, self.offset) {
+            Ok(()) => {
+                self.offset += out.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let err = io_err(&self.seg_path, "append to")(e);
+                let _ = self.seg.set_len(self.offset);
+                self.reload()?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Reads a body from the current segment.
+    pub fn read_body(&self, off: u64, len: u32) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; len as usize];
+        self.seg
+            .read_exact_at(&mut v, off)
+            .map_err(io_err(&self.seg_path, "read"))?;
+        Ok(v)
+    }
+
+    /// Compacts when the log is big and mostly dead.
+    pub fn maybe_compact(&mut self, min_bytes: u64, now: u64, sync: &Mutex<Durable>) -> Result<()> {
+        if self.offset < min_bytes || self.index.live_bytes.saturating_mul(2) >= self.offset {
+            return Ok(());
+        }
+        self.compact(now, sync)
+    }
+
+    /// Writes the live state into segment N+1, seals segment N and switches to N+1.
+    pub fn compact(&mut self, now: u64, sync: &Mutex<Durable>) -> Result<()> {
+        let next = self.seg_no + 1;
+        let t0 = std::time::Instant::now();
+        let tmp = self.dir.join(format!("log.{next}.tmp"));
+        let path = segment_path(&self.dir, next);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp, "create"))?;
+        let mut out = Vec::with_capacity(1 << 20);
+        out.extend_from_slice(&format::segment_header(next));
+        encode(
+            &Record::NextId {
+                next: self.index.next_id,
+            },
+            &mut out,
+        );
+        for t in &self.index.tubes {
+            if t.pause_until > now {
+                let r = Record::Pause {
+                    tube: &t.name,
+                    until_ms: t.pause_until,
+                    secs: t.pause_secs,
+                };
+                encode(&r, &mut out);
+            }
+            if t.total_jobs + t.cmd_delete + t.cmd_pause > 0 {
+                let r = Record::TubeCounters {
+                    tube: &t.name,
+                    total_jobs: t.total_jobs,
+                    cmd_delete: t.cmd_delete,
+                    cmd_pause: t.cmd_pause,
+                };
+                encode(&r, &mut out);
+            }
+        }
+        let mut ids: Vec<u64> = self.index.jobs.keys().copied().collect();
+        ids.sort_unstable();
+        let mut written = 0u64;
+        let flush = |out: &mut Vec<u8>, written: &mut u64| -> Result<()> {
+            f.write_all_at(out, *written).map_err(io_err(&tmp, "write"))?;
+            *written += out.len() as u64;
+            out.clear();
+            Ok(())
+        };
+        for id in ids {
+            let j = &self.index.jobs[&id];
+            let body = self.read_body(j.body_off, j.body_len)?;
+            let mut s = self.index.snapshot_of(id).expect("job in index");
+            s.body = &body;
+            encode(&Record::Snapshot(s), &mut out);
+            if out.len() >= 1 << 20 {
+                flush(&mut out, &mut written)?;
+            }
+        }
+        flush(&mut out, &mut written)?;
+        if self.fsync {
+            f.sync_all().map_err(io_err(&tmp, "fsync"))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&tmp, "rename"))?;
+        if self.fsync {
+            sync_dir(&self.dir)?;
+        }
+        let mut seal = Vec::new();
+        encode(&Record::Seal { next_segment: next }, &mut seal);
+        // The new segment is complete; a lost seal only means readers find it by listing.
+        let _ = self.seg.write_all_at(&seal, self.offset);
+        let old = self.seg_path.clone();
+        let old_len = self.offset;
+        self.seg_no = next;
+        self.seg = Arc::new(f);
+        self.seg_path = path;
+        self.reload()?;
+        self.catch_up(sync)?;
+        if let Err(e) = fs::remove_file(&old) {
+            tracing::warn!(file = %old.display(), error = %e, "could not remove a compacted segment");
+        }
+        if self.fsync {
+            let d = sync.lock().unwrap_or_else(|e| e.into_inner());
+            d.locked(|d| d.write(next, written))?;
+        }
+        tracing::info!(segment = next, before = old_len, after = written, jobs = self.index.jobs.len(),
+            took = ?t0.elapsed(), "compacted the log");
+        Ok(())
+    }
+}
+
+/// Bytes after the body's start in a record (the body comes last in `Put` and `Snapshot`).
+fn body_len(rec: &Record<'_>) -> u64 {
+    match rec {
+        Record::Put { body, .. } => body.len() as u64,
+        Record::Snapshot(s) => s.body.len() as u64,
+        _ => 0,
+    }
+}
+
+/// Moves a file the queue cannot use into `<dir>/corrupt/` and says so.
+pub fn move_aside(dir: &Path, path: &Path, why: &str) -> Result<()> {
+    let corrupt = dir.join("corrupt");
+    if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&corrupt)
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(io_err(&corrupt, "create directory")(e));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let dest = corrupt.join(format!("{name}.{}", stamp.as_millis()));
+    fs::rename(path, &dest).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("{why}; moving it to {} failed: {e}", dest.display()),
+    })?;
+    tracing::warn!(file = %path.display(), moved_to = %dest.display(), reason = why,
+        "moved an unusable file out of the queue directory");
+    Ok(())
+}
+
+/// The highest id found in valid records of a damaged file (so that ids are never reused).
+fn salvage_next_id(path: &Path) -> u64 {
+    let Ok(data) = fs::read(path) else { return 0 };
+    let mut next = 0;
+    let mut i = 0;
+    while i + FRAME_LEN <= data.len() {
+        if let Frame::Complete { total, body } = parse_frame(&data[i..])
+            && let Some(rec) = decode(body)
+        {
+            next = next.max(match rec {
+                Record::Put { id, .. } => id + 1,
+                Record::Snapshot(s) => s.id + 1,
+                Record::NextId { next } => next,
+                _ => 0,
+            });
+            i += total;
+        } else {
+            i += 1;
+        }
+    }
+    next
+}
+
+/// Finds the highest valid segment (moving foreign ones aside, removing compacted ones and
+/// leftover temporaries), or creates segment 1. Returns (number, file, path, id floor).
+fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
+    let mut segs = Vec::new();
+    for e in fs::read_dir(dir).map_err(io_err(dir, "list"))? {
+        let e = e.map_err(io_err(dir, "list"))?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix("log.") else {
+            continue;
+        };
+        if rest.ends_with(".tmp") {
+            // Written by a compaction that died (compaction runs under the lock we hold).
+            let _ = fs::remove_file(e.path());
+        } else if let Ok(n) = rest.parse::<u64>() {
+            segs.push(n);
+        } else {
+            move_aside(dir, &e.path(), "not a segment name the queue writes")?;
+        }
+    }
+    segs.sort_unstable_by(|a, b| b.cmp(a));
+    let highest_seen = segs.first().copied().unwrap_or(0);
+    let mut floor = 0;
+    let mut chosen = None;
+    for &n in &segs {
+        let path = segment_path(dir, n);
+        if chosen.is_some() {
+            // Older than the current segment: left over from a compaction.
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        let f = open_file(&path)?;
+        let mut h = [0u8; SEG_HEADER_LEN as usize];
+        let check = match f.read_exact_at(&mut h, 0) {
+            Err(_) => Err("shorter than a segment header"),
+            Ok(()) => parse_segment_header(&h).and_then(|m| {
+                if m == n {
+                    Ok(())
+                } else {
+                    Err("header names another segment")
+                }
+            }),
+        };
+        match check {
+            Ok(()) => chosen = Some((n, f, path)),
+            Err(why) => {
+                floor = floor.max(salvage_next_id(&path));
+                move_aside(dir, &path, why)?;
+            }
+        }
+    }
+    if let Some((n, f, path)) = chosen {
+        return Ok((n, f, path, floor));
+    }
+    let n = highest_seen + 1;
+    let path = segment_path(dir, n);
+    let tmp = dir.join(format!("log.{n}.tmp"));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp, "create"))?;
+    f.write_all_at(&format::segment_header(n), 0)
+        .map_err(io_err(&tmp, "write"))?;
+    if fsync {
+        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
+    }
+    fs::rename(&tmp, &path).map_err(io_err(&tmp, "rename"))?;
+    if fsync {
+        sync_dir(dir)?;
+    }
+    Ok((n, f, path, floor))
+}

@@ -1,0 +1,272 @@
+//! Several processes on one directory, and processes killed with SIGKILL.
+//!
+//! The test binary runs itself as the child: `worker_entry` and `crash_entry` do nothing unless
+//! their environment variable is set, in which case they are the child's work.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use pulpo_filequeue::{Error, FileQueue, Options};
+
+const TOTAL: u64 = 10_000;
+const WORKERS: u64 = 3;
+const TTR: Duration = Duration::from_secs(120);
+
+fn child(test: &str, env: &[(&str, String)]) -> Child {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([test, "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    // The child's own test-harness summary would read like this binary's.
+    c.stdout(std::process::Stdio::null());
+    c.spawn().unwrap()
+}
+
+/// Child: puts its share of the jobs and reserves+deletes until all are gone, writing the ids
+/// it put and reserved to files.
+#[test]
+fn worker_entry() {
+    let Ok(dir) = std::env::var("PULPO_FQ_WORKER_DIR") else {
+        return;
+    };
+    let k: u64 = std::env::var("PULPO_FQ_WORKER").unwrap().parse().unwrap();
+    let dir = PathBuf::from(dir);
+    let q = FileQueue::open(
+        dir.join("q"),
+        Options {
+            fsync: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let share = TOTAL / WORKERS + u64::from(k < TOTAL % WORKERS);
+    let (mut put, mut got) = (Vec::new(), Vec::new());
+    let mut take = |q: &FileQueue, timeout| match q.reserve(&["mp"], Some(timeout)).unwrap() {
+        Some(r) => {
+            assert!(r.body.starts_with(b"w"), "body of job {}", r.id);
+            q.delete(r.id).unwrap();
+            got.push(r.id);
+            true
+        }
+        None => false,
+    };
+    for i in 0..share {
+        put.push(
+            q.put(
+                "mp",
+                (i % 7) as u32,
+                Duration::ZERO,
+                TTR,
+                format!("w{k} {i}").as_bytes(),
+            )
+            .unwrap(),
+        );
+        if i % 2 == 0 {
+            take(&q, Duration::ZERO);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if take(&q, Duration::from_millis(100)) {
+            continue;
+        }
+        let s = q.stats().unwrap();
+        if s.total_jobs == TOTAL && s.current_jobs_ready + s.current_jobs_reserved == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "worker {k} stuck: {s:?}");
+    }
+    let line = |v: &[u64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n");
+    std::fs::write(dir.join(format!("put.{k}")), line(&put)).unwrap();
+    std::fs::write(dir.join(format!("reserved.{k}")), line(&got)).unwrap();
+}
+
+#[test]
+fn three_processes_share_10000_jobs_each_reserved_exactly_once() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_path_buf();
+    let kids: Vec<Child> = (0..WORKERS)
+        .map(|k| {
+            child(
+                "worker_entry",
+                &[
+                    ("PULPO_FQ_WORKER_DIR", dir.display().to_string()),
+                    ("PULPO_FQ_WORKER", k.to_string()),
+                ],
+            )
+        })
+        .collect();
+    for mut c in kids {
+        assert!(c.wait().unwrap().success());
+    }
+    let read = |name: &str| -> Vec<u64> {
+        let s = std::fs::read_to_string(dir.join(name)).unwrap();
+        s.lines().map(|l| l.parse().unwrap()).collect()
+    };
+    let mut put = HashSet::new();
+    let mut reserved = HashMap::<u64, u32>::new();
+    let mut per_worker = Vec::new();
+    for k in 0..WORKERS {
+        for id in read(&format!("put.{k}")) {
+            assert!(put.insert(id), "id {id} given twice");
+        }
+        let got = read(&format!("reserved.{k}"));
+        per_worker.push(got.len());
+        for id in got {
+            *reserved.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(put.len() as u64, TOTAL);
+    assert_eq!(reserved.len() as u64, TOTAL, "every job reserved");
+    assert!(reserved.values().all(|&n| n == 1), "a job reserved twice");
+    assert!(reserved.keys().all(|id| put.contains(id)));
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "every process reserved some: {per_worker:?}"
+    );
+    let q = FileQueue::open(dir.join("q"), Options::default()).unwrap();
+    assert_eq!(q.stats().unwrap().total_jobs, TOTAL);
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// A body that carries its own hash: 8 bytes of FNV-1a, then the payload.
+fn body(seed: u64) -> Vec<u8> {
+    let len = (seed % 3000) as usize;
+    let mut x = seed | 1;
+    let payload: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut b = fnv(&payload).to_le_bytes().to_vec();
+    b.extend_from_slice(&payload);
+    b
+}
+
+fn intact(b: &[u8]) -> bool {
+    b.len() >= 8 && fnv(&b[8..]).to_le_bytes() == b[..8]
+}
+
+/// Child: puts, reserves and deletes with fsync on until killed, logging every acknowledged
+/// operation (fsync'd) to a side file: `P id` after a put, `d id` before and `D id` after a delete.
+#[test]
+fn crash_entry() {
+    let Ok(dir) = std::env::var("PULPO_FQ_CRASH_DIR") else {
+        return;
+    };
+    let round: u64 = std::env::var("PULPO_FQ_CRASH_ROUND").unwrap().parse().unwrap();
+    let dir = PathBuf::from(dir);
+    let q = FileQueue::open(dir.join("q"), Options::default()).unwrap();
+    let mut side = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("acks"))
+        .unwrap();
+    let mut note = |s: String| {
+        side.write_all(s.as_bytes()).unwrap();
+        side.sync_data().unwrap();
+    };
+    for i in 0u64.. {
+        let id = q
+            .put(
+                "crash",
+                0,
+                Duration::ZERO,
+                Duration::from_secs(1),
+                &body(round * 1_000_000 + i),
+            )
+            .unwrap();
+        note(format!("P {id}\n"));
+        if i % 3 != 0
+            && let Some(r) = q.reserve(&["crash"], Some(Duration::ZERO)).unwrap()
+        {
+            assert!(intact(&r.body), "torn body for job {}", r.id);
+            note(format!("d {}\n", r.id));
+            q.delete(r.id).unwrap();
+            note(format!("D {}\n", r.id));
+        }
+    }
+}
+
+fn check_store(dir: &Path) -> usize {
+    let acks = std::fs::read_to_string(dir.join("acks")).unwrap_or_default();
+    let (mut put, mut deleting, mut deleted) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for l in acks.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        let (k, id) = l.trim_end().split_once(' ').unwrap();
+        let id: u64 = id.parse().unwrap();
+        match k {
+            "P" => put.insert(id),
+            "d" => deleting.insert(id),
+            _ => deleted.insert(id),
+        };
+    }
+    let q = FileQueue::open(dir.join("q"), Options::default()).unwrap();
+    for &id in &put {
+        match q.peek(id) {
+            Ok(j) => {
+                assert!(!deleted.contains(&id), "deleted job {id} came back");
+                assert!(intact(&j.body), "job {id} torn");
+            }
+            Err(Error::NotFound { .. }) => {
+                assert!(deleting.contains(&id), "acknowledged put {id} lost");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let next = q.stats().unwrap().next_id;
+    for id in 1..next {
+        if let Ok(j) = q.peek(id) {
+            assert!(intact(&j.body), "job {id} torn");
+        }
+    }
+    // The store keeps working.
+    let id = q
+        .put("after", 0, Duration::ZERO, Duration::from_secs(5), &body(7))
+        .unwrap();
+    assert!(id >= next);
+    let r = q.reserve(&["after"], Some(Duration::ZERO)).unwrap().unwrap();
+    assert_eq!(r.id, id);
+    q.delete(id).unwrap();
+    put.len()
+}
+
+#[test]
+fn killed_writers_lose_nothing_acknowledged_and_leave_nothing_torn() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_path_buf();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut total = 0;
+    for round in 0..5u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut c = child(
+            "crash_entry",
+            &[
+                ("PULPO_FQ_CRASH_DIR", dir.display().to_string()),
+                ("PULPO_FQ_CRASH_ROUND", round.to_string()),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(150 + seed % 500));
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+        total = check_store(&dir);
+    }
+    assert!(total > 0, "the children acknowledged nothing");
+}

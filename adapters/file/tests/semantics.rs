@@ -1,0 +1,546 @@
+//! beanstalkd semantics of the file queue, one behaviour per test.
+
+use std::time::{Duration, Instant};
+
+use pulpo_filequeue::{Error, FileQueue, JobState, NewJob, Options};
+
+const Z: Duration = Duration::ZERO;
+const TTR: Duration = Duration::from_secs(60);
+
+fn opts() -> Options {
+    Options {
+        fsync: false,
+        ..Options::default()
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> FileQueue {
+    FileQueue::open(dir.path().join("q"), opts()).unwrap()
+}
+
+fn poll(q: &FileQueue, watch: &[&str]) -> Option<u64> {
+    q.reserve(watch, Some(Z)).unwrap().map(|r| r.id)
+}
+
+fn not_found(r: Result<impl std::fmt::Debug, Error>, id: u64) {
+    match r {
+        Err(Error::NotFound { id: got }) => assert_eq!(got, id),
+        other => panic!("expected NotFound {id}, got {other:?}"),
+    }
+}
+
+#[test]
+fn lowest_priority_first_then_fifo() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let a = q.put("default", 10, Z, TTR, b"a").unwrap();
+    let b = q.put("default", 5, Z, TTR, b"b").unwrap();
+    let c = q.put("default", 10, Z, TTR, b"c").unwrap();
+    let e = q.put("default", 5, Z, TTR, b"e").unwrap();
+    assert!(a < b && b < c && c < e);
+    let got: Vec<_> = (0..4)
+        .map(|_| q.reserve(&["default"], Some(Z)).unwrap().unwrap())
+        .collect();
+    assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), [b, e, a, c]);
+    assert_eq!(got[0].body, b"b");
+    assert_eq!(poll(&q, &["default"]), None);
+}
+
+#[test]
+fn watch_list_spans_tubes_and_ignores_others() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let x = q.put("x", 7, Z, TTR, b"x").unwrap();
+    let y = q.put("y", 3, Z, TTR, b"y").unwrap();
+    let _z = q.put("z", 0, Z, TTR, b"z").unwrap();
+    assert_eq!(poll(&q, &["x", "y"]), Some(y));
+    assert_eq!(poll(&q, &["x", "y"]), Some(x));
+    assert_eq!(poll(&q, &["x", "y", "nope"]), None);
+    assert!(matches!(
+        q.reserve(&["bad name"], Some(Z)),
+        Err(Error::InvalidTube { .. })
+    ));
+}
+
+#[test]
+fn delayed_job_is_ready_after_its_delay_and_within_100ms() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let t0 = Instant::now();
+    let id = q
+        .put("default", 0, Duration::from_secs(1), TTR, b"later")
+        .unwrap();
+    assert_eq!(q.stats_job(id).unwrap().state, JobState::Delayed);
+    assert_eq!(q.peek_delayed("default").unwrap().unwrap().id, id);
+    assert!(q.peek_ready("default").unwrap().is_none());
+    assert_eq!(poll(&q, &["default"]), None);
+    let r = q
+        .reserve(&["default"], Some(Duration::from_secs(3)))
+        .unwrap()
+        .unwrap();
+    let took = t0.elapsed();
+    assert_eq!(r.id, id);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(1100),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn blocking_reserve_wakes_on_put_from_another_handle() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let q2 = FileQueue::open(d.path().join("q"), opts()).unwrap();
+    let h = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let r = q2.reserve(&["default"], Some(Duration::from_secs(5))).unwrap();
+        (r.map(|r| r.id), t0.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let id = q.put("default", 0, Z, TTR, b"x").unwrap();
+    let (got, took) = h.join().unwrap();
+    assert_eq!(got, Some(id));
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    // And a reserve with a timeout returns None when it ends.
+    let t0 = Instant::now();
+    assert!(
+        q.reserve(&["default"], Some(Duration::from_millis(150)))
+            .unwrap()
+            .is_none()
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(150) && took < Duration::from_millis(300),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn ttr_expiry_makes_the_job_ready_again_and_counts_a_timeout() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let other = FileQueue::open(d.path().join("q"), opts()).unwrap();
+    let id = q.put("default", 0, Z, Duration::ZERO, b"x").unwrap(); // TTR 0 becomes 1 s
+    assert_eq!(q.stats_job(id).unwrap().ttr, Duration::from_secs(1));
+    let t0 = Instant::now();
+    assert_eq!(poll(&q, &["default"]), Some(id));
+    let s = q.stats_job(id).unwrap();
+    assert_eq!(s.state, JobState::Reserved);
+    assert!(s.time_left <= Duration::from_secs(1) && s.time_left > Duration::from_millis(800));
+    let r = other
+        .reserve(&["default"], Some(Duration::from_secs(3)))
+        .unwrap()
+        .unwrap();
+    let took = t0.elapsed();
+    assert_eq!(r.id, id);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(1100),
+        "{took:?}"
+    );
+    let s = other.stats_job(id).unwrap();
+    assert_eq!((s.reserves, s.timeouts), (2, 1));
+    // The first owner lost it: release/bury/touch/delete are NotFound for it now.
+    not_found(q.release(id, 0, Z, None), id);
+    not_found(q.bury(id, 0, None), id);
+    not_found(q.touch(id), id);
+    not_found(q.delete(id), id);
+    other.delete(id).unwrap();
+}
+
+#[test]
+fn expired_reservation_not_taken_again_is_ready_and_old_owner_can_only_delete() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let id = q.put("default", 0, Z, Duration::from_secs(1), b"x").unwrap();
+    assert_eq!(poll(&q, &["default"]), Some(id));
+    std::thread::sleep(Duration::from_millis(1050));
+    assert_eq!(q.stats_job(id).unwrap().state, JobState::Ready);
+    not_found(q.release(id, 0, Z, None), id);
+    q.delete(id).unwrap();
+}
+
+#[test]
+fn touch_extends_the_reservation() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let id = q.put("default", 0, Z, Duration::from_secs(1), b"x").unwrap();
+    assert_eq!(poll(&q, &["default"]), Some(id));
+    std::thread::sleep(Duration::from_millis(600));
+    q.touch(id).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let s = q.stats_job(id).unwrap();
+    assert_eq!((s.state, s.timeouts), (JobState::Reserved, 0));
+    q.delete(id).unwrap();
+}
+
+#[test]
+fn release_with_priority_delay_and_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let id = q.put("default", 5, Z, TTR, b"x").unwrap();
+    assert_eq!(poll(&q, &["default"]), Some(id));
+    q.release(id, 9, Duration::from_millis(300), Some("boom: disk on fire"))
+        .unwrap();
+    let s = q.stats_job(id).unwrap();
+    assert_eq!((s.state, s.pri, s.releases), (JobState::Delayed, 9, 1));
+    assert_eq!(s.delay, Duration::from_millis(300));
+    assert_eq!(s.reason.as_deref(), Some("boom: disk on fire"));
+    assert_eq!(
+        q.peek(id).unwrap().stats.reason.as_deref(),
+        Some("boom: disk on fire")
+    );
+    assert_eq!(poll(&q, &["default"]), None);
+    let t0 = Instant::now();
+    assert_eq!(
+        q.reserve(&["default"], Some(Duration::from_secs(2)))
+            .unwrap()
+            .map(|r| r.id),
+        Some(id)
+    );
+    assert!(t0.elapsed() < Duration::from_millis(400));
+    q.release(id, 1, Z, None).unwrap();
+    let s = q.stats_job(id).unwrap();
+    assert_eq!((s.state, s.pri, s.releases), (JobState::Ready, 1, 2));
+    assert_eq!(
+        s.reason.as_deref(),
+        Some("boom: disk on fire"),
+        "a release without reason keeps the last one"
+    );
+}
+
+#[test]
+fn bury_kick_and_kick_job() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let ids: Vec<u64> = (0..3).map(|i| q.put("t", i, Z, TTR, b"x").unwrap()).collect();
+    for &id in &ids {
+        assert_eq!(poll(&q, &["t"]), Some(id));
+        q.bury(id, 100, Some("fatal")).unwrap();
+    }
+    let delayed = q.put("t", 0, Duration::from_secs(60), TTR, b"d").unwrap();
+    let s = q.stats_job(ids[0]).unwrap();
+    assert_eq!((s.state, s.pri, s.buries), (JobState::Buried, 100, 1));
+    assert_eq!(s.reason.as_deref(), Some("fatal"));
+    assert_eq!(q.peek_buried("t").unwrap().unwrap().id, ids[0]);
+    // kick takes buried first, oldest burial first, bounded.
+    assert_eq!(q.kick("t", 2).unwrap(), 2);
+    assert_eq!(q.stats_job(ids[0]).unwrap().state, JobState::Ready);
+    assert_eq!(q.stats_job(ids[1]).unwrap().kicks, 1);
+    assert_eq!(q.stats_job(ids[2]).unwrap().state, JobState::Buried);
+    assert_eq!(q.kick("t", 10).unwrap(), 1);
+    // No buried left: kick takes delayed ones.
+    assert_eq!(q.kick("t", 10).unwrap(), 1);
+    assert_eq!(q.stats_job(delayed).unwrap().state, JobState::Ready);
+    assert_eq!(q.kick("t", 10).unwrap(), 0);
+    assert_eq!(q.kick("nothing-here", 10).unwrap(), 0);
+    // kick-job: buried or delayed only.
+    let dj = q.put("t", 0, Duration::from_secs(60), TTR, b"d").unwrap();
+    q.kick_job(dj).unwrap();
+    assert_eq!(q.stats_job(dj).unwrap().state, JobState::Ready);
+    not_found(q.kick_job(dj), dj);
+    not_found(q.kick_job(9999), 9999);
+}
+
+#[test]
+fn every_not_found_case() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let other = FileQueue::open(d.path().join("q"), opts()).unwrap();
+    let id = q.put("default", 0, Z, TTR, b"x").unwrap();
+    for missing in [0, 12345] {
+        not_found(q.delete(missing), missing);
+        not_found(q.release(missing, 0, Z, None), missing);
+        not_found(q.bury(missing, 0, None), missing);
+        not_found(q.touch(missing), missing);
+        not_found(q.peek(missing), missing);
+        not_found(q.stats_job(missing), missing);
+        not_found(q.kick_job(missing), missing);
+    }
+    // Not reserved: release, bury and touch are refused.
+    not_found(q.release(id, 0, Z, None), id);
+    not_found(q.bury(id, 0, None), id);
+    not_found(q.touch(id), id);
+    // Reserved by another handle: only that handle may act on it.
+    assert_eq!(poll(&other, &["default"]), Some(id));
+    not_found(q.release(id, 0, Z, None), id);
+    not_found(q.bury(id, 0, None), id);
+    not_found(q.touch(id), id);
+    not_found(q.delete(id), id);
+    not_found(q.kick_job(id), id);
+    other.delete(id).unwrap();
+    not_found(other.delete(id), id);
+    assert!(matches!(
+        q.stats_tube("never-used"),
+        Err(Error::TubeNotFound { .. })
+    ));
+}
+
+#[test]
+fn delete_in_every_allowed_state() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let ready = q.put("default", 0, Z, TTR, b"r").unwrap();
+    let delayed = q.put("default", 0, Duration::from_secs(60), TTR, b"d").unwrap();
+    let buried = q.put("default", 1, Z, TTR, b"b").unwrap();
+    let reserved = q.put("default", 2, Z, TTR, b"v").unwrap();
+    q.delete(ready).unwrap();
+    assert_eq!(poll(&q, &["default"]), Some(buried));
+    q.bury(buried, 1, None).unwrap();
+    assert_eq!(poll(&q, &["default"]), Some(reserved));
+    for id in [delayed, buried, reserved] {
+        q.delete(id).unwrap();
+    }
+    assert_eq!(q.stats().unwrap().current_jobs_ready, 0);
+    assert_eq!(q.stats_tube("default").unwrap().cmd_delete, 4);
+}
+
+#[test]
+fn job_size_limit_is_inclusive() {
+    let d = tempfile::tempdir().unwrap();
+    let q = FileQueue::open(
+        d.path().join("q"),
+        Options {
+            max_job_size: 100,
+            ..opts()
+        },
+    )
+    .unwrap();
+    q.put("default", 0, Z, TTR, &[7u8; 100]).unwrap();
+    match q.put("default", 0, Z, TTR, &[7u8; 101]) {
+        Err(Error::JobTooBig { size: 101, max: 100 }) => {}
+        other => panic!("{other:?}"),
+    }
+    let dflt = open(&d);
+    dflt.put("default", 0, Z, TTR, &vec![1u8; 65_535]).unwrap();
+    assert!(matches!(
+        dflt.put("default", 0, Z, TTR, &vec![1u8; 65_536]),
+        Err(Error::JobTooBig { .. })
+    ));
+    assert!(matches!(
+        q.put("-bad", 0, Z, TTR, b""),
+        Err(Error::InvalidTube { .. })
+    ));
+    assert_eq!(q.put("default", 0, Z, TTR, b"").map(|_| ()).unwrap(), ());
+}
+
+#[test]
+fn pause_skips_a_tube_until_the_pause_ends() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let a = q.put("a", 0, Z, TTR, b"a").unwrap();
+    let b = q.put("b", 9, Z, TTR, b"b").unwrap();
+    q.pause_tube("a", Duration::from_secs(1)).unwrap();
+    let s = q.stats_tube("a").unwrap();
+    assert_eq!((s.pause, s.cmd_pause_tube), (Duration::from_secs(1), 1));
+    assert!(s.pause_time_left > Duration::from_millis(800));
+    assert_eq!(poll(&q, &["a", "b"]), Some(b));
+    let t0 = Instant::now();
+    assert_eq!(
+        q.reserve(&["a"], Some(Duration::from_secs(3)))
+            .unwrap()
+            .map(|r| r.id),
+        Some(a)
+    );
+    let took = t0.elapsed();
+    assert!(
+        took > Duration::from_millis(800) && took < Duration::from_millis(1100),
+        "{took:?}"
+    );
+    let s = q.stats_tube("a").unwrap();
+    assert_eq!((s.pause, s.pause_time_left), (Z, Z));
+    // A paused empty tube still exists.
+    q.pause_tube("empty", Duration::from_secs(60)).unwrap();
+    assert!(q.list_tubes().unwrap().contains(&"empty".to_string()));
+}
+
+#[test]
+fn every_peek() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    assert!(q.peek_ready("t").unwrap().is_none());
+    assert!(q.peek_delayed("t").unwrap().is_none());
+    assert!(q.peek_buried("t").unwrap().is_none());
+    let r1 = q.put("t", 5, Z, TTR, b"r1").unwrap();
+    let r0 = q.put("t", 1, Z, TTR, b"r0").unwrap();
+    let d2 = q.put("t", 0, Duration::from_secs(20), TTR, b"d2").unwrap();
+    let _d1 = q.put("t", 0, Duration::from_secs(30), TTR, b"d1").unwrap();
+    let p = q.peek_ready("t").unwrap().unwrap();
+    assert_eq!((p.id, p.body.as_slice()), (r0, &b"r0"[..]));
+    assert_eq!(q.peek_delayed("t").unwrap().unwrap().id, d2);
+    assert_eq!(poll(&q, &["t"]), Some(r0));
+    q.bury(r0, 0, Some("why")).unwrap();
+    let p = q.peek_buried("t").unwrap().unwrap();
+    assert_eq!((p.id, p.stats.reason.as_deref()), (r0, Some("why")));
+    let p = q.peek(r1).unwrap();
+    assert_eq!((p.body.as_slice(), p.stats.state), (&b"r1"[..], JobState::Ready));
+}
+
+#[test]
+fn stats_job_tube_and_queue_fields() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let id = q
+        .put("s", 7, Duration::from_secs(5), Duration::from_secs(30), b"x")
+        .unwrap();
+    q.put("s", 2000, Z, TTR, b"y").unwrap();
+    q.put("s", 3, Z, TTR, b"z").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let s = q.stats_job(id).unwrap();
+    assert_eq!(s.id, id);
+    assert_eq!(s.tube, "s");
+    assert_eq!(s.state, JobState::Delayed);
+    assert_eq!(s.pri, 7);
+    assert!(s.age >= Duration::from_millis(50) && s.age < Duration::from_secs(2));
+    assert_eq!(s.delay, Duration::from_secs(5));
+    assert_eq!(s.ttr, Duration::from_secs(30));
+    assert!(s.time_left <= Duration::from_secs(5) && s.time_left > Duration::from_secs(4));
+    assert_eq!(
+        (s.file, s.reserves, s.timeouts, s.releases, s.buries, s.kicks),
+        (0, 0, 0, 0, 0, 0)
+    );
+    assert_eq!(s.reason, None);
+    let r = q.reserve(&["s"], Some(Z)).unwrap().unwrap();
+    let t = q.stats_tube("s").unwrap();
+    assert_eq!(t.name, "s");
+    assert_eq!(
+        (
+            t.current_jobs_urgent,
+            t.current_jobs_ready,
+            t.current_jobs_reserved,
+            t.current_jobs_delayed
+        ),
+        (0, 1, 1, 1)
+    );
+    assert_eq!(
+        (
+            t.current_jobs_buried,
+            t.total_jobs,
+            t.cmd_delete,
+            t.cmd_pause_tube
+        ),
+        (0, 3, 0, 0)
+    );
+    assert_eq!(
+        (t.current_using, t.current_waiting, t.current_watching),
+        (0, 0, 0)
+    );
+    q.bury(r.id, 1, None).unwrap();
+    let g = q.stats().unwrap();
+    assert_eq!(
+        (
+            g.current_jobs_urgent,
+            g.current_jobs_ready,
+            g.current_jobs_reserved
+        ),
+        (0, 1, 0)
+    );
+    assert_eq!(
+        (g.current_jobs_delayed, g.current_jobs_buried, g.total_jobs),
+        (1, 1, 3)
+    );
+    assert_eq!(g.current_tubes, 2);
+    assert_eq!(q.list_tubes().unwrap(), ["default", "s"]);
+    // A handle waiting on a tube shows in current-waiting.
+    let q2 = q.clone();
+    let h = std::thread::spawn(move || q2.reserve(&["w"], Some(Duration::from_millis(400))).unwrap());
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(q.stats_tube("w").unwrap().current_waiting, 1);
+    assert!(h.join().unwrap().is_none());
+}
+
+#[test]
+fn put_many_gives_consecutive_ids() {
+    let d = tempfile::tempdir().unwrap();
+    let q = open(&d);
+    let jobs: Vec<NewJob> = (0..5)
+        .map(|_| NewJob {
+            pri: 1,
+            delay: Z,
+            ttr: TTR,
+            body: b"many",
+        })
+        .collect();
+    let ids = q.put_many("default", &jobs).unwrap();
+    assert_eq!(ids.windows(2).filter(|w| w[1] == w[0] + 1).count(), 4);
+    assert_eq!(q.stats().unwrap().current_jobs_ready, 5);
+}
+
+#[test]
+fn reopen_keeps_everything_and_never_reuses_ids() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("q");
+    let (a, b, c);
+    {
+        let q = FileQueue::open(&path, Options::default()).unwrap();
+        a = q.put("x", 3, Z, TTR, b"a").unwrap();
+        b = q.put("x", 4, Duration::from_secs(60), TTR, b"b").unwrap();
+        c = q.put("x", 1, Z, TTR, b"c").unwrap();
+        assert_eq!(poll(&q, &["x"]), Some(c));
+        q.bury(c, 2, Some("kept")).unwrap();
+        q.pause_tube("x", Duration::from_secs(60)).unwrap();
+        let last = q.put("x", 0, Z, TTR, b"gone").unwrap();
+        q.delete(last).unwrap();
+    }
+    let q = FileQueue::open(&path, Options::default()).unwrap();
+    assert_eq!(q.stats_job(a).unwrap().state, JobState::Ready);
+    assert_eq!(q.stats_job(b).unwrap().state, JobState::Delayed);
+    let s = q.stats_job(c).unwrap();
+    assert_eq!(
+        (s.state, s.pri, s.reason.as_deref()),
+        (JobState::Buried, 2, Some("kept"))
+    );
+    assert_eq!(q.peek(a).unwrap().body, b"a");
+    assert!(q.stats_tube("x").unwrap().pause_time_left > Duration::from_secs(50));
+    let next = q.put("x", 0, Z, TTR, b"new").unwrap();
+    assert_eq!(next, c + 2, "the deleted job's id is not reused");
+    // Compaction keeps state, counters and the id sequence.
+    q.compact().unwrap();
+    drop(q);
+    let q = FileQueue::open(&path, Options::default()).unwrap();
+    assert_eq!(q.stats().unwrap().segment, 2);
+    let s = q.stats_job(c).unwrap();
+    assert_eq!(
+        (s.state, s.buries, s.reserves, s.reason.as_deref()),
+        (JobState::Buried, 1, 1, Some("kept"))
+    );
+    assert_eq!(q.peek(next).unwrap().body, b"new");
+    assert_eq!(q.stats_tube("x").unwrap().total_jobs, 5);
+    assert_eq!(q.stats_tube("x").unwrap().cmd_delete, 1);
+    assert!(q.put("x", 0, Z, TTR, b"after").unwrap() > next);
+}
+
+#[test]
+fn compaction_happens_by_itself_and_other_handles_follow() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("q");
+    let o = Options {
+        fsync: false,
+        compact_min_bytes: 64 << 10,
+        ..Options::default()
+    };
+    let q = FileQueue::open(&path, o.clone()).unwrap();
+    let other = FileQueue::open(&path, o).unwrap();
+    let keep = q.put("k", 0, Z, TTR, b"keep me").unwrap();
+    for i in 0..2000u32 {
+        let id = q.put("t", 0, Z, TTR, &i.to_le_bytes().repeat(16)).unwrap();
+        q.delete(id).unwrap();
+    }
+    let s = q.stats().unwrap();
+    assert!(s.segment > 1, "{s:?}");
+    assert!(s.log_bytes < 64 << 10);
+    assert_eq!(other.peek(keep).unwrap().body, b"keep me");
+    assert_eq!(other.stats().unwrap().segment, s.segment);
+    let n = other.put("t", 0, Z, TTR, b"x").unwrap();
+    assert_eq!(q.peek(n).unwrap().body, b"x");
+    let logs = std::fs::read_dir(&path)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("log.")
+        })
+        .count();
+    assert_eq!(logs, 1, "old segments are removed");
+}

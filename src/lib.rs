@@ -2,6 +2,9 @@
 //! reserves them from a queue, routes each to the handler its `request_type`
 //! maps to, and settles the job by the handler's outcome.
 
+pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod handler;
 pub mod message;
+pub mod queue;

@@ -1,9 +1,683 @@
-//! The async client (to be written).
+//! The async client: one connection (TCP or Unix socket) framed by the
+//! [`ClientCodec`], with every command as a method that sends it, reads the
+//! reply, and turns the replies it does not expect into typed errors.
+//!
+//! A connection whose state is unknown — closed, failed, a corrupt reply, or
+//! a call cancelled while its command was in flight — is marked broken and
+//! refuses further commands until [`Client::reconnect`], which also restores
+//! the used tube and the watch list.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_util::codec::Framed;
+
+use crate::error::{Error, Result, ServerError};
+use crate::proto::{
+    ClientCodec, Command, DEFAULT_MAX_BODY, DEFAULT_MAX_DOCUMENT, DEFAULT_MAX_LINE, JobStats, Reply,
+    ServerStats, TubeName, TubeStats, parse_tube_list,
+};
+
+/// How many commands [`Client::pipeline`] keeps in flight before it waits for
+/// replies: beanstalkd answers each command before reading the next, so an
+/// unbounded pipeline could fill both socket buffers and deadlock.
+const PIPELINE_WINDOW: usize = 256;
 
 /// Connection options.
 #[derive(Debug, Clone)]
-pub struct ConnectOptions;
+pub struct ConnectOptions {
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// The longest reply line accepted, CRLF included.
+    pub max_line: usize,
+    /// The largest job body sent or accepted.
+    pub max_body: usize,
+    /// The largest YAML document (stats, tube lists) accepted.
+    pub max_document: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(5),
+            max_line: DEFAULT_MAX_LINE,
+            max_body: DEFAULT_MAX_BODY,
+            max_document: DEFAULT_MAX_DOCUMENT,
+        }
+    }
+}
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `HOST:PORT`.
+    Tcp(String),
+    /// `unix:/path/to/socket`.
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// Parses `HOST:PORT` or `unix:/path`.
+    pub fn parse(address: &str) -> Result<Address> {
+        let invalid = |reason: &str| Error::InvalidAddress {
+            address: address.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(path) = address.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(invalid("the socket path is empty"));
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        let Some((host, port)) = address.rsplit_once(':') else {
+            return Err(invalid("there is no port"));
+        };
+        if host.is_empty() {
+            return Err(invalid("the host is empty"));
+        }
+        if port.parse::<u16>().is_err() {
+            return Err(invalid("the port is not a number from 0 to 65535"));
+        }
+        Ok(Address::Tcp(address.to_owned()))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => f.write_str(addr),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A job as reserve and peek return it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The job id.
+    pub id: u64,
+    /// The body, verbatim.
+    pub body: Bytes,
+}
+
+/// One job of a [`Client::put_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutJob {
+    /// 0 is most urgent.
+    pub priority: u32,
+    /// Seconds before the job is ready.
+    pub delay: u32,
+    /// Seconds a worker may hold it.
+    pub ttr: u32,
+    /// The body.
+    pub body: Bytes,
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A connection to beanstalkd.
-#[derive(Debug)]
-pub struct Client;
+pub struct Client {
+    conn: Framed<Box<dyn Io>, ClientCodec>,
+    address: Address,
+    label: String,
+    options: ConnectOptions,
+    used: TubeName,
+    watched: Vec<TubeName>,
+    /// Set while a command is in flight and left set when it failed or was
+    /// cancelled: the stream may hold a stray reply, so it is not reused.
+    broken: bool,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.label)
+            .field("used", &self.used)
+            .field("watched", &self.watched)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+async fn open(address: &Address, options: &ConnectOptions) -> Result<Framed<Box<dyn Io>, ClientCodec>> {
+    let label = address.to_string();
+    let connect = async {
+        let io: Box<dyn Io> = match address {
+            Address::Tcp(addr) => {
+                let stream = TcpStream::connect(addr.as_str()).await?;
+                stream.set_nodelay(true)?;
+                Box::new(stream)
+            }
+            Address::Unix(path) => Box::new(UnixStream::connect(path).await?),
+        };
+        Ok::<_, std::io::Error>(io)
+    };
+    let io = match tokio::time::timeout(options.connect_timeout, connect).await {
+        Err(_) => {
+            return Err(Error::ConnectTimeout {
+                address: label,
+                timeout: options.connect_timeout,
+            });
+        }
+        Ok(Err(source)) => {
+            return Err(Error::Connect {
+                address: label,
+                source,
+            });
+        }
+        Ok(Ok(io)) => io,
+    };
+    let codec = ClientCodec::new(options.max_line, options.max_body).with_max_document(options.max_document);
+    Ok(Framed::new(io, codec))
+}
+
+fn unexpected(command: &'static str, reply: Reply) -> Error {
+    let server = |error| Error::Server { command, error };
+    match reply {
+        Reply::NotFound => server(ServerError::NotFound),
+        Reply::Buried { id: Some(id) } => server(ServerError::Buried { id }),
+        Reply::JobTooBig => server(ServerError::JobTooBig),
+        Reply::Draining => server(ServerError::Draining),
+        Reply::DeadlineSoon => server(ServerError::DeadlineSoon),
+        Reply::TimedOut => server(ServerError::TimedOut),
+        Reply::NotIgnored => server(ServerError::NotIgnored),
+        Reply::ExpectedCrlf => server(ServerError::ExpectedCrlf),
+        Reply::BadFormat => server(ServerError::BadFormat),
+        Reply::UnknownCommand => server(ServerError::UnknownCommand),
+        Reply::OutOfMemory => server(ServerError::OutOfMemory),
+        Reply::InternalError => server(ServerError::InternalError),
+        other => Error::Unexpected {
+            command,
+            reply: format!("{other:?}"),
+        },
+    }
+}
+
+impl Client {
+    /// Connects to `address` (`HOST:PORT` or `unix:/path`) with default options.
+    pub async fn connect(address: &str) -> Result<Client> {
+        Client::connect_with(address, ConnectOptions::default()).await
+    }
+
+    /// Connects with `options`; fails after `options.connect_timeout`.
+    pub async fn connect_with(address: &str, options: ConnectOptions) -> Result<Client> {
+        let address = Address::parse(address)?;
+        let conn = open(&address, &options).await?;
+        Ok(Client {
+            conn,
+            label: address.to_string(),
+            address,
+            options,
+            used: TubeName::default_tube(),
+            watched: vec![TubeName::default_tube()],
+            broken: false,
+        })
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The tube `put` goes to (as the server confirmed it).
+    pub fn used_tube(&self) -> &TubeName {
+        &self.used
+    }
+
+    /// The tubes reserve watches (as the server confirmed them).
+    pub fn watched(&self) -> &[TubeName] {
+        &self.watched
+    }
+
+    /// Whether the connection is unusable until [`Client::reconnect`].
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn closed(&self) -> Error {
+        Error::Closed {
+            address: self.label.clone(),
+        }
+    }
+
+    async fn read_reply(&mut self) -> Result<Reply> {
+        match self.conn.next().await {
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(err)) => Err(Error::from_codec(err, &self.label)),
+            None => Err(self.closed()),
+        }
+    }
+
+    /// Sends one command and reads its reply, whatever it is.
+    pub async fn send(&mut self, cmd: &Command) -> Result<Reply> {
+        if self.broken {
+            return Err(self.closed());
+        }
+        self.broken = true;
+        self.conn
+            .send(cmd)
+            .await
+            .map_err(|err| Error::from_codec(err, &self.label))?;
+        let reply = self.read_reply().await?;
+        self.broken = false;
+        Ok(reply)
+    }
+
+    /// Sends many commands with up to a window of them in flight; returns
+    /// every reply, in order.
+    pub async fn pipeline(&mut self, cmds: &[Command]) -> Result<Vec<Reply>> {
+        if self.broken {
+            return Err(self.closed());
+        }
+        self.broken = true;
+        let mut replies = Vec::with_capacity(cmds.len());
+        let mut sent = 0;
+        while replies.len() < cmds.len() {
+            if sent < cmds.len() && sent - replies.len() < PIPELINE_WINDOW {
+                let end = cmds.len().min(replies.len() + PIPELINE_WINDOW);
+                for cmd in &cmds[sent..end] {
+                    self.conn
+                        .feed(cmd)
+                        .await
+                        .map_err(|err| Error::from_codec(err, &self.label))?;
+                }
+                sent = end;
+                SinkExt::<&Command>::flush(&mut self.conn)
+                    .await
+                    .map_err(|err| Error::from_codec(err, &self.label))?;
+            }
+            replies.push(self.read_reply().await?);
+        }
+        self.broken = false;
+        Ok(replies)
+    }
+
+    /// Opens a new connection to the same address and restores the used tube
+    /// and the watch list.
+    pub async fn reconnect(&mut self) -> Result<()> {
+        self.broken = true;
+        self.conn = open(&self.address, &self.options).await?;
+        self.broken = false;
+        let used = std::mem::replace(&mut self.used, TubeName::default_tube());
+        let watched = std::mem::replace(&mut self.watched, vec![TubeName::default_tube()]);
+        if used.as_str() != "default" {
+            self.use_tube(used.as_str()).await?;
+        }
+        for tube in &watched {
+            if tube.as_str() != "default" {
+                self.watch(tube.as_str()).await?;
+            }
+        }
+        if !watched.iter().any(|t| t.as_str() == "default") {
+            self.ignore("default").await?;
+        }
+        Ok(())
+    }
+
+    /// Puts a job into the used tube; returns its id.
+    ///
+    /// ```text
+    /// put <pri> <delay> <ttr> <bytes>\r\n<data>\r\n  ->  INSERTED <id>\r\n
+    /// ```
+    pub async fn put(&mut self, priority: u32, delay: u32, ttr: u32, body: impl Into<Bytes>) -> Result<u64> {
+        match self
+            .send(&Command::Put {
+                priority,
+                delay,
+                ttr,
+                body: body.into(),
+            })
+            .await?
+        {
+            Reply::Inserted { id } => Ok(id),
+            other => Err(unexpected("put", other)),
+        }
+    }
+
+    /// Puts many jobs, pipelined; one result per job. The outer error means
+    /// the connection was lost (jobs before it may be stored).
+    pub async fn put_batch(&mut self, jobs: &[PutJob]) -> Result<Vec<Result<u64>>> {
+        let cmds: Vec<Command> = jobs
+            .iter()
+            .map(|j| Command::Put {
+                priority: j.priority,
+                delay: j.delay,
+                ttr: j.ttr,
+                body: j.body.clone(),
+            })
+            .collect();
+        let replies = self.pipeline(&cmds).await?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| match reply {
+                Reply::Inserted { id } => Ok(id),
+                other => Err(unexpected("put", other)),
+            })
+            .collect())
+    }
+
+    /// Chooses the tube later puts go to.
+    ///
+    /// ```text
+    /// use <tube>\r\n  ->  USING <tube>\r\n
+    /// ```
+    pub async fn use_tube(&mut self, tube: &str) -> Result<TubeName> {
+        let tube = TubeName::new(tube)?;
+        match self.send(&Command::Use { tube }).await? {
+            Reply::Using { tube } => {
+                self.used = tube.clone();
+                Ok(tube)
+            }
+            other => Err(unexpected("use", other)),
+        }
+    }
+
+    async fn reserve_reply(&mut self, command: &'static str, cmd: Command) -> Result<Job> {
+        match self.send(&cmd).await? {
+            Reply::Reserved { id, body } => Ok(Job { id, body }),
+            other => Err(unexpected(command, other)),
+        }
+    }
+
+    /// Waits for a job from the watched tubes.
+    ///
+    /// ```text
+    /// reserve\r\n  ->  RESERVED <id> <bytes>\r\n<data>\r\n | DEADLINE_SOON\r\n
+    /// ```
+    pub async fn reserve(&mut self) -> Result<Job> {
+        self.reserve_reply("reserve", Command::Reserve).await
+    }
+
+    /// Waits up to `timeout_secs` (0 = poll) for a job.
+    ///
+    /// ```text
+    /// reserve-with-timeout <secs>\r\n  ->  RESERVED ... | TIMED_OUT\r\n | DEADLINE_SOON\r\n
+    /// ```
+    pub async fn reserve_with_timeout(&mut self, timeout_secs: u32) -> Result<Job> {
+        self.reserve_reply(
+            "reserve-with-timeout",
+            Command::ReserveWithTimeout {
+                timeout: timeout_secs,
+            },
+        )
+        .await
+    }
+
+    /// Reserves a job by id.
+    ///
+    /// ```text
+    /// reserve-job <id>\r\n  ->  RESERVED ... | NOT_FOUND\r\n
+    /// ```
+    pub async fn reserve_job(&mut self, id: u64) -> Result<Job> {
+        self.reserve_reply("reserve-job", Command::ReserveJob { id })
+            .await
+    }
+
+    async fn expect(&mut self, command: &'static str, cmd: Command, want: Reply) -> Result<()> {
+        match self.send(&cmd).await? {
+            reply if reply == want => Ok(()),
+            other => Err(unexpected(command, other)),
+        }
+    }
+
+    /// Deletes a job.
+    ///
+    /// ```text
+    /// delete <id>\r\n  ->  DELETED\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn delete(&mut self, id: u64) -> Result<()> {
+        self.expect("delete", Command::Delete { id }, Reply::Deleted)
+            .await
+    }
+
+    /// Releases a reserved job.
+    ///
+    /// ```text
+    /// release <id> <pri> <delay>\r\n  ->  RELEASED\r\n | BURIED\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn release(&mut self, id: u64, priority: u32, delay: u32) -> Result<()> {
+        match self.send(&Command::Release { id, priority, delay }).await? {
+            Reply::Released => Ok(()),
+            Reply::Buried { id: None } => Err(Error::Server {
+                command: "release",
+                error: ServerError::Buried { id },
+            }),
+            other => Err(unexpected("release", other)),
+        }
+    }
+
+    /// Buries a reserved job.
+    ///
+    /// ```text
+    /// bury <id> <pri>\r\n  ->  BURIED\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn bury(&mut self, id: u64, priority: u32) -> Result<()> {
+        self.expect("bury", Command::Bury { id, priority }, Reply::Buried { id: None })
+            .await
+    }
+
+    /// Restarts a reserved job's TTR.
+    ///
+    /// ```text
+    /// touch <id>\r\n  ->  TOUCHED\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn touch(&mut self, id: u64) -> Result<()> {
+        self.expect("touch", Command::Touch { id }, Reply::Touched).await
+    }
+
+    /// Adds a tube to the watch list; returns the list's length.
+    ///
+    /// ```text
+    /// watch <tube>\r\n  ->  WATCHING <count>\r\n
+    /// ```
+    pub async fn watch(&mut self, tube: &str) -> Result<u64> {
+        let tube = TubeName::new(tube)?;
+        match self.send(&Command::Watch { tube: tube.clone() }).await? {
+            Reply::Watching { count } => {
+                if !self.watched.contains(&tube) {
+                    self.watched.push(tube);
+                }
+                Ok(count)
+            }
+            other => Err(unexpected("watch", other)),
+        }
+    }
+
+    /// Removes a tube from the watch list; returns the list's length.
+    ///
+    /// ```text
+    /// ignore <tube>\r\n  ->  WATCHING <count>\r\n | NOT_IGNORED\r\n
+    /// ```
+    pub async fn ignore(&mut self, tube: &str) -> Result<u64> {
+        let tube = TubeName::new(tube)?;
+        match self.send(&Command::Ignore { tube: tube.clone() }).await? {
+            Reply::Watching { count } => {
+                self.watched.retain(|t| *t != tube);
+                Ok(count)
+            }
+            other => Err(unexpected("ignore", other)),
+        }
+    }
+
+    async fn peek_reply(&mut self, command: &'static str, cmd: Command) -> Result<Job> {
+        match self.send(&cmd).await? {
+            Reply::Found { id, body } => Ok(Job { id, body }),
+            other => Err(unexpected(command, other)),
+        }
+    }
+
+    /// Looks at a job by id.
+    ///
+    /// ```text
+    /// peek <id>\r\n  ->  FOUND <id> <bytes>\r\n<data>\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn peek(&mut self, id: u64) -> Result<Job> {
+        self.peek_reply("peek", Command::Peek { id }).await
+    }
+
+    /// Looks at the next ready job of the used tube.
+    ///
+    /// ```text
+    /// peek-ready\r\n  ->  FOUND ... | NOT_FOUND\r\n
+    /// ```
+    pub async fn peek_ready(&mut self) -> Result<Job> {
+        self.peek_reply("peek-ready", Command::PeekReady).await
+    }
+
+    /// Looks at the delayed job of the used tube with the least delay left.
+    ///
+    /// ```text
+    /// peek-delayed\r\n  ->  FOUND ... | NOT_FOUND\r\n
+    /// ```
+    pub async fn peek_delayed(&mut self) -> Result<Job> {
+        self.peek_reply("peek-delayed", Command::PeekDelayed).await
+    }
+
+    /// Looks at the next buried job of the used tube.
+    ///
+    /// ```text
+    /// peek-buried\r\n  ->  FOUND ... | NOT_FOUND\r\n
+    /// ```
+    pub async fn peek_buried(&mut self) -> Result<Job> {
+        self.peek_reply("peek-buried", Command::PeekBuried).await
+    }
+
+    /// Kicks up to `bound` buried (else delayed) jobs of the used tube.
+    ///
+    /// ```text
+    /// kick <bound>\r\n  ->  KICKED <count>\r\n
+    /// ```
+    pub async fn kick(&mut self, bound: u64) -> Result<u64> {
+        match self.send(&Command::Kick { bound }).await? {
+            Reply::Kicked { count: Some(count) } => Ok(count),
+            other => Err(unexpected("kick", other)),
+        }
+    }
+
+    /// Kicks one buried or delayed job.
+    ///
+    /// ```text
+    /// kick-job <id>\r\n  ->  KICKED\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn kick_job(&mut self, id: u64) -> Result<()> {
+        self.expect("kick-job", Command::KickJob { id }, Reply::Kicked { count: None })
+            .await
+    }
+
+    async fn document(&mut self, command: &'static str, cmd: Command) -> Result<Bytes> {
+        match self.send(&cmd).await? {
+            Reply::Ok { data } => Ok(data),
+            other => Err(unexpected(command, other)),
+        }
+    }
+
+    /// A job's statistics.
+    ///
+    /// ```text
+    /// stats-job <id>\r\n  ->  OK <bytes>\r\n<yaml>\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn stats_job(&mut self, id: u64) -> Result<JobStats> {
+        Ok(JobStats::parse(
+            &self.document("stats-job", Command::StatsJob { id }).await?,
+        )?)
+    }
+
+    /// A tube's statistics.
+    ///
+    /// ```text
+    /// stats-tube <tube>\r\n  ->  OK <bytes>\r\n<yaml>\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn stats_tube(&mut self, tube: &str) -> Result<TubeStats> {
+        let tube = TubeName::new(tube)?;
+        Ok(TubeStats::parse(
+            &self.document("stats-tube", Command::StatsTube { tube }).await?,
+        )?)
+    }
+
+    /// The server's statistics.
+    ///
+    /// ```text
+    /// stats\r\n  ->  OK <bytes>\r\n<yaml>\r\n
+    /// ```
+    pub async fn stats(&mut self) -> Result<ServerStats> {
+        Ok(ServerStats::parse(
+            &self.document("stats", Command::Stats).await?,
+        )?)
+    }
+
+    /// All existing tubes.
+    ///
+    /// ```text
+    /// list-tubes\r\n  ->  OK <bytes>\r\n<yaml list>\r\n
+    /// ```
+    pub async fn list_tubes(&mut self) -> Result<Vec<TubeName>> {
+        Ok(parse_tube_list(
+            &self.document("list-tubes", Command::ListTubes).await?,
+        )?)
+    }
+
+    /// The tube this connection uses.
+    ///
+    /// ```text
+    /// list-tube-used\r\n  ->  USING <tube>\r\n
+    /// ```
+    pub async fn list_tube_used(&mut self) -> Result<TubeName> {
+        match self.send(&Command::ListTubeUsed).await? {
+            Reply::Using { tube } => Ok(tube),
+            other => Err(unexpected("list-tube-used", other)),
+        }
+    }
+
+    /// The tubes this connection watches.
+    ///
+    /// ```text
+    /// list-tubes-watched\r\n  ->  OK <bytes>\r\n<yaml list>\r\n
+    /// ```
+    pub async fn list_tubes_watched(&mut self) -> Result<Vec<TubeName>> {
+        Ok(parse_tube_list(
+            &self
+                .document("list-tubes-watched", Command::ListTubesWatched)
+                .await?,
+        )?)
+    }
+
+    /// Holds back reservations from a tube for `delay_secs`.
+    ///
+    /// ```text
+    /// pause-tube <tube> <delay>\r\n  ->  PAUSED\r\n | NOT_FOUND\r\n
+    /// ```
+    pub async fn pause_tube(&mut self, tube: &str, delay_secs: u32) -> Result<()> {
+        let tube = TubeName::new(tube)?;
+        self.expect(
+            "pause-tube",
+            Command::PauseTube {
+                tube,
+                delay: delay_secs,
+            },
+            Reply::Paused,
+        )
+        .await
+    }
+
+    /// Closes the connection politely.
+    ///
+    /// ```text
+    /// quit\r\n
+    /// ```
+    pub async fn quit(mut self) -> Result<()> {
+        if self.broken {
+            return Ok(());
+        }
+        self.conn
+            .send(&Command::Quit)
+            .await
+            .map_err(|err| Error::from_codec(err, &self.label))?;
+        Ok(())
+    }
+}

@@ -12,7 +12,7 @@ pub mod client;
 pub mod error;
 pub mod proto;
 
-pub use client::{Client, ConnectOptions};
+pub use client::{Address, Client, ConnectOptions, Job, PutJob};
 pub use error::{Error, Result, ServerError};
 pub use proto::{
     ClientCodec, CodecError, Command, JobState, JobStats, ProtocolError, Reply, ServerCodec, ServerStats,

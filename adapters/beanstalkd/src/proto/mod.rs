@@ -8,7 +8,9 @@ mod reply;
 mod stats;
 mod tube;
 
-pub use codec::{ClientCodec, CodecError, DEFAULT_MAX_BODY, DEFAULT_MAX_LINE, ServerCodec};
+pub use codec::{
+    ClientCodec, CodecError, DEFAULT_MAX_BODY, DEFAULT_MAX_DOCUMENT, DEFAULT_MAX_LINE, ServerCodec,
+};
 pub use command::Command;
 pub use reply::Reply;
 pub use stats::{JobState, JobStats, ServerStats, TubeStats, parse_tube_list, tube_list_to_yaml};

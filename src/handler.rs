@@ -1,0 +1,164 @@
+//! The handler API: what a job's code gets (the whole [`Message`] and a
+//! [`Context`]) and what it returns (an [`Outcome`]). The runner — never the
+//! handler — deletes, releases or buries the job by that outcome.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::message::Message;
+
+/// What a handler decided about its job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done: the runner publishes `follow_ups`, then deletes the job.
+    Success {
+        /// Messages to publish before the job is deleted.
+        follow_ups: Vec<Message>,
+    },
+    /// Failed in a way worth retrying: released with back-off while attempts
+    /// are left, else buried.
+    Transient {
+        /// Why, for the log and the queue's stored reason.
+        reason: String,
+        /// Retry after exactly this long instead of the back-off policy's delay.
+        delay: Option<Duration>,
+    },
+    /// Failed for good: buried.
+    Fatal {
+        /// Why, for the log and the queue's stored reason.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// Success with no follow-up messages.
+    pub fn success() -> Outcome {
+        Outcome::Success {
+            follow_ups: Vec::new(),
+        }
+    }
+
+    /// Success that publishes `follow_ups` before the job is deleted.
+    pub fn success_with(follow_ups: Vec<Message>) -> Outcome {
+        Outcome::Success { follow_ups }
+    }
+
+    /// A transient failure retried by the back-off policy.
+    pub fn transient(reason: impl Into<String>) -> Outcome {
+        Outcome::Transient {
+            reason: reason.into(),
+            delay: None,
+        }
+    }
+
+    /// A transient failure retried after exactly `delay`.
+    pub fn retry_after(reason: impl Into<String>, delay: Duration) -> Outcome {
+        Outcome::Transient {
+            reason: reason.into(),
+            delay: Some(delay),
+        }
+    }
+
+    /// A fatal failure: the job is buried.
+    pub fn fatal(reason: impl Into<String>) -> Outcome {
+        Outcome::Fatal {
+            reason: reason.into(),
+        }
+    }
+
+    /// The outcome's name for logs and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Success { .. } => "success",
+            Outcome::Transient { .. } => "transient",
+            Outcome::Fatal { .. } => "fatal",
+        }
+    }
+}
+
+/// Where a job came from and what it may ask of the runner while it runs.
+#[derive(Clone)]
+pub struct Context {
+    /// The queue's job id.
+    pub job_id: u64,
+    /// Which attempt this is, from 1 (the queue's reserve count).
+    pub attempt: u32,
+    /// The tube the job was reserved from.
+    pub tube: String,
+    /// The message's request type.
+    pub request_type: String,
+    services: Arc<dyn JobServices>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("job_id", &self.job_id)
+            .field("attempt", &self.attempt)
+            .field("tube", &self.tube)
+            .field("request_type", &self.request_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the runner offers a running handler: renewing the job's lease and
+/// publishing messages. Implemented by the runner; tests may implement it.
+pub trait JobServices: Send + Sync {
+    /// Restarts the job's TTR now (the runner also does it on its own).
+    fn touch(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// Publishes a message at once (not waiting for the handler's outcome).
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<u64, String>>;
+}
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl Context {
+    /// A context for job `job_id`, attempt `attempt`, served by `services`.
+    pub fn new(
+        job_id: u64,
+        attempt: u32,
+        tube: impl Into<String>,
+        request_type: impl Into<String>,
+        services: Arc<dyn JobServices>,
+    ) -> Context {
+        Context {
+            job_id,
+            attempt,
+            tube: tube.into(),
+            request_type: request_type.into(),
+            services,
+        }
+    }
+
+    /// Restarts the job's TTR now. The runner already touches the job well
+    /// before its TTR ends; call this only to be sure after a long pause.
+    pub async fn touch(&self) -> Result<(), String> {
+        self.services.touch().await
+    }
+
+    /// Publishes a message at once; returns its job id.
+    pub async fn publish(&self, message: Message) -> Result<u64, String> {
+        self.services.publish(message).await
+    }
+}
+
+/// A job's code. Built once per request type from its `[handlers.<type>]`
+/// table and shared by every job of that type.
+pub trait Handler: Send + Sync + 'static {
+    /// Runs one job.
+    fn handle(&self, message: Message, context: Context) -> BoxFuture<'static, Outcome>;
+}
+
+/// Any `Fn(Message, Context) -> impl Future<Output = Outcome>` is a handler.
+impl<F, Fut> Handler for F
+where
+    F: Fn(Message, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    fn handle(&self, message: Message, context: Context) -> BoxFuture<'static, Outcome> {
+        Box::pin(self(message, context))
+    }
+}

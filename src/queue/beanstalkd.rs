@@ -1,0 +1,389 @@
+//! The [`Queue`] trait over a real beanstalkd, through `pulpo-beanstalkd`'s
+//! client. Keeps the connection's `use` tube and watch list in step with what
+//! each call names, sending `use`/`watch`/`ignore` only when they change.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pulpo_beanstalkd::proto::{JobState as WireState, JobStats, ServerStats, TubeStats};
+use pulpo_beanstalkd::{Client, ConnectOptions, Error, ServerError};
+use serde_json::{Map, Value};
+
+use super::{
+    Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Result, TubeInfo, whole_seconds_ceil,
+};
+
+/// A beanstalkd connection behind the [`Queue`] trait.
+#[derive(Debug)]
+pub struct BeanstalkdQueue {
+    client: Client,
+}
+
+impl BeanstalkdQueue {
+    /// Connects to `address` (`HOST:PORT` or `unix:/path`), failing after
+    /// `connect_timeout`.
+    pub async fn connect(address: &str, connect_timeout: Duration) -> Result<BeanstalkdQueue> {
+        let options = ConnectOptions {
+            connect_timeout,
+            ..ConnectOptions::default()
+        };
+        let client = Client::connect_with(address, options)
+            .await
+            .map_err(|err| map_error(err, None, "connect"))?;
+        Ok(BeanstalkdQueue { client })
+    }
+
+    /// The client underneath, for what the trait does not cover.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    async fn use_tube(&mut self, tube: &str) -> Result<()> {
+        if self.client.used_tube().as_str() != tube {
+            self.client
+                .use_tube(tube)
+                .await
+                .map_err(|err| map_error(err, None, "use"))?;
+        }
+        Ok(())
+    }
+
+    async fn set_watch_list(&mut self, watch: &[String]) -> Result<()> {
+        if watch.is_empty() {
+            return Err(QueueError::InvalidArgument(
+                "the watch list is empty: watch at least one tube".to_owned(),
+            ));
+        }
+        let current: Vec<String> = self
+            .client
+            .watched()
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        for tube in watch {
+            if !current.contains(tube) {
+                self.client
+                    .watch(tube)
+                    .await
+                    .map_err(|err| map_error(err, None, "watch"))?;
+            }
+        }
+        for tube in current {
+            if !watch.contains(&tube) {
+                self.client
+                    .ignore(&tube)
+                    .await
+                    .map_err(|err| map_error(err, None, "ignore"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Maps a client error to a queue error; `id` names the job the call was about.
+fn map_error(err: Error, id: Option<u64>, operation: &'static str) -> QueueError {
+    match err {
+        Error::Server {
+            error: ServerError::NotFound,
+            ..
+        } => match id {
+            Some(id) => QueueError::JobNotFound { id, operation },
+            None => QueueError::Refused(format!("beanstalkd answered NOT_FOUND to {operation}")),
+        },
+        Error::Server {
+            error: ServerError::JobTooBig,
+            ..
+        } => QueueError::JobTooBig { size: 0 },
+        Error::Server {
+            error: ServerError::Draining,
+            ..
+        } => QueueError::Refused(
+            "beanstalkd is draining and accepts no new jobs; try another server or later".to_owned(),
+        ),
+        Error::Server {
+            error: ServerError::OutOfMemory,
+            ..
+        } => QueueError::Refused("beanstalkd is out of memory; try again later".to_owned()),
+        Error::Server {
+            error: ServerError::DeadlineSoon,
+            ..
+        } => QueueError::Refused(
+            "DEADLINE_SOON: a job this worker reserved is about to reach its TTR".to_owned(),
+        ),
+        Error::Server {
+            error: ServerError::Buried { id },
+            command,
+        } => QueueError::Refused(format!(
+            "beanstalkd buried job {id} on {command} (server out of memory)"
+        )),
+        Error::Protocol(p @ pulpo_beanstalkd::ProtocolError::InvalidTubeName { .. }) => {
+            QueueError::InvalidArgument(p.to_string())
+        }
+        err @ (Error::Connect { .. }
+        | Error::ConnectTimeout { .. }
+        | Error::Closed { .. }
+        | Error::Io { .. }
+        | Error::InvalidAddress { .. }) => QueueError::Unavailable(err.to_string()),
+        err => QueueError::Internal(err.to_string()),
+    }
+}
+
+fn job_too_big(err: QueueError, size: usize) -> QueueError {
+    match err {
+        QueueError::JobTooBig { .. } => QueueError::JobTooBig { size },
+        other => other,
+    }
+}
+
+fn job(job: pulpo_beanstalkd::client::Job) -> Job {
+    Job {
+        id: job.id,
+        body: job.body,
+    }
+}
+
+fn job_info(stats: JobStats) -> JobInfo {
+    JobInfo {
+        id: stats.id,
+        tube: stats.tube.as_str().to_owned(),
+        state: match stats.state {
+            WireState::Ready => JobState::Ready,
+            WireState::Delayed => JobState::Delayed,
+            WireState::Reserved => JobState::Reserved,
+            WireState::Buried => JobState::Buried,
+        },
+        pri: stats.pri,
+        age: stats.age,
+        delay: stats.delay,
+        ttr: stats.ttr,
+        time_left: stats.time_left,
+        reserves: stats.reserves,
+        timeouts: stats.timeouts,
+        releases: stats.releases,
+        buries: stats.buries,
+        kicks: stats.kicks,
+        reason: None,
+    }
+}
+
+fn tube_info(stats: TubeStats) -> TubeInfo {
+    TubeInfo {
+        name: stats.name.as_str().to_owned(),
+        current_jobs_urgent: stats.current_jobs_urgent,
+        current_jobs_ready: stats.current_jobs_ready,
+        current_jobs_reserved: stats.current_jobs_reserved,
+        current_jobs_delayed: stats.current_jobs_delayed,
+        current_jobs_buried: stats.current_jobs_buried,
+        total_jobs: stats.total_jobs,
+        current_using: stats.current_using,
+        current_waiting: stats.current_waiting,
+        current_watching: stats.current_watching,
+        pause: stats.pause,
+        cmd_delete: stats.cmd_delete,
+        cmd_pause_tube: stats.cmd_pause_tube,
+        pause_time_left: stats.pause_time_left,
+    }
+}
+
+/// The server's stats as ordered pairs, in beanstalkd's own key names.
+fn server_stats(stats: &ServerStats) -> Map<String, Value> {
+    // ServerStats writes itself as beanstalkd's YAML document; reading that
+    // back into pairs keeps one list of the fields (in the adapter).
+    let yaml = stats.to_yaml();
+    let mut map = Map::new();
+    for line in String::from_utf8_lossy(&yaml).lines() {
+        let Some((key, value)) = line.split_once(": ") else {
+            continue;
+        };
+        let value = value.trim();
+        let value = if let Some(quoted) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Value::from(quoted)
+        } else if let Ok(n) = value.parse::<u64>() {
+            Value::from(n)
+        } else if let Ok(f) = value.parse::<f64>() {
+            Value::from(f)
+        } else if let Ok(b) = value.parse::<bool>() {
+            Value::from(b)
+        } else {
+            Value::from(value)
+        };
+        map.insert(key.to_owned(), value);
+    }
+    map
+}
+
+#[async_trait]
+impl Queue for BeanstalkdQueue {
+    fn describe(&self) -> String {
+        format!("beanstalkd at {}", self.client.address())
+    }
+
+    async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64> {
+        self.use_tube(tube).await?;
+        let size = job.body.len();
+        self.client
+            .put(
+                job.priority,
+                whole_seconds_ceil(job.delay),
+                whole_seconds_ceil(job.ttr).max(1),
+                job.body,
+            )
+            .await
+            .map_err(|err| job_too_big(map_error(err, None, "put"), size))
+    }
+
+    async fn put_many(&mut self, tube: &str, jobs: Vec<NewJob>) -> Result<Vec<Result<u64>>> {
+        self.use_tube(tube).await?;
+        let sizes: Vec<usize> = jobs.iter().map(|job| job.body.len()).collect();
+        let batch: Vec<pulpo_beanstalkd::client::PutJob> = jobs
+            .into_iter()
+            .map(|job| pulpo_beanstalkd::client::PutJob {
+                priority: job.priority,
+                delay: whole_seconds_ceil(job.delay),
+                ttr: whole_seconds_ceil(job.ttr).max(1),
+                body: job.body,
+            })
+            .collect();
+        let results = self
+            .client
+            .put_batch(&batch)
+            .await
+            .map_err(|err| map_error(err, None, "put"))?;
+        Ok(results
+            .into_iter()
+            .zip(sizes)
+            .map(|(result, size)| result.map_err(|err| job_too_big(map_error(err, None, "put"), size)))
+            .collect())
+    }
+
+    async fn reserve(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Job>> {
+        self.set_watch_list(watch).await?;
+        match self
+            .client
+            .reserve_with_timeout(whole_seconds_ceil(timeout))
+            .await
+        {
+            Ok(reserved) => Ok(Some(job(reserved))),
+            Err(err) if err.is_timed_out() => Ok(None),
+            Err(err) => Err(map_error(err, None, "reserve")),
+        }
+    }
+
+    async fn delete(&mut self, id: u64) -> Result<()> {
+        self.client
+            .delete(id)
+            .await
+            .map_err(|err| map_error(err, Some(id), "delete"))
+    }
+
+    async fn release(
+        &mut self,
+        id: u64,
+        priority: u32,
+        delay: Duration,
+        _reason: Option<&str>,
+    ) -> Result<()> {
+        // beanstalkd has nowhere to keep a reason; the runner logs it.
+        self.client
+            .release(id, priority, whole_seconds_ceil(delay))
+            .await
+            .map_err(|err| map_error(err, Some(id), "release"))
+    }
+
+    async fn bury(&mut self, id: u64, priority: u32, _reason: Option<&str>) -> Result<()> {
+        self.client
+            .bury(id, priority)
+            .await
+            .map_err(|err| map_error(err, Some(id), "bury"))
+    }
+
+    async fn touch(&mut self, id: u64) -> Result<()> {
+        self.client
+            .touch(id)
+            .await
+            .map_err(|err| map_error(err, Some(id), "touch"))
+    }
+
+    async fn kick(&mut self, tube: &str, bound: u64) -> Result<u64> {
+        self.use_tube(tube).await?;
+        self.client
+            .kick(bound)
+            .await
+            .map_err(|err| map_error(err, None, "kick"))
+    }
+
+    async fn kick_job(&mut self, id: u64) -> Result<()> {
+        self.client
+            .kick_job(id)
+            .await
+            .map_err(|err| map_error(err, Some(id), "kick-job"))
+    }
+
+    async fn peek(&mut self, id: u64) -> Result<Job> {
+        self.client
+            .peek(id)
+            .await
+            .map(job)
+            .map_err(|err| map_error(err, Some(id), "peek"))
+    }
+
+    async fn peek_state(&mut self, tube: &str, state: PeekState) -> Result<Option<Job>> {
+        self.use_tube(tube).await?;
+        let found = match state {
+            PeekState::Ready => self.client.peek_ready().await,
+            PeekState::Delayed => self.client.peek_delayed().await,
+            PeekState::Buried => self.client.peek_buried().await,
+        };
+        match found {
+            Ok(found) => Ok(Some(job(found))),
+            Err(err) if err.is_not_found() => Ok(None),
+            Err(err) => Err(map_error(err, None, "peek")),
+        }
+    }
+
+    async fn stats_job(&mut self, id: u64) -> Result<JobInfo> {
+        self.client
+            .stats_job(id)
+            .await
+            .map(job_info)
+            .map_err(|err| map_error(err, Some(id), "stats-job"))
+    }
+
+    async fn stats_tube(&mut self, tube: &str) -> Result<TubeInfo> {
+        match self.client.stats_tube(tube).await {
+            Ok(stats) => Ok(tube_info(stats)),
+            Err(err) if err.is_not_found() => Err(QueueError::TubeNotFound {
+                tube: tube.to_owned(),
+            }),
+            Err(err) => Err(map_error(err, None, "stats-tube")),
+        }
+    }
+
+    async fn stats(&mut self) -> Result<Map<String, Value>> {
+        let stats = self
+            .client
+            .stats()
+            .await
+            .map_err(|err| map_error(err, None, "stats"))?;
+        Ok(server_stats(&stats))
+    }
+
+    async fn list_tubes(&mut self) -> Result<Vec<String>> {
+        let tubes = self
+            .client
+            .list_tubes()
+            .await
+            .map_err(|err| map_error(err, None, "list-tubes"))?;
+        Ok(tubes.into_iter().map(|t| t.as_str().to_owned()).collect())
+    }
+
+    async fn pause_tube(&mut self, tube: &str, duration: Duration) -> Result<()> {
+        match self.client.pause_tube(tube, whole_seconds_ceil(duration)).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_not_found() => Err(QueueError::TubeNotFound {
+                tube: tube.to_owned(),
+            }),
+            Err(err) => Err(map_error(err, None, "pause-tube")),
+        }
+    }
+}

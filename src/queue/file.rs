@@ -1,0 +1,295 @@
+//! The [`Queue`] trait over the embedded file queue (`pulpo-filequeue`).
+//!
+//! The store's API is blocking (file locks, fsync, waiting reserves), so every
+//! call runs on tokio's blocking pool; a handle is cheap to clone into it.
+//! Each `FileQueueAdapter` is one handle: its reservations are its own, as a
+//! beanstalkd connection's are.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pulpo_filequeue::{self as fq, FileQueue};
+use serde_json::{Map, Value};
+
+use super::{Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Result, TubeInfo};
+
+/// A file-queue handle behind the [`Queue`] trait.
+#[derive(Debug, Clone)]
+pub struct FileQueueAdapter {
+    queue: FileQueue,
+}
+
+impl FileQueueAdapter {
+    /// Opens (creating if needed) the queue in `dir`.
+    pub async fn open(dir: &Path, fsync: bool, max_job_size: usize) -> Result<FileQueueAdapter> {
+        let dir = dir.to_owned();
+        let options = fq::Options {
+            fsync,
+            max_job_size,
+            ..fq::Options::default()
+        };
+        let queue = tokio::task::spawn_blocking(move || FileQueue::open(&dir, options))
+            .await
+            .map_err(join_error)?
+            .map_err(map_error)?;
+        Ok(FileQueueAdapter { queue })
+    }
+
+    /// The store underneath.
+    pub fn inner(&self) -> &FileQueue {
+        &self.queue
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&FileQueue) -> fq::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let queue = self.queue.clone();
+        tokio::task::spawn_blocking(move || op(&queue))
+            .await
+            .map_err(join_error)?
+            .map_err(map_error)
+    }
+}
+
+fn join_error(err: tokio::task::JoinError) -> QueueError {
+    QueueError::Internal(format!("file queue task failed: {err}"))
+}
+
+fn map_error(err: fq::Error) -> QueueError {
+    match err {
+        fq::Error::NotFound { id } => QueueError::JobNotFound {
+            id,
+            operation: "this operation",
+        },
+        fq::Error::TubeNotFound { name } => QueueError::TubeNotFound { tube: name },
+        fq::Error::JobTooBig { size, .. } => QueueError::JobTooBig { size },
+        err @ (fq::Error::InvalidTube { .. } | fq::Error::InvalidOptions(_)) => {
+            QueueError::InvalidArgument(err.to_string())
+        }
+        err @ (fq::Error::Io { .. } | fq::Error::Permissions { .. }) => {
+            QueueError::Unavailable(err.to_string())
+        }
+        err => QueueError::Internal(err.to_string()),
+    }
+}
+
+/// Names the operation in a not-found error.
+fn op(operation: &'static str) -> impl Fn(QueueError) -> QueueError {
+    move |err| match err {
+        QueueError::JobNotFound { id, .. } => QueueError::JobNotFound { id, operation },
+        other => other,
+    }
+}
+
+fn state(state: fq::JobState) -> JobState {
+    match state {
+        fq::JobState::Ready => JobState::Ready,
+        fq::JobState::Delayed => JobState::Delayed,
+        fq::JobState::Reserved => JobState::Reserved,
+        fq::JobState::Buried => JobState::Buried,
+    }
+}
+
+fn job_info(s: fq::JobStats) -> JobInfo {
+    JobInfo {
+        id: s.id,
+        tube: s.tube,
+        state: state(s.state),
+        pri: s.pri,
+        age: s.age.as_secs(),
+        delay: s.delay.as_secs(),
+        ttr: s.ttr.as_secs(),
+        time_left: s.time_left.as_secs(),
+        reserves: u64::from(s.reserves),
+        timeouts: u64::from(s.timeouts),
+        releases: u64::from(s.releases),
+        buries: u64::from(s.buries),
+        kicks: u64::from(s.kicks),
+        reason: s.reason,
+    }
+}
+
+fn tube_info(s: fq::TubeStats) -> TubeInfo {
+    TubeInfo {
+        name: s.name,
+        current_jobs_urgent: s.current_jobs_urgent,
+        current_jobs_ready: s.current_jobs_ready,
+        current_jobs_reserved: s.current_jobs_reserved,
+        current_jobs_delayed: s.current_jobs_delayed,
+        current_jobs_buried: s.current_jobs_buried,
+        total_jobs: s.total_jobs,
+        current_using: s.current_using,
+        current_waiting: s.current_waiting,
+        current_watching: s.current_watching,
+        pause: s.pause.as_secs(),
+        cmd_delete: s.cmd_delete,
+        cmd_pause_tube: s.cmd_pause_tube,
+        pause_time_left: s.pause_time_left.as_secs(),
+    }
+}
+
+fn job(id: u64, body: Vec<u8>) -> Job {
+    Job {
+        id,
+        body: Bytes::from(body),
+    }
+}
+
+#[async_trait]
+impl Queue for FileQueueAdapter {
+    fn describe(&self) -> String {
+        format!("file queue at {}", self.queue.dir().display())
+    }
+
+    async fn put(&mut self, tube: &str, new: NewJob) -> Result<u64> {
+        let tube = tube.to_owned();
+        self.blocking(move |q| q.put(&tube, new.priority, new.delay, new.ttr, &new.body))
+            .await
+    }
+
+    async fn put_many(&mut self, tube: &str, jobs: Vec<NewJob>) -> Result<Vec<Result<u64>>> {
+        let tube = tube.to_owned();
+        // One lock and one commit for the batch; a refused job (too big) is
+        // reported on its own, the others still go in.
+        self.blocking(move |q| {
+            let mut results: Vec<Option<Result<u64>>> = Vec::with_capacity(jobs.len());
+            let mut batch = Vec::with_capacity(jobs.len());
+            for new in &jobs {
+                if new.body.len() > q.options().max_job_size {
+                    results.push(Some(Err(QueueError::JobTooBig { size: new.body.len() })));
+                } else {
+                    results.push(None);
+                    batch.push(fq::NewJob {
+                        pri: new.priority,
+                        delay: new.delay,
+                        ttr: new.ttr,
+                        body: &new.body,
+                    });
+                }
+            }
+            let mut ids = q.put_many(&tube, &batch)?.into_iter();
+            Ok(results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Ok(ids.next().unwrap_or_default())))
+                .collect())
+        })
+        .await
+    }
+
+    async fn reserve(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Job>> {
+        if watch.is_empty() {
+            return Err(QueueError::InvalidArgument(
+                "the watch list is empty: watch at least one tube".to_owned(),
+            ));
+        }
+        let watch = watch.to_vec();
+        self.blocking(move |q| {
+            let tubes: Vec<&str> = watch.iter().map(String::as_str).collect();
+            q.reserve(&tubes, Some(timeout))
+                .map(|r| r.map(|r| job(r.id, r.body)))
+        })
+        .await
+    }
+
+    async fn delete(&mut self, id: u64) -> Result<()> {
+        self.blocking(move |q| q.delete(id)).await.map_err(op("delete"))
+    }
+
+    async fn release(&mut self, id: u64, priority: u32, delay: Duration, reason: Option<&str>) -> Result<()> {
+        let reason = reason.map(str::to_owned);
+        self.blocking(move |q| q.release(id, priority, delay, reason.as_deref()))
+            .await
+            .map_err(op("release"))
+    }
+
+    async fn bury(&mut self, id: u64, priority: u32, reason: Option<&str>) -> Result<()> {
+        let reason = reason.map(str::to_owned);
+        self.blocking(move |q| q.bury(id, priority, reason.as_deref()))
+            .await
+            .map_err(op("bury"))
+    }
+
+    async fn touch(&mut self, id: u64) -> Result<()> {
+        self.blocking(move |q| q.touch(id)).await.map_err(op("touch"))
+    }
+
+    async fn kick(&mut self, tube: &str, bound: u64) -> Result<u64> {
+        let tube = tube.to_owned();
+        self.blocking(move |q| q.kick(&tube, bound)).await
+    }
+
+    async fn kick_job(&mut self, id: u64) -> Result<()> {
+        self.blocking(move |q| q.kick_job(id))
+            .await
+            .map_err(op("kick-job"))
+    }
+
+    async fn peek(&mut self, id: u64) -> Result<Job> {
+        self.blocking(move |q| q.peek(id).map(|j| job(j.id, j.body)))
+            .await
+            .map_err(op("peek"))
+    }
+
+    async fn peek_state(&mut self, tube: &str, which: PeekState) -> Result<Option<Job>> {
+        let tube = tube.to_owned();
+        self.blocking(move |q| {
+            let found = match which {
+                PeekState::Ready => q.peek_ready(&tube),
+                PeekState::Delayed => q.peek_delayed(&tube),
+                PeekState::Buried => q.peek_buried(&tube),
+            };
+            found.map(|j| j.map(|j| job(j.id, j.body)))
+        })
+        .await
+    }
+
+    async fn stats_job(&mut self, id: u64) -> Result<JobInfo> {
+        self.blocking(move |q| q.stats_job(id))
+            .await
+            .map(job_info)
+            .map_err(op("stats-job"))
+    }
+
+    async fn stats_tube(&mut self, tube: &str) -> Result<TubeInfo> {
+        let tube = tube.to_owned();
+        self.blocking(move |q| q.stats_tube(&tube)).await.map(tube_info)
+    }
+
+    async fn stats(&mut self) -> Result<Map<String, Value>> {
+        let s = self.blocking(|q| q.stats()).await?;
+        let mut map = Map::new();
+        for (key, value) in [
+            ("current-jobs-urgent", s.current_jobs_urgent),
+            ("current-jobs-ready", s.current_jobs_ready),
+            ("current-jobs-reserved", s.current_jobs_reserved),
+            ("current-jobs-delayed", s.current_jobs_delayed),
+            ("current-jobs-buried", s.current_jobs_buried),
+            ("total-jobs", s.total_jobs),
+            ("current-tubes", s.current_tubes),
+            ("job-timeouts", s.job_timeouts),
+            ("corrupt-records", s.corrupt_records),
+            ("segment", s.segment),
+            ("log-bytes", s.log_bytes),
+            ("next-id", s.next_id),
+        ] {
+            map.insert(key.to_owned(), Value::from(value));
+        }
+        map.insert(
+            "path".to_owned(),
+            Value::from(self.queue.dir().display().to_string()),
+        );
+        Ok(map)
+    }
+
+    async fn list_tubes(&mut self) -> Result<Vec<String>> {
+        self.blocking(|q| q.list_tubes()).await
+    }
+
+    async fn pause_tube(&mut self, tube: &str, duration: Duration) -> Result<()> {
+        let tube = tube.to_owned();
+        self.blocking(move |q| q.pause_tube(&tube, duration)).await
+    }
+}

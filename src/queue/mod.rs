@@ -1,0 +1,298 @@
+//! The queue interface every pulpo command and the runner work through, with
+//! beanstalkd's semantics; one implementation per adapter crate sits in a
+//! submodule, and [`open`] picks one from the settings.
+//!
+//! The trait is stateless where beanstalkd is stateful: every call names its
+//! tube (or watch list), and an implementation keeps whatever connection state
+//! it needs (beanstalkd's `use` and watch list) behind it.
+
+pub mod beanstalkd;
+pub mod file;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::config::{QueueKind, Settings};
+
+/// A result with a [`QueueError`].
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// A job to store: its body and how the queue should schedule it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// 0 is most urgent, `u32::MAX` least.
+    pub priority: u32,
+    /// How long the job waits in the delayed state before it is ready.
+    pub delay: Duration,
+    /// How long a worker may hold the job once reserved (at least 1 s).
+    pub ttr: Duration,
+    /// The job body, usually a message's JSON.
+    pub body: Bytes,
+}
+
+/// A job as a queue hands it out: its id and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The queue's job id.
+    pub id: u64,
+    /// The body as it was put.
+    pub body: Bytes,
+}
+
+/// The four states of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting to be reserved.
+    Ready,
+    /// Waiting for its delay to pass.
+    Delayed,
+    /// Held by a worker.
+    Reserved,
+    /// Set aside until kicked.
+    Buried,
+}
+
+impl JobState {
+    /// The state's name as beanstalkd writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Delayed => "delayed",
+            JobState::Reserved => "reserved",
+            JobState::Buried => "buried",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which job `peek-ready`, `peek-delayed` or `peek-buried` looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekState {
+    /// The next job a reserve would get.
+    Ready,
+    /// The delayed job with the least delay left.
+    Delayed,
+    /// The next buried job a kick would revive.
+    Buried,
+}
+
+/// A job's statistics: beanstalkd's `stats-job` fields, plus the reason of the
+/// last release or bury where the queue keeps one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobInfo {
+    /// The job id.
+    pub id: u64,
+    /// The tube holding it.
+    pub tube: String,
+    /// Its state.
+    pub state: JobState,
+    /// Its priority.
+    pub pri: u32,
+    /// Seconds since it was put.
+    pub age: u64,
+    /// Its delay in seconds (of the last put or release).
+    pub delay: u64,
+    /// Its time-to-run in seconds.
+    pub ttr: u64,
+    /// Seconds until a reserved or delayed job changes state.
+    pub time_left: u64,
+    /// Times it has been reserved (pulpo's attempt count).
+    pub reserves: u64,
+    /// Times a reservation of it timed out.
+    pub timeouts: u64,
+    /// Times it has been released.
+    pub releases: u64,
+    /// Times it has been buried.
+    pub buries: u64,
+    /// Times it has been kicked.
+    pub kicks: u64,
+    /// Why it was last released or buried, where the queue stores it
+    /// (the file queue does; beanstalkd has nowhere to keep it).
+    pub reason: Option<String>,
+}
+
+/// A tube's statistics: beanstalkd's `stats-tube` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TubeInfo {
+    /// The tube's name.
+    pub name: String,
+    /// Ready jobs with priority < 1024.
+    pub current_jobs_urgent: u64,
+    /// Ready jobs.
+    pub current_jobs_ready: u64,
+    /// Reserved jobs.
+    pub current_jobs_reserved: u64,
+    /// Delayed jobs.
+    pub current_jobs_delayed: u64,
+    /// Buried jobs.
+    pub current_jobs_buried: u64,
+    /// Jobs ever created in this tube (since the server or store started).
+    pub total_jobs: u64,
+    /// Connections using this tube.
+    pub current_using: u64,
+    /// Connections waiting in a reserve that watches this tube.
+    pub current_waiting: u64,
+    /// Connections watching this tube.
+    pub current_watching: u64,
+    /// Seconds the tube was last paused for.
+    pub pause: u64,
+    /// Delete commands for this tube.
+    pub cmd_delete: u64,
+    /// Pause commands for this tube.
+    pub cmd_pause_tube: u64,
+    /// Seconds until the pause ends.
+    pub pause_time_left: u64,
+}
+
+/// Everything a queue operation can fail with, by cause.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// No job with this id, or not in a state the operation allows (e.g.
+    /// deleting a job another worker holds).
+    #[error("job {id} not found (or not in a state that allows {operation})")]
+    JobNotFound {
+        /// The job id.
+        id: u64,
+        /// The operation that looked for it.
+        operation: &'static str,
+    },
+    /// A tube that does not exist (stats-tube, pause).
+    #[error("tube {tube:?} not found")]
+    TubeNotFound {
+        /// The tube name.
+        tube: String,
+    },
+    /// The job body exceeds the queue's maximum job size.
+    #[error(
+        "job of {size} bytes is too big for the queue (max-job-size); make the body smaller or raise the queue's limit"
+    )]
+    JobTooBig {
+        /// The body's size in bytes.
+        size: usize,
+    },
+    /// A tube name or another argument the queue refuses; nothing was sent.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The queue is not reachable (connect failed, connection lost); retry
+    /// later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The queue refused the operation for a reason of its own (draining,
+    /// out of memory, a job reserved by this worker is about to time out).
+    #[error("{0}")]
+    Refused(String),
+    /// The queue misbehaved (a protocol violation, a bug).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A queue with beanstalkd's semantics.
+///
+/// Methods take `&mut self`: an implementation may hold one connection whose
+/// replies come in order, and reserved jobs belong to the connection that
+/// reserved them, so the caller serializes its calls.
+#[async_trait]
+pub trait Queue: Send {
+    /// A short description for messages, e.g. `beanstalkd at 127.0.0.1:11300`.
+    fn describe(&self) -> String;
+
+    /// Stores a job in `tube`; returns its id once the queue has it.
+    async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64>;
+
+    /// Stores many jobs in `tube`, pipelined where the queue allows; one
+    /// result per job, in order. An outer error means the queue was lost
+    /// partway (jobs before it may be stored).
+    async fn put_many(&mut self, tube: &str, jobs: Vec<NewJob>) -> Result<Vec<Result<u64>>> {
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            ids.push(self.put(tube, job).await);
+        }
+        Ok(ids)
+    }
+
+    /// Reserves the most urgent ready job of the `watch` tubes, waiting up to
+    /// `timeout` for one (zero: do not wait); `None` when none came.
+    async fn reserve(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Job>>;
+
+    /// Deletes a job (reserved by this caller, or ready, delayed or buried).
+    async fn delete(&mut self, id: u64) -> Result<()>;
+
+    /// Puts a reserved job back, ready or after `delay`, with `reason` kept
+    /// where the queue can store it.
+    async fn release(&mut self, id: u64, priority: u32, delay: Duration, reason: Option<&str>) -> Result<()>;
+
+    /// Buries a reserved job, with `reason` kept where the queue can store it.
+    async fn bury(&mut self, id: u64, priority: u32, reason: Option<&str>) -> Result<()>;
+
+    /// Restarts the TTR of a job this caller has reserved.
+    async fn touch(&mut self, id: u64) -> Result<()>;
+
+    /// Kicks up to `bound` jobs of `tube` (buried ones if any, else delayed
+    /// ones); returns how many.
+    async fn kick(&mut self, tube: &str, bound: u64) -> Result<u64>;
+
+    /// Kicks one buried or delayed job.
+    async fn kick_job(&mut self, id: u64) -> Result<()>;
+
+    /// The job with this id, in any state.
+    async fn peek(&mut self, id: u64) -> Result<Job>;
+
+    /// The next job of `tube` in `state`, if any.
+    async fn peek_state(&mut self, tube: &str, state: PeekState) -> Result<Option<Job>>;
+
+    /// A job's statistics.
+    async fn stats_job(&mut self, id: u64) -> Result<JobInfo>;
+
+    /// A tube's statistics.
+    async fn stats_tube(&mut self, tube: &str) -> Result<TubeInfo>;
+
+    /// The whole queue's statistics as ordered `name: value` pairs (the
+    /// fields differ between queues).
+    async fn stats(&mut self) -> Result<serde_json::Map<String, serde_json::Value>>;
+
+    /// The names of all existing tubes.
+    async fn list_tubes(&mut self) -> Result<Vec<String>>;
+
+    /// Holds back reservations from `tube` for `duration`.
+    async fn pause_tube(&mut self, tube: &str, duration: Duration) -> Result<()>;
+}
+
+/// Opens the queue the settings name.
+pub async fn open(settings: &Settings) -> Result<Box<dyn Queue>> {
+    match settings.queue {
+        QueueKind::Beanstalkd => {
+            let queue = beanstalkd::BeanstalkdQueue::connect(
+                &settings.beanstalkd.address,
+                settings.beanstalkd.connect_timeout,
+            )
+            .await?;
+            Ok(Box::new(queue))
+        }
+        QueueKind::File => {
+            let queue = file::FileQueueAdapter::open(
+                &settings.file.path,
+                settings.file.fsync,
+                settings.file.max_job_size as usize,
+            )
+            .await?;
+            Ok(Box::new(queue))
+        }
+    }
+}
+
+/// Whole seconds for a protocol field, rounding up (a delay or TTR is never
+/// shorter than asked) and saturating at `u32::MAX`.
+pub fn whole_seconds_ceil(duration: Duration) -> u32 {
+    let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}

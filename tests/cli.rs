@@ -1,0 +1,325 @@
+//! The `pulpo` binary end to end against a real beanstalkd: every command,
+//! human and `--json` output, exit codes and one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use pulpo_testkit::Beanstalkd;
+use serde_json::Value;
+
+/// Runs `pulpo` with the given arguments in `dir` (so no stray ./pulpo.toml
+/// is read), with the environment cleared of PULPO_ variables.
+fn pulpo_in(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
+    cmd.current_dir(dir).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PULPO_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.output().expect("run the pulpo binary")
+}
+
+struct Env {
+    server: Beanstalkd,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            server: Beanstalkd::start(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `pulpo --queue beanstalkd --address ADDR <args>`, expecting success.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "pulpo {args:?} failed with {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.ok(&all);
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "--json prints one document on one line: {text}"
+        );
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{args:?}: not JSON ({err}): {text}"))
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let address = self.server.address();
+        let mut all = vec!["--queue", "beanstalkd", "--address", address.as_str()];
+        all.extend_from_slice(args);
+        pulpo_in(self.dir.path(), &all)
+    }
+
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "pulpo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "one-line error expected, got: {stderr}"
+        );
+        stderr
+    }
+}
+
+#[test]
+fn publish_peek_pop_round_trip() {
+    let env = Env::new();
+    let id: u64 = env
+        .ok(&["publish", "send_email", "hello", "--priority", "7"])
+        .trim()
+        .parse()
+        .unwrap();
+
+    let job = env.json(&["peek", &id.to_string()]);
+    assert_eq!(job["id"], id);
+    assert_eq!(job["state"], "ready");
+    assert_eq!(job["stats"]["pri"], 7);
+    assert_eq!(job["stats"]["tube"], "default");
+    assert_eq!(job["message"]["header"]["request_type"], "send_email");
+    assert_eq!(job["message"]["header"]["priority"], 7);
+    assert_eq!(job["message"]["body"]["payload"], "hello");
+
+    let human = env.ok(&["peek", "--ready"]);
+    assert!(
+        human.starts_with(&format!("job {id} (ready) in tube default")),
+        "{human}"
+    );
+    assert!(human.contains("\"payload\": \"hello\""), "{human}");
+
+    let popped = env.json(&["pop"]);
+    assert_eq!(popped["id"], id);
+    assert_eq!(popped["state"], "reserved");
+    assert_eq!(popped["stats"]["reserves"], 1);
+    // pop deleted it.
+    let err = env.fails(&["peek", &id.to_string()], 1);
+    assert!(err.contains(&format!("job {id} not found")), "{err}");
+    let err = env.fails(&["pop"], 1);
+    assert!(err.contains("no ready job in default"), "{err}");
+}
+
+#[test]
+fn publish_sets_header_body_and_schedule() {
+    let env = Env::new();
+    let out = env.json(&[
+        "publish",
+        "resize",
+        "img.png",
+        "--tube",
+        "images",
+        "--delay",
+        "1h",
+        "--ttr",
+        "90s",
+        "--expires-in",
+        "2h",
+        "--header",
+        "source=checkout",
+        "--header",
+        "retries_hint=3",
+        "--body-json",
+        r#"{"width": 640, "nested": {"a": [1, 2]}}"#,
+    ]);
+    assert_eq!(out["tube"], "images");
+    let id = out["ids"][0].as_u64().unwrap();
+
+    let job = env.json(&["stats-job", &id.to_string()]);
+    assert_eq!(job["state"], "delayed");
+    assert_eq!(job["tube"], "images");
+    assert_eq!(job["ttr"], 90);
+    assert_eq!(job["delay"], 3600);
+    assert_eq!(job["pri"], 1024, "defaults.priority applies");
+
+    let peeked = env.json(&["peek", "--delayed", "--tube", "images"]);
+    let message = &peeked["message"];
+    assert_eq!(message["header"]["source"], "checkout");
+    assert_eq!(message["header"]["retries_hint"], 3);
+    assert_eq!(message["header"]["ttr"], 90);
+    assert_eq!(message["body"]["payload"], "img.png");
+    assert_eq!(message["body"]["width"], 640);
+    assert_eq!(message["body"]["nested"]["a"][1], 2);
+    let delay = chrono::DateTime::parse_from_rfc3339(message["header"]["delay"].as_str().unwrap()).unwrap();
+    let expiration =
+        chrono::DateTime::parse_from_rfc3339(message["header"]["expiration"].as_str().unwrap()).unwrap();
+    assert_eq!((expiration - delay).num_seconds(), 3600);
+}
+
+#[test]
+fn publish_count_prints_every_id() {
+    let env = Env::new();
+    let text = env.ok(&["publish", "echo", "x", "--count", "2500"]);
+    let ids: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(ids.len(), 2500);
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids in order");
+    let tubes = env.json(&["tubes"]);
+    let default = tubes["tubes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "default")
+        .unwrap();
+    assert_eq!(default["current_jobs_ready"], 2500);
+}
+
+#[test]
+fn bury_kick_delete_and_stats() {
+    let env = Env::new();
+    let id = env.json(&["publish", "task", "p"])["ids"][0].as_u64().unwrap();
+    // Bury it through the library client (the CLI has no bury: the runner buries).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = pulpo_beanstalkd::Client::connect(&env.server.address())
+            .await
+            .unwrap();
+        let job = client.reserve_with_timeout(0).await.unwrap();
+        assert_eq!(job.id, id);
+        client.bury(id, 5).await.unwrap();
+    });
+    let buried = env.json(&["peek", "--buried"]);
+    assert_eq!(buried["id"], id);
+    assert_eq!(buried["state"], "buried");
+
+    let kicked = env.json(&["kick", "10"]);
+    assert_eq!(kicked["kicked"], 1);
+    assert_eq!(env.json(&["stats-job", &id.to_string()])["state"], "ready");
+    assert_eq!(env.json(&["stats-job", &id.to_string()])["kicks"], 1);
+
+    let text = env.ok(&["kick"]);
+    assert_eq!(text.trim(), "kicked 0 jobs in tube default");
+
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["current-jobs-ready"], 1);
+    assert!(stats["version"].is_string());
+
+    let out = env.json(&["delete", &id.to_string()]);
+    assert_eq!(out["deleted"][0], id);
+    let err = env.fails(&["delete", &id.to_string()], 1);
+    assert!(err.contains(&format!("job {id} not found")), "{err}");
+    let err = env.fails(&["kick-job", "999999"], 1);
+    assert!(err.contains("job 999999 not found"), "{err}");
+}
+
+#[test]
+fn kick_job_and_pause() {
+    let env = Env::new();
+    let id = env.json(&["publish", "task", "--delay", "100s"])["ids"][0]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        env.ok(&["kick-job", &id.to_string()]).trim(),
+        format!("kicked job {id}")
+    );
+    assert_eq!(env.json(&["stats-job", &id.to_string()])["state"], "ready");
+
+    env.ok(&["pause", "default", "60s"]);
+    let tubes = env.json(&["tubes"]);
+    let default = tubes["tubes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "default")
+        .unwrap();
+    assert_eq!(default["pause"], 60);
+    assert!(default["pause_time_left"].as_u64().unwrap() > 50);
+    // A paused tube hands out nothing.
+    let err = env.fails(&["pop"], 1);
+    assert!(err.contains("no ready job"), "{err}");
+    let err = env.fails(&["pause", "nosuchtube", "5s"], 1);
+    assert!(err.contains("tube \"nosuchtube\" not found"), "{err}");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error() {
+    let env = Env::new();
+    let err = env.fails(&["publish", "x", "--body-json", "[1,2]"], 2);
+    assert!(err.contains("--body-json must be a JSON object"), "{err}");
+    let err = env.fails(&["publish", "x", "--header", "novalue"], 2);
+    assert!(err.contains("expected KEY=VALUE"), "{err}");
+    let err = env.fails(&["publish", "x", "--tube", "bad tube"], 2);
+    assert!(err.contains("bad tube"), "{err}");
+    let err = env.fails(&["publish", "x", "--delay", "soon"], 2);
+    assert!(err.contains("soon"), "{err}");
+    let out = env.run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unreachable_server_fails_fast_with_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = pulpo_testkit::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = pulpo_in(
+        dir.path(),
+        &["--queue", "beanstalkd", "--address", &address, "stats"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(&address), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn global_flags_work_after_the_subcommand_and_from_env() {
+    let env = Env::new();
+    let address = env.server.address();
+    let out = pulpo_in(
+        env.dir.path(),
+        &["publish", "x", "--queue", "beanstalkd", "--address", &address],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pulpo"))
+        .current_dir(env.dir.path())
+        .env("PULPO_QUEUE", "beanstalkd")
+        .env("PULPO_BEANSTALKD__ADDRESS", &address)
+        .args(["stats-job", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["id"], 1);
+}
+
+#[test]
+fn config_prints_the_resolved_settings() {
+    let env = Env::new();
+    std::fs::write(
+        env.dir.path().join("pulpo.toml"),
+        "concurrency = 9\n[retry]\nmax_attempts = 3\n",
+    )
+    .unwrap();
+    let config = env.json(&["config"]);
+    assert_eq!(config["concurrency"], 9);
+    assert_eq!(config["retry"]["max_attempts"], 3);
+    assert_eq!(config["queue"], "beanstalkd", "the flag wins over the default");
+
+    std::fs::write(env.dir.path().join("pulpo.toml"), "concurency = 9\n").unwrap();
+    let err = env.fails(&["config"], 2);
+    assert!(err.contains("concurency") && err.contains("pulpo.toml"), "{err}");
+}

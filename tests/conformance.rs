@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use pulpo::queue::file::FileQueueAdapter;
 use pulpo::queue::{JobState, NewJob, PeekState, Queue, QueueError, beanstalkd::BeanstalkdQueue};
 use pulpo_testkit::{Beanstalkd, Options};
 
@@ -42,6 +43,27 @@ impl Backend for BeanstalkdBackend {
                 .await
                 .unwrap(),
         )
+    }
+}
+
+/// The file queue: each worker is its own handle on one directory, as each
+/// process of a real deployment would be.
+struct FileBackend {
+    dir: tempfile::TempDir,
+}
+
+impl FileBackend {
+    fn new() -> FileBackend {
+        FileBackend {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl Backend for FileBackend {
+    async fn worker(&self) -> Box<dyn Queue> {
+        let path = self.dir.path().join("queue");
+        Box::new(FileQueueAdapter::open(&path, false, MAX_JOB_SIZE).await.unwrap())
     }
 }
 
@@ -568,6 +590,26 @@ macro_rules! conformance {
         }
     };
 }
+
+conformance!(
+    file,
+    FileBackend::new(),
+    [
+        priority_then_fifo,
+        delay_timing,
+        ttr_expiry_counts_a_timeout,
+        touch_extends_the_lease,
+        release_with_delay,
+        bury_kick_and_kick_job,
+        peeks,
+        stats_fields,
+        watch_lists_across_tubes,
+        pause_holds_back_reservations,
+        job_too_big,
+        not_found_cases,
+        invalid_tube_names_are_refused,
+    ]
+);
 
 conformance!(
     beanstalkd,

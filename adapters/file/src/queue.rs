@@ -646,7 +646,19 @@ impl FileQueue {
     /// Pauses `tube`: no job of it is reserved until `delay` has passed (0 ends a pause).
     pub fn pause_tube(&self, tube: &str, delay: Duration) -> Result<()> {
         validate_tube(tube)?;
+        let waiting = self.waiting_on(tube);
         self.txn(Durability::Sync, |tx| {
+            // Like beanstalkd, only an existing tube can be paused.
+            let now = tx.now;
+            let exists = match tx.index().tube_id(tube) {
+                Some(t) => self.tube_exists(&tx.index().tubes[t as usize], now),
+                None => tube == "default" || waiting > 0,
+            };
+            if !exists {
+                return Err(Error::TubeNotFound {
+                    name: tube.to_string(),
+                });
+            }
             tx.push(Record::Pause {
                 tube,
                 until_ms: tx.now + ms(delay),

@@ -348,8 +348,15 @@ fn pause_skips_a_tube_until_the_pause_ends() {
     );
     let s = q.stats_tube("a").unwrap();
     assert_eq!((s.pause, s.pause_time_left), (Z, Z));
-    // A paused empty tube still exists.
+    // As in beanstalkd, a tube that does not exist cannot be paused...
+    assert!(matches!(
+        q.pause_tube("never-used", Duration::from_secs(60)),
+        Err(pulpo_filequeue::Error::TubeNotFound { .. })
+    ));
+    // ...and a paused tube keeps existing after its last job is gone.
+    let e = q.put("empty", 1, Z, Duration::from_secs(60), b"x").unwrap();
     q.pause_tube("empty", Duration::from_secs(60)).unwrap();
+    q.delete(e).unwrap();
     assert!(q.list_tubes().unwrap().contains(&"empty".to_string()));
 }
 

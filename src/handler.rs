@@ -162,3 +162,82 @@ where
         Box::pin(self(message, context))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records what a handler asked of the runner.
+    #[derive(Default)]
+    struct Recorder {
+        touches: Mutex<u32>,
+        published: Mutex<Vec<Message>>,
+    }
+
+    impl JobServices for Recorder {
+        fn touch(&self) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async move {
+                *self.touches.lock().unwrap() += 1;
+                Ok(())
+            })
+        }
+
+        fn publish(&self, message: Message) -> BoxFuture<'_, Result<u64, String>> {
+            Box::pin(async move {
+                let mut published = self.published.lock().unwrap();
+                published.push(message);
+                Ok(published.len() as u64)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closure_is_a_handler_with_a_working_context() {
+        let recorder = Arc::new(Recorder::default());
+        let handler: Arc<dyn Handler> = Arc::new(|message: Message, ctx: Context| async move {
+            ctx.touch().await.unwrap();
+            let id = ctx
+                .publish(Message::new("audit").with_payload(ctx.job_id.to_string()))
+                .await
+                .unwrap();
+            match message.payload_str() {
+                Some("boom") => Outcome::fatal("cannot handle boom"),
+                Some(_) if ctx.attempt < 3 => Outcome::retry_after("not yet", Duration::from_secs(2)),
+                _ => Outcome::success_with(vec![Message::new("done").with_payload(id.to_string())]),
+            }
+        });
+        let ctx = |attempt| Context::new(7, attempt, "default", "work", recorder.clone());
+
+        let first = handler
+            .handle(Message::new("work").with_payload("x"), ctx(1))
+            .await;
+        assert_eq!(
+            first,
+            Outcome::Transient {
+                reason: "not yet".into(),
+                delay: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(first.name(), "transient");
+        let third = handler
+            .handle(Message::new("work").with_payload("x"), ctx(3))
+            .await;
+        let Outcome::Success { follow_ups } = &third else {
+            panic!("{third:?}")
+        };
+        assert_eq!(follow_ups[0].payload_str(), Some("2"));
+        let fatal = handler
+            .handle(Message::new("work").with_payload("boom"), ctx(1))
+            .await;
+        assert_eq!(fatal, Outcome::fatal("cannot handle boom"));
+
+        assert_eq!(*recorder.touches.lock().unwrap(), 3);
+        let published = recorder.published.lock().unwrap();
+        assert_eq!(published.len(), 3);
+        assert_eq!(published[0].request_type(), "audit");
+        assert_eq!(published[0].payload_str(), Some("7"));
+        assert!(format!("{:?}", ctx(1)).contains("job_id: 7"));
+    }
+}

@@ -323,3 +323,42 @@ fn config_prints_the_resolved_settings() {
     let err = env.fails(&["config"], 2);
     assert!(err.contains("concurency") && err.contains("pulpo.toml"), "{err}");
 }
+
+#[test]
+fn the_file_queue_is_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = pulpo_in(dir.path(), args);
+        assert!(
+            out.status.success(),
+            "pulpo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ids: Vec<u64> = run(&["publish", "report", "monthly", "--count", "3"])
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert!(
+        dir.path().join("pulpo-data").is_dir(),
+        "default [file] path is ./pulpo-data"
+    );
+    let job: Value = serde_json::from_str(&run(&["peek", "2", "--json"])).unwrap();
+    assert_eq!(job["message"]["body"]["payload"], "monthly");
+    assert_eq!(job["state"], "ready");
+    let popped: Value = serde_json::from_str(&run(&["pop", "--json"])).unwrap();
+    assert_eq!(popped["id"], 1);
+    assert_eq!(
+        pulpo_in(dir.path(), &["kick-job", "3"]).status.code(),
+        Some(1),
+        "a ready job is not kickable"
+    );
+    let stats: Value = serde_json::from_str(&run(&["stats", "--json"])).unwrap();
+    assert_eq!(stats["current-jobs-ready"], 2);
+    // Another directory is another queue.
+    let other = dir.path().join("elsewhere");
+    let out = pulpo_in(dir.path(), &["--path", other.to_str().unwrap(), "publish", "x"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+}

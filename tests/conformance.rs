@@ -170,11 +170,21 @@ async fn ttr_expiry_counts_a_timeout(b: &impl Backend) {
         reserve_now(w2.as_mut(), &["default"]).await.is_none(),
         "held by worker 1"
     );
-    let again = w2
-        .reserve(&watch(&["default"]), Duration::from_secs(3))
-        .await
-        .unwrap()
-        .expect("back after TTR");
+    // Reserve in one-second slices: under CPU load beanstalkd 1.12 may not
+    // wake a reserve that was already waiting when another connection's
+    // reservation expires, though the job is ready and the next reserve gets
+    // it at once. The window below still bounds when the job came back.
+    let mut again = None;
+    for _ in 0..3 {
+        again = w2
+            .reserve(&watch(&["default"]), Duration::from_secs(1))
+            .await
+            .unwrap();
+        if again.is_some() {
+            break;
+        }
+    }
+    let again = again.expect("back after TTR");
     assert_eq!(again.id, id);
     let waited = reserved_at.elapsed();
     assert!(
@@ -591,42 +601,31 @@ macro_rules! conformance {
     };
 }
 
-conformance!(
-    file,
-    FileBackend::new(),
-    [
-        priority_then_fifo,
-        delay_timing,
-        ttr_expiry_counts_a_timeout,
-        touch_extends_the_lease,
-        release_with_delay,
-        bury_kick_and_kick_job,
-        peeks,
-        stats_fields,
-        watch_lists_across_tubes,
-        pause_holds_back_reservations,
-        job_too_big,
-        not_found_cases,
-        invalid_tube_names_are_refused,
-    ]
-);
+/// Every scenario, once; each backend gets a module with all of them.
+macro_rules! conformance_suite {
+    ($($backend:ident => $make:expr),* $(,)?) => {
+        $(
+            conformance!(
+                $backend,
+                $make,
+                [
+                    priority_then_fifo,
+                    delay_timing,
+                    ttr_expiry_counts_a_timeout,
+                    touch_extends_the_lease,
+                    release_with_delay,
+                    bury_kick_and_kick_job,
+                    peeks,
+                    stats_fields,
+                    watch_lists_across_tubes,
+                    pause_holds_back_reservations,
+                    job_too_big,
+                    not_found_cases,
+                    invalid_tube_names_are_refused,
+                ]
+            );
+        )*
+    };
+}
 
-conformance!(
-    beanstalkd,
-    BeanstalkdBackend::new(),
-    [
-        priority_then_fifo,
-        delay_timing,
-        ttr_expiry_counts_a_timeout,
-        touch_extends_the_lease,
-        release_with_delay,
-        bury_kick_and_kick_job,
-        peeks,
-        stats_fields,
-        watch_lists_across_tubes,
-        pause_holds_back_reservations,
-        job_too_big,
-        not_found_cases,
-        invalid_tube_names_are_refused,
-    ]
-);
+conformance_suite!(file => FileBackend::new(), beanstalkd => BeanstalkdBackend::new());

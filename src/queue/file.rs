@@ -173,7 +173,13 @@ impl Queue for FileQueueAdapter {
             let mut ids = q.put_many(&tube, &batch)?.into_iter();
             Ok(results
                 .into_iter()
-                .map(|r| r.unwrap_or_else(|| Ok(ids.next().unwrap_or_default())))
+                .map(|r| {
+                    r.unwrap_or_else(|| {
+                        ids.next().ok_or_else(|| {
+                            QueueError::Internal("the file queue returned fewer ids than jobs put".to_owned())
+                        })
+                    })
+                })
                 .collect())
         })
         .await

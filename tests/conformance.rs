@@ -76,6 +76,22 @@ fn job(priority: u32, body: &str) -> NewJob {
     }
 }
 
+/// A job that waits `secs` before it is ready.
+fn delayed(priority: u32, body: &str, secs: u64) -> NewJob {
+    NewJob {
+        delay: Duration::from_secs(secs),
+        ..job(priority, body)
+    }
+}
+
+/// A job with a TTR of `secs`.
+fn leased(priority: u32, body: &str, secs: u64) -> NewJob {
+    NewJob {
+        ttr: Duration::from_secs(secs),
+        ..job(priority, body)
+    }
+}
+
 fn watch(tubes: &[&str]) -> Vec<String> {
     tubes.iter().map(|t| t.to_string()).collect()
 }
@@ -117,16 +133,7 @@ async fn priority_then_fifo(b: &impl Backend) {
 async fn delay_timing(b: &impl Backend) {
     let mut q = b.worker().await;
     let q = q.as_mut();
-    let id = q
-        .put(
-            "default",
-            NewJob {
-                delay: Duration::from_secs(1),
-                ..job(10, "later")
-            },
-        )
-        .await
-        .unwrap();
+    let id = q.put("default", delayed(10, "later", 1)).await.unwrap();
     let put_at = Instant::now();
     assert_eq!(q.stats_job(id).await.unwrap().state, JobState::Delayed);
     assert!(
@@ -153,16 +160,7 @@ async fn delay_timing(b: &impl Backend) {
 async fn ttr_expiry_counts_a_timeout(b: &impl Backend) {
     let mut w1 = b.worker().await;
     let mut w2 = b.worker().await;
-    let id = w1
-        .put(
-            "default",
-            NewJob {
-                ttr: Duration::from_secs(1),
-                ..job(0, "slow")
-            },
-        )
-        .await
-        .unwrap();
+    let id = w1.put("default", leased(0, "slow", 1)).await.unwrap();
     let reserved_at = Instant::now();
     assert_eq!(reserve_now(w1.as_mut(), &["default"]).await.unwrap().0, id);
     assert_eq!(w1.stats_job(id).await.unwrap().state, JobState::Reserved);
@@ -206,16 +204,7 @@ async fn ttr_expiry_counts_a_timeout(b: &impl Backend) {
 async fn touch_extends_the_lease(b: &impl Backend) {
     let mut w1 = b.worker().await;
     let mut w2 = b.worker().await;
-    let id = w1
-        .put(
-            "default",
-            NewJob {
-                ttr: Duration::from_secs(2),
-                ..job(0, "long")
-            },
-        )
-        .await
-        .unwrap();
+    let id = w1.put("default", leased(0, "long", 2)).await.unwrap();
     reserve_now(w1.as_mut(), &["default"]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     w1.touch(id).await.unwrap();
@@ -276,16 +265,7 @@ async fn bury_kick_and_kick_job(b: &impl Backend) {
         }
         ids
     };
-    let delayed = q
-        .put(
-            "t",
-            NewJob {
-                delay: Duration::from_secs(100),
-                ..job(1, "d")
-            },
-        )
-        .await
-        .unwrap();
+    let held = q.put("t", delayed(1, "d", 100)).await.unwrap();
     let info = q.stats_job(buried[0]).await.unwrap();
     assert_eq!((info.state, info.pri, info.buries), (JobState::Buried, 9, 1));
     assert_eq!(
@@ -303,30 +283,21 @@ async fn bury_kick_and_kick_job(b: &impl Backend) {
     assert_eq!(q.stats_job(buried[0]).await.unwrap().state, JobState::Ready);
     assert_eq!(q.stats_job(buried[1]).await.unwrap().state, JobState::Ready);
     assert_eq!(q.stats_job(buried[2]).await.unwrap().state, JobState::Buried);
-    assert_eq!(q.stats_job(delayed).await.unwrap().state, JobState::Delayed);
+    assert_eq!(q.stats_job(held).await.unwrap().state, JobState::Delayed);
     assert_eq!(
         q.kick("t", 10).await.unwrap(),
         1,
         "the last buried one; delayed untouched"
     );
-    assert_eq!(q.stats_job(delayed).await.unwrap().state, JobState::Delayed);
+    assert_eq!(q.stats_job(held).await.unwrap().state, JobState::Delayed);
     // With no buried job left, kick moves delayed ones.
     assert_eq!(q.kick("t", 10).await.unwrap(), 1);
-    let info = q.stats_job(delayed).await.unwrap();
+    let info = q.stats_job(held).await.unwrap();
     assert_eq!((info.state, info.kicks), (JobState::Ready, 1));
     assert_eq!(q.kick("t", 10).await.unwrap(), 0);
 
     // kick-job: one delayed or buried job by id; a ready one is not kickable.
-    let later = q
-        .put(
-            "t",
-            NewJob {
-                delay: Duration::from_secs(100),
-                ..job(1, "later")
-            },
-        )
-        .await
-        .unwrap();
+    let later = q.put("t", delayed(1, "later", 100)).await.unwrap();
     q.kick_job(later).await.unwrap();
     assert_eq!(q.stats_job(later).await.unwrap().state, JobState::Ready);
     assert_not_found(q.kick_job(later).await, "kick-job of a ready job");
@@ -343,25 +314,8 @@ async fn peeks(b: &impl Backend) {
     }
     let low = q.put("p", job(50, "low")).await.unwrap();
     let high = q.put("p", job(10, "high")).await.unwrap();
-    let soon = q
-        .put(
-            "p",
-            NewJob {
-                delay: Duration::from_secs(50),
-                ..job(1, "soon")
-            },
-        )
-        .await
-        .unwrap();
-    q.put(
-        "p",
-        NewJob {
-            delay: Duration::from_secs(90),
-            ..job(1, "late")
-        },
-    )
-    .await
-    .unwrap();
+    let soon = q.put("p", delayed(1, "soon", 50)).await.unwrap();
+    q.put("p", delayed(1, "late", 90)).await.unwrap();
     let ready = q.peek_state("p", PeekState::Ready).await.unwrap().unwrap();
     assert_eq!((ready.id, &ready.body[..]), (high, &b"high"[..]));
     assert_eq!(
@@ -379,25 +333,8 @@ async fn peeks(b: &impl Backend) {
 async fn stats_fields(b: &impl Backend) {
     let mut q = b.worker().await;
     let q = q.as_mut();
-    let id = q
-        .put(
-            "s",
-            NewJob {
-                ttr: Duration::from_secs(30),
-                ..job(600, "x")
-            },
-        )
-        .await
-        .unwrap();
-    q.put(
-        "s",
-        NewJob {
-            delay: Duration::from_secs(60),
-            ..job(2000, "y")
-        },
-    )
-    .await
-    .unwrap();
+    let id = q.put("s", leased(600, "x", 30)).await.unwrap();
+    q.put("s", delayed(2000, "y", 60)).await.unwrap();
     q.put("s", job(3000, "z")).await.unwrap();
     let info = q.stats_job(id).await.unwrap();
     assert_eq!(info.id, id);

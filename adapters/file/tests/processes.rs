@@ -39,7 +39,7 @@ fn worker_entry() {
     let q = FileQueue::open(
         dir.join("q"),
         Options {
-            fsync: false,
+            fsync: true,
             ..Options::default()
         },
     )

@@ -1,6 +1,6 @@
 //! Whole-process benchmark of the file queue, printed as one table with the targets.
 //!
-//! `cargo bench -p pulpo-filequeue --bench filequeue`; `PULPO_BENCH_QUICK=1` for a tiny run;
+//! `cargo bench --bench filequeue`; `PULPO_BENCH_QUICK=1` for a tiny run;
 //! `PULPO_BENCH_DIR` picks the filesystem (default: the workspace's `target/`, i.e. the disk the
 //! project lives on, not a tmpfs).
 
@@ -124,7 +124,7 @@ fn main() {
     let quick = std::env::var("PULPO_BENCH_QUICK").is_ok_and(|v| v == "1");
     let root = std::env::var_os("PULPO_BENCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     std::fs::create_dir_all(&root).unwrap();
     let cfg = Cfg { quick, root };
     // Lets criterion-style `cargo bench -- <filter>` invocations through: this harness runs all.

@@ -8,3 +8,4 @@ pub mod duration;
 pub mod handler;
 pub mod message;
 pub mod queue;
+pub mod registry;

@@ -319,6 +319,24 @@ fn config_prints_the_resolved_settings() {
     assert_eq!(config["retry"]["max_attempts"], 3);
     assert_eq!(config["queue"], "beanstalkd", "the flag wins over the default");
 
+    std::fs::write(
+        env.dir.path().join("pulpo.toml"),
+        "[handlers.resize]\nkind = \"resizer\"\n",
+    )
+    .unwrap();
+    let err = env.fails(&["config"], 2);
+    assert!(
+        err.contains("handlers.resize.kind") && err.contains("resizer"),
+        "{err}"
+    );
+    std::fs::write(
+        env.dir.path().join("pulpo.toml"),
+        "[handlers.e]\nkind = \"echo\"\n",
+    )
+    .unwrap();
+    let err = env.fails(&["config"], 2);
+    assert!(err.contains("destination_directory"), "{err}");
+
     std::fs::write(env.dir.path().join("pulpo.toml"), "concurency = 9\n").unwrap();
     let err = env.fails(&["config"], 2);
     assert!(err.contains("concurency") && err.contains("pulpo.toml"), "{err}");

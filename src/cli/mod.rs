@@ -260,6 +260,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = config::load(global.config.as_deref(), &overrides)?;
     let json = global.json;
     if let Command::Config = cli.command {
+        // Validating includes building every handler from its table.
+        crate::registry::Registry::with_builtins().build_all(&settings)?;
         return show::config(&settings, json);
     }
     let mut queue = queue::open(&settings).await?;

@@ -94,6 +94,7 @@ fn map_error(err: Error, id: Option<u64>, operation: &'static str) -> QueueError
             error: ServerError::JobTooBig,
             ..
         } => QueueError::JobTooBig { size: 0 },
+        Error::BodyTooLarge { len, .. } => QueueError::JobTooBig { size: len },
         Error::Server {
             error: ServerError::Draining,
             ..

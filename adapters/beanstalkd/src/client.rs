@@ -5,27 +5,31 @@
 //! A connection whose state is unknown — closed, failed, a corrupt reply, or
 //! a call cancelled while its command was in flight — is marked broken and
 //! refuses further commands until [`Client::reconnect`], which also restores
-//! the used tube and the watch list.
+//! the used tube and the watch list. So wrap a blocking `reserve` in a timeout
+//! only if you mean to reconnect afterwards; `reserve_with_timeout` is the
+//! way to wait a bounded time and keep the connection.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
 
 use crate::error::{Error, Result, ServerError};
 use crate::proto::{
-    ClientCodec, Command, DEFAULT_MAX_BODY, DEFAULT_MAX_DOCUMENT, DEFAULT_MAX_LINE, JobStats, Reply,
-    ServerStats, TubeName, TubeStats, parse_tube_list,
+    ClientCodec, CodecError, Command, DEFAULT_MAX_BODY, DEFAULT_MAX_DOCUMENT, DEFAULT_MAX_LINE, JobStats,
+    Reply, ServerStats, TubeName, TubeStats, parse_tube_list,
 };
 
-/// How many commands [`Client::pipeline`] keeps in flight before it waits for
-/// replies: beanstalkd answers each command before reading the next, so an
-/// unbounded pipeline could fill both socket buffers and deadlock.
+/// How many commands [`Client::pipeline`] keeps unanswered. The pipeline reads
+/// replies while it writes, so the window is not what prevents a deadlock; it
+/// bounds how far the client runs ahead of a server that is falling behind.
 const PIPELINE_WINDOW: usize = 256;
 
 /// Connection options.
@@ -121,13 +125,22 @@ pub struct PutJob {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
+/// The framed connection: TCP or Unix socket behind one trait object.
+type Conn = Framed<Box<dyn Io>, ClientCodec>;
+
 /// A connection to beanstalkd.
+///
+/// One command at a time (or one [`Client::pipeline`] of them): every method
+/// takes `&mut self`. For concurrency, open one client per task.
 pub struct Client {
-    conn: Framed<Box<dyn Io>, ClientCodec>,
+    conn: Conn,
     address: Address,
+    /// `address` in config form, for error messages.
     label: String,
     options: ConnectOptions,
+    /// The tube `put` goes to, as the server last confirmed it.
     used: TubeName,
+    /// The watch list, as the server last confirmed it.
     watched: Vec<TubeName>,
     /// Set while a command is in flight and left set when it failed or was
     /// cancelled: the stream may hold a stray reply, so it is not reused.
@@ -145,12 +158,14 @@ impl fmt::Debug for Client {
     }
 }
 
-async fn open(address: &Address, options: &ConnectOptions) -> Result<Framed<Box<dyn Io>, ClientCodec>> {
+/// Connects to `address` within the connect timeout and frames the stream.
+async fn open(address: &Address, options: &ConnectOptions) -> Result<Conn> {
     let label = address.to_string();
     let connect = async {
         let io: Box<dyn Io> = match address {
             Address::Tcp(addr) => {
                 let stream = TcpStream::connect(addr.as_str()).await?;
+                // Commands are small and each waits for its reply.
                 stream.set_nodelay(true)?;
                 Box::new(stream)
             }
@@ -177,6 +192,8 @@ async fn open(address: &Address, options: &ConnectOptions) -> Result<Framed<Box<
     Ok(Framed::new(io, codec))
 }
 
+/// The error for a reply that does not answer `command` as expected: an error
+/// reply becomes [`Error::Server`], any other reply [`Error::Unexpected`].
 fn unexpected(command: &'static str, reply: Reply) -> Error {
     let server = |error| Error::Server { command, error };
     match reply {
@@ -199,13 +216,30 @@ fn unexpected(command: &'static str, reply: Reply) -> Error {
     }
 }
 
+/// The result of a `put`'s reply.
+fn inserted(reply: Reply) -> Result<u64> {
+    match reply {
+        Reply::Inserted { id } => Ok(id),
+        other => Err(unexpected("put", other)),
+    }
+}
+
+/// How a pipeline stopped early.
+enum Stop {
+    /// The codec failed: I/O or a corrupt reply.
+    Codec(CodecError),
+    /// The server closed the stream.
+    Closed,
+}
+
 impl Client {
     /// Connects to `address` (`HOST:PORT` or `unix:/path`) with default options.
     pub async fn connect(address: &str) -> Result<Client> {
         Client::connect_with(address, ConnectOptions::default()).await
     }
 
-    /// Connects with `options`; fails after `options.connect_timeout`.
+    /// Connects with `options`; fails with [`Error::ConnectTimeout`] after
+    /// `options.connect_timeout`, with [`Error::Connect`] if refused.
     pub async fn connect_with(address: &str, options: ConnectOptions) -> Result<Client> {
         let address = Address::parse(address)?;
         let conn = open(&address, &options).await?;
@@ -225,6 +259,11 @@ impl Client {
         &self.address
     }
 
+    /// The options this client connected with (and reconnects with).
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
+    }
+
     /// The tube `put` goes to (as the server confirmed it).
     pub fn used_tube(&self) -> &TubeName {
         &self.used
@@ -235,7 +274,10 @@ impl Client {
         &self.watched
     }
 
-    /// Whether the connection is unusable until [`Client::reconnect`].
+    /// Whether the connection is unusable until [`Client::reconnect`]: it
+    /// was closed or failed, a reply was corrupt, or a call was cancelled
+    /// while its command was in flight. Every command then fails at once
+    /// with [`Error::Closed`].
     pub fn is_broken(&self) -> bool {
         self.broken
     }
@@ -246,76 +288,206 @@ impl Client {
         }
     }
 
+    fn codec_error(&self, err: CodecError) -> Error {
+        Error::from_codec(err, &self.label)
+    }
+
+    /// Refuses a put body over the client's `max_body` before anything is
+    /// sent, so the connection stays usable.
+    fn check(&self, cmd: &Command) -> Result<()> {
+        match cmd {
+            Command::Put { body, .. } if body.len() > self.options.max_body => Err(Error::BodyTooLarge {
+                len: body.len(),
+                limit: self.options.max_body,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps the used tube and the watch list in step with what the server
+    /// confirmed, whichever method sent the command.
+    fn track(&mut self, cmd: &Command, reply: &Reply) {
+        match (cmd, reply) {
+            (Command::Use { .. }, Reply::Using { tube }) => self.used = tube.clone(),
+            (Command::Watch { tube }, Reply::Watching { .. }) if !self.watched.contains(tube) => {
+                self.watched.push(tube.clone())
+            }
+            (Command::Ignore { tube }, Reply::Watching { .. }) => self.watched.retain(|t| t != tube),
+            _ => {}
+        }
+    }
+
     async fn read_reply(&mut self) -> Result<Reply> {
         match self.conn.next().await {
             Some(Ok(reply)) => Ok(reply),
-            Some(Err(err)) => Err(Error::from_codec(err, &self.label)),
+            Some(Err(err)) => Err(self.codec_error(err)),
             None => Err(self.closed()),
         }
     }
 
-    /// Sends one command and reads its reply, whatever it is.
+    /// Sends one command and reads its reply, whatever it is: error replies
+    /// come back as `Ok(Reply::NotFound)` and so on, not as [`Error::Server`].
+    /// A confirmed `use`, `watch` or `ignore` updates [`Client::used_tube`]
+    /// and [`Client::watched`]. (To end the connection, use [`Client::quit`]:
+    /// `quit` has no reply.)
+    ///
+    /// ```text
+    /// <command>\r\n[<data>\r\n]  ->  <reply>\r\n[<data>\r\n]
+    /// ```
     pub async fn send(&mut self, cmd: &Command) -> Result<Reply> {
         if self.broken {
             return Err(self.closed());
         }
+        self.check(cmd)?;
+        // Cleared only once the reply is in: an error or a cancellation in
+        // between leaves the stream's state unknown.
         self.broken = true;
-        self.conn
-            .send(cmd)
-            .await
-            .map_err(|err| Error::from_codec(err, &self.label))?;
+        if let Err(err) = self.conn.send(cmd).await {
+            return Err(self.codec_error(err));
+        }
         let reply = self.read_reply().await?;
         self.broken = false;
+        self.track(cmd, &reply);
         Ok(reply)
     }
 
-    /// Sends many commands with up to a window of them in flight; returns
-    /// every reply, in order.
+    /// Sends many commands with up to a window of them in flight, reading
+    /// replies while it writes; returns every reply, in order. Error replies
+    /// come back as replies, as with [`Client::send`]. On an `Err` the
+    /// connection is lost and some of the commands may have taken effect.
+    ///
+    /// ```text
+    /// <command 1>\r\n<command 2>\r\n...  ->  <reply 1>\r\n<reply 2>\r\n...
+    /// ```
     pub async fn pipeline(&mut self, cmds: &[Command]) -> Result<Vec<Reply>> {
         if self.broken {
             return Err(self.closed());
         }
+        for cmd in cmds {
+            self.check(cmd)?;
+        }
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
         self.broken = true;
         let mut replies = Vec::with_capacity(cmds.len());
+        let conn = &mut self.conn;
         let mut sent = 0;
-        while replies.len() < cmds.len() {
-            if sent < cmds.len() && sent - replies.len() < PIPELINE_WINDOW {
-                let end = cmds.len().min(replies.len() + PIPELINE_WINDOW);
-                for cmd in &cmds[sent..end] {
-                    self.conn
-                        .feed(cmd)
-                        .await
-                        .map_err(|err| Error::from_codec(err, &self.label))?;
+        let mut unflushed = false;
+        // One task drives both directions: beanstalkd stops reading commands
+        // while it cannot write replies, so writing a whole batch before
+        // reading could fill both socket buffers and deadlock.
+        let outcome = std::future::poll_fn(|cx| {
+            loop {
+                let mut progress = false;
+                while sent < cmds.len() && sent - replies.len() < PIPELINE_WINDOW {
+                    match Sink::<&Command>::poll_ready(Pin::new(&mut *conn), cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(err)) => return Poll::Ready(Err(Stop::Codec(err))),
+                        Poll::Pending => break,
+                    }
+                    if let Err(err) = Sink::<&Command>::start_send(Pin::new(&mut *conn), &cmds[sent]) {
+                        return Poll::Ready(Err(Stop::Codec(err)));
+                    }
+                    sent += 1;
+                    unflushed = true;
+                    progress = true;
                 }
-                sent = end;
-                SinkExt::<&Command>::flush(&mut self.conn)
-                    .await
-                    .map_err(|err| Error::from_codec(err, &self.label))?;
+                if unflushed {
+                    match Sink::<&Command>::poll_flush(Pin::new(&mut *conn), cx) {
+                        Poll::Ready(Ok(())) => unflushed = false,
+                        Poll::Ready(Err(err)) => return Poll::Ready(Err(Stop::Codec(err))),
+                        Poll::Pending => {}
+                    }
+                }
+                // Read only while a reply is owed, so that a server sending
+                // more replies than commands cannot run the count past `sent`.
+                if replies.len() < sent {
+                    match conn.poll_next_unpin(cx) {
+                        Poll::Ready(Some(Ok(reply))) => {
+                            replies.push(reply);
+                            if replies.len() == cmds.len() {
+                                return Poll::Ready(Ok(()));
+                            }
+                            progress = true;
+                        }
+                        Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(Stop::Codec(err))),
+                        Poll::Ready(None) => return Poll::Ready(Err(Stop::Closed)),
+                        Poll::Pending => {}
+                    }
+                }
+                // Every direction that made no progress registered a wakeup.
+                if !progress {
+                    return Poll::Pending;
+                }
             }
-            replies.push(self.read_reply().await?);
+        })
+        .await;
+        match outcome {
+            Ok(()) => {}
+            Err(Stop::Codec(err)) => return Err(self.codec_error(err)),
+            Err(Stop::Closed) => return Err(self.closed()),
         }
         self.broken = false;
+        for (cmd, reply) in cmds.iter().zip(&replies) {
+            self.track(cmd, reply);
+        }
         Ok(replies)
     }
 
-    /// Opens a new connection to the same address and restores the used tube
-    /// and the watch list.
+    /// Opens a new connection to the same address with the same options,
+    /// then restores the used tube and the watch list (in one pipelined
+    /// round trip: `use`, a `watch` per tube, `ignore default` if `default`
+    /// is not in the list). Jobs this connection had reserved are not
+    /// restored: the server released them when the old connection closed.
+    ///
+    /// On failure the client stays broken and keeps the tubes to restore,
+    /// so calling `reconnect` again is the way to retry.
+    ///
+    /// ```text
+    /// use <tube>\r\n         ->  USING <tube>\r\n
+    /// watch <tube>\r\n ...   ->  WATCHING <count>\r\n ...
+    /// ignore default\r\n     ->  WATCHING <count>\r\n
+    /// ```
     pub async fn reconnect(&mut self) -> Result<()> {
         self.broken = true;
         self.conn = open(&self.address, &self.options).await?;
         self.broken = false;
-        let used = std::mem::replace(&mut self.used, TubeName::default_tube());
-        let watched = std::mem::replace(&mut self.watched, vec![TubeName::default_tube()]);
-        if used.as_str() != "default" {
-            self.use_tube(used.as_str()).await?;
+        let want_used = self.used.clone();
+        let want_watched = self.watched.clone();
+        // What a fresh connection has; `track` moves it toward the wanted
+        // state as the server confirms each command.
+        self.used = TubeName::default_tube();
+        self.watched = vec![TubeName::default_tube()];
+        let default = TubeName::default_tube();
+        let mut cmds = Vec::new();
+        if want_used != default {
+            cmds.push(Command::Use {
+                tube: want_used.clone(),
+            });
         }
-        for tube in &watched {
-            if tube.as_str() != "default" {
-                self.watch(tube.as_str()).await?;
-            }
+        for tube in want_watched.iter().filter(|t| **t != default) {
+            cmds.push(Command::Watch { tube: tube.clone() });
         }
-        if !watched.iter().any(|t| t.as_str() == "default") {
-            self.ignore("default").await?;
+        if !want_watched.contains(&default) {
+            cmds.push(Command::Ignore { tube: default });
+        }
+        let restored = match self.pipeline(&cmds).await {
+            Ok(replies) => cmds
+                .iter()
+                .zip(replies)
+                .try_for_each(|(cmd, reply)| match (cmd, reply) {
+                    (Command::Use { .. }, Reply::Using { .. })
+                    | (Command::Watch { .. } | Command::Ignore { .. }, Reply::Watching { .. }) => Ok(()),
+                    (cmd, reply) => Err(unexpected(cmd.name(), reply)),
+                }),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = restored {
+            self.used = want_used;
+            self.watched = want_watched;
+            self.broken = true;
+            return Err(err);
         }
         Ok(())
     }
@@ -324,42 +496,58 @@ impl Client {
     ///
     /// ```text
     /// put <pri> <delay> <ttr> <bytes>\r\n<data>\r\n  ->  INSERTED <id>\r\n
+    ///                                  | BURIED <id>\r\n | JOB_TOO_BIG\r\n | DRAINING\r\n
     /// ```
     pub async fn put(&mut self, priority: u32, delay: u32, ttr: u32, body: impl Into<Bytes>) -> Result<u64> {
-        match self
-            .send(&Command::Put {
-                priority,
-                delay,
-                ttr,
-                body: body.into(),
-            })
-            .await?
-        {
-            Reply::Inserted { id } => Ok(id),
-            other => Err(unexpected("put", other)),
-        }
+        let cmd = Command::Put {
+            priority,
+            delay,
+            ttr,
+            body: body.into(),
+        };
+        inserted(self.send(&cmd).await?)
     }
 
-    /// Puts many jobs, pipelined; one result per job. The outer error means
-    /// the connection was lost (jobs before it may be stored).
+    /// Puts many jobs into the used tube, pipelined; one result per job, in
+    /// order. An inner error is that job's own: the server's refusal
+    /// (`JOB_TOO_BIG`, `BURIED <id>`, `DRAINING`, ...) or
+    /// [`Error::BodyTooLarge`] for a body over the client's `max_body`, which
+    /// is not sent. The outer error means the connection was lost: jobs
+    /// before it may be stored.
+    ///
+    /// ```text
+    /// put <pri> <delay> <ttr> <bytes>\r\n<data>\r\n ...  ->  INSERTED <id>\r\n ...
+    /// ```
     pub async fn put_batch(&mut self, jobs: &[PutJob]) -> Result<Vec<Result<u64>>> {
+        let limit = self.options.max_body;
         let cmds: Vec<Command> = jobs
             .iter()
-            .map(|j| Command::Put {
-                priority: j.priority,
-                delay: j.delay,
-                ttr: j.ttr,
-                body: j.body.clone(),
+            .filter(|job| job.body.len() <= limit)
+            .map(|job| Command::Put {
+                priority: job.priority,
+                delay: job.delay,
+                ttr: job.ttr,
+                body: job.body.clone(),
             })
             .collect();
-        let replies = self.pipeline(&cmds).await?;
-        Ok(replies
-            .into_iter()
-            .map(|reply| match reply {
-                Reply::Inserted { id } => Ok(id),
-                other => Err(unexpected("put", other)),
-            })
-            .collect())
+        let mut replies = self.pipeline(&cmds).await?.into_iter();
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if job.body.len() > limit {
+                results.push(Err(Error::BodyTooLarge {
+                    len: job.body.len(),
+                    limit,
+                }));
+                continue;
+            }
+            // `pipeline` returns exactly one reply per command.
+            let result = match replies.next() {
+                Some(reply) => inserted(reply),
+                None => Err(self.closed()),
+            };
+            results.push(result);
+        }
+        Ok(results)
     }
 
     /// Chooses the tube later puts go to.
@@ -370,10 +558,7 @@ impl Client {
     pub async fn use_tube(&mut self, tube: &str) -> Result<TubeName> {
         let tube = TubeName::new(tube)?;
         match self.send(&Command::Use { tube }).await? {
-            Reply::Using { tube } => {
-                self.used = tube.clone();
-                Ok(tube)
-            }
+            Reply::Using { tube } => Ok(tube),
             other => Err(unexpected("use", other)),
         }
     }
@@ -478,13 +663,8 @@ impl Client {
     /// ```
     pub async fn watch(&mut self, tube: &str) -> Result<u64> {
         let tube = TubeName::new(tube)?;
-        match self.send(&Command::Watch { tube: tube.clone() }).await? {
-            Reply::Watching { count } => {
-                if !self.watched.contains(&tube) {
-                    self.watched.push(tube);
-                }
-                Ok(count)
-            }
+        match self.send(&Command::Watch { tube }).await? {
+            Reply::Watching { count } => Ok(count),
             other => Err(unexpected("watch", other)),
         }
     }
@@ -496,11 +676,8 @@ impl Client {
     /// ```
     pub async fn ignore(&mut self, tube: &str) -> Result<u64> {
         let tube = TubeName::new(tube)?;
-        match self.send(&Command::Ignore { tube: tube.clone() }).await? {
-            Reply::Watching { count } => {
-                self.watched.retain(|t| *t != tube);
-                Ok(count)
-            }
+        match self.send(&Command::Ignore { tube }).await? {
+            Reply::Watching { count } => Ok(count),
             other => Err(unexpected("ignore", other)),
         }
     }
@@ -665,7 +842,7 @@ impl Client {
         .await
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely (a broken connection is just dropped).
     ///
     /// ```text
     /// quit\r\n

@@ -117,6 +117,18 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A job body is larger than this client's `max_body`; nothing was sent
+    /// and the connection is still usable.
+    #[error(
+        "job body of {len} bytes exceeds this client's limit of {limit} bytes; nothing was sent \
+         (raise ConnectOptions::max_body, and the server's -z, to send larger jobs)"
+    )]
+    BodyTooLarge {
+        /// The body's length.
+        len: usize,
+        /// The client's `max_body`.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -140,8 +152,18 @@ impl Error {
 
     /// Whether the connection is gone (closed, I/O failure, corrupt stream),
     /// so the caller should reconnect before going on.
+    ///
+    /// An invalid tube name given by the caller (refused before anything is
+    /// sent) and a stats document that does not parse (read whole, so the
+    /// stream is still in step) are not disconnects. [`crate::Client::is_broken`]
+    /// says for sure whether a client must reconnect.
     pub fn is_disconnect(&self) -> bool {
-        matches!(self, Error::Closed { .. } | Error::Io { .. } | Error::Protocol(_))
+        match self {
+            Error::Closed { .. } | Error::Io { .. } => true,
+            Error::Protocol(ProtocolError::InvalidTubeName { .. } | ProtocolError::BadYaml { .. }) => false,
+            Error::Protocol(_) => true,
+            _ => false,
+        }
     }
 
     pub(crate) fn from_codec(err: CodecError, address: &str) -> Error {

@@ -1,30 +1,33 @@
 //! The client against a real beanstalkd (started by `pulpo_testkit` on a free
-//! loopback port): every command, every error reply the server can give, odd
-//! bodies, limits, Unix sockets and reconnecting. Replies a real server will
-//! not give on demand (OUT_OF_MEMORY, garbage, a cut reply) come from a tiny
-//! byte-level fake.
+//! loopback port, or a Unix socket): every command and its typed result, the
+//! used tube and watch list the client tracks, bodies of any bytes, the
+//! client's own size limits, and pipelining.
+//!
+//! Error replies are in `client_errors.rs`; reconnecting and connect failures
+//! in `reconnect.rs`.
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use pulpo_beanstalkd::proto::{ClientCodec, JobState, Reply};
-use pulpo_beanstalkd::{Client, ConnectOptions, Error, PutJob, ServerError};
+use bytes::Bytes;
+use pulpo_beanstalkd::proto::{Command, JobState, ProtocolError, Reply};
+use pulpo_beanstalkd::{Address, Client, ConnectOptions, Error, PutJob, ServerError, TubeName};
 use pulpo_testkit::{Beanstalkd, Options};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::codec::Decoder;
 
-fn server_error<T: std::fmt::Debug>(result: Result<T, Error>) -> ServerError {
-    match result {
-        Err(Error::Server { error, .. }) => error,
-        other => panic!("expected a server error reply, got {other:?}"),
-    }
+fn names(tubes: &[TubeName]) -> Vec<&str> {
+    tubes.iter().map(TubeName::as_str).collect()
+}
+
+fn sorted(tubes: Vec<TubeName>) -> Vec<String> {
+    let mut names: Vec<String> = tubes.iter().map(|t| t.to_string()).collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]
 async fn every_command_against_a_real_server() {
     let server = Beanstalkd::start();
     let mut c = Client::connect(&server.address()).await.unwrap();
+    assert_eq!(c.address(), &Address::Tcp(server.address()));
 
     assert_eq!(c.list_tube_used().await.unwrap().as_str(), "default");
     assert_eq!(c.use_tube("jobs").await.unwrap().as_str(), "jobs");
@@ -34,27 +37,9 @@ async fn every_command_against_a_real_server() {
 
     assert_eq!(c.watch("jobs").await.unwrap(), 2);
     assert_eq!(c.ignore("default").await.unwrap(), 1);
-    let names: Vec<String> = c
-        .list_tubes_watched()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
-    assert_eq!(names, ["jobs"]);
-    assert_eq!(
-        c.watched().iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-        ["jobs"]
-    );
-    let mut tubes: Vec<String> = c
-        .list_tubes()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
-    tubes.sort();
-    assert_eq!(tubes, ["default", "jobs"]);
+    assert_eq!(names(&c.list_tubes_watched().await.unwrap()), ["jobs"]);
+    assert_eq!(names(c.watched()), ["jobs"]);
+    assert_eq!(sorted(c.list_tubes().await.unwrap()), ["default", "jobs"]);
 
     assert_eq!(c.peek(id).await.unwrap().body, Bytes::from_static(b"first"));
     assert_eq!(c.peek_ready().await.unwrap().id, id);
@@ -65,15 +50,27 @@ async fn every_command_against_a_real_server() {
     c.touch(id).await.unwrap();
     let stats = c.stats_job(id).await.unwrap();
     assert_eq!(
-        (stats.state, stats.tube.as_str(), stats.pri, stats.reserves),
-        (JobState::Reserved, "jobs", 10, 1)
+        (
+            stats.id,
+            stats.state,
+            stats.tube.as_str(),
+            stats.pri,
+            stats.ttr,
+            stats.reserves
+        ),
+        (id, JobState::Reserved, "jobs", 10, 60, 1)
     );
     c.release(id, 5, 0).await.unwrap();
+    let stats = c.stats_job(id).await.unwrap();
+    assert_eq!((stats.state, stats.pri, stats.releases), (JobState::Ready, 5, 1));
     let job = c.reserve_with_timeout(0).await.unwrap();
     assert_eq!(job.id, id);
     c.bury(id, 7).await.unwrap();
+    assert_eq!(c.stats_job(id).await.unwrap().state, JobState::Buried);
     assert_eq!(c.peek_buried().await.unwrap().id, id);
     assert_eq!(c.kick(10).await.unwrap(), 1);
+    assert_eq!(c.stats_job(id).await.unwrap().kicks, 1);
+    assert_eq!(c.stats_job(delayed).await.unwrap().state, JobState::Delayed);
     c.kick_job(delayed).await.unwrap();
     let reserved = c.reserve_job(delayed).await.unwrap();
     assert_eq!(&reserved.body[..], b"later");
@@ -81,8 +78,13 @@ async fn every_command_against_a_real_server() {
 
     let tube = c.stats_tube("jobs").await.unwrap();
     assert_eq!(
-        (tube.current_jobs_ready, tube.total_jobs, tube.cmd_delete),
-        (1, 2, 1)
+        (
+            tube.name.as_str(),
+            tube.current_jobs_ready,
+            tube.total_jobs,
+            tube.cmd_delete
+        ),
+        ("jobs", 1, 2, 1)
     );
     c.pause_tube("jobs", 1).await.unwrap();
     assert_eq!(c.stats_tube("jobs").await.unwrap().pause, 1);
@@ -96,195 +98,369 @@ async fn every_command_against_a_real_server() {
 }
 
 #[tokio::test]
-async fn error_replies_of_a_real_server() {
-    let options = Options {
-        max_job_size: Some(100),
-        ..Options::default()
-    };
-    let server = Beanstalkd::start_with(options);
-    let mut c = Client::connect(&server.address()).await.unwrap();
-    let missing = 424_242;
-
-    for result in [
-        c.delete(missing).await,
-        c.release(missing, 0, 0).await,
-        c.bury(missing, 0).await,
-        c.touch(missing).await,
-        c.kick_job(missing).await,
-        c.pause_tube("nope", 1).await,
-    ] {
-        assert_eq!(server_error(result), ServerError::NotFound);
-    }
-    assert_eq!(server_error(c.peek(missing).await), ServerError::NotFound);
-    assert_eq!(server_error(c.peek_ready().await), ServerError::NotFound);
-    assert_eq!(server_error(c.reserve_job(missing).await), ServerError::NotFound);
-    assert_eq!(server_error(c.stats_job(missing).await), ServerError::NotFound);
-    assert_eq!(server_error(c.stats_tube("nope").await), ServerError::NotFound);
-    assert!(c.delete(missing).await.unwrap_err().is_not_found());
-
-    // JOB_TOO_BIG: beanstalkd 1.12 accepts exactly max-job-size bytes.
-    c.put(0, 0, 10, vec![b'x'; 100]).await.unwrap();
-    assert_eq!(
-        server_error(c.put(0, 0, 10, vec![b'x'; 101]).await),
-        ServerError::JobTooBig
-    );
-    // TIMED_OUT, and the connection goes on.
-    c.use_tube("other").await.unwrap();
-    c.watch("empty").await.unwrap();
-    c.ignore("default").await.unwrap();
-    let err = c.reserve_with_timeout(0).await.unwrap_err();
-    assert!(err.is_timed_out(), "{err:?}");
-    // NOT_IGNORED: the last watched tube.
-    assert_eq!(server_error(c.ignore("empty").await), ServerError::NotIgnored);
-
-    // DEADLINE_SOON: holding a job in its last second of TTR.
-    c.put(0, 0, 1, "short").await.unwrap();
-    c.watch("other").await.unwrap();
-    c.reserve_with_timeout(0).await.unwrap();
-    let started = Instant::now();
-    assert_eq!(
-        server_error(c.reserve_with_timeout(5).await),
-        ServerError::DeadlineSoon
-    );
-    assert!(started.elapsed() < Duration::from_secs(2));
-
-    // DRAINING: SIGUSR1 puts the server into drain mode.
-    unsafe { libc_kill(server.pid().unwrap() as i32, 10) };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(server_error(c.put(0, 0, 10, "no").await), ServerError::Draining);
-    assert!(c.stats().await.unwrap().draining);
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-/// Raw bytes to the real server, decoded with the client codec.
-fn raw_exchange(server: &Beanstalkd, bytes: &[u8]) -> Reply {
-    let mut stream = std::net::TcpStream::connect(server.socket_addr()).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(bytes).unwrap();
-    let mut codec = ClientCodec::default();
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some(reply) = codec.decode(&mut buf).unwrap() {
-            return reply;
-        }
-        let mut chunk = [0u8; 256];
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "server closed without a reply");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-#[test]
-fn malformed_input_replies_of_a_real_server() {
+async fn raw_send_and_pipeline_return_replies_in_order_and_track_tubes() {
     let server = Beanstalkd::start();
+    let mut c = Client::connect(&server.address()).await.unwrap();
     assert_eq!(
-        raw_exchange(&server, b"put 0 0 10 2\r\nabc\r\n"),
-        Reply::ExpectedCrlf
+        c.send(&Command::ListTubeUsed).await.unwrap(),
+        Reply::Using {
+            tube: TubeName::default_tube()
+        }
     );
-    assert_eq!(raw_exchange(&server, b"delete x\r\n"), Reply::BadFormat);
-    assert_eq!(raw_exchange(&server, b"frobnicate\r\n"), Reply::UnknownCommand);
+    // Error replies are replies here, not errors.
+    assert_eq!(
+        c.send(&Command::Delete { id: 99 }).await.unwrap(),
+        Reply::NotFound
+    );
+
+    let tube = TubeName::new("piped").unwrap();
+    let replies = c
+        .pipeline(&[
+            Command::Use { tube: tube.clone() },
+            Command::Watch { tube: tube.clone() },
+            Command::Put {
+                priority: 1,
+                delay: 0,
+                ttr: 10,
+                body: Bytes::from_static(b"one"),
+            },
+            Command::Ignore {
+                tube: TubeName::default_tube(),
+            },
+            Command::Delete { id: 99 },
+            Command::ReserveWithTimeout { timeout: 0 },
+            Command::ListTubeUsed,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        replies,
+        [
+            Reply::Using { tube: tube.clone() },
+            Reply::Watching { count: 2 },
+            Reply::Inserted { id: 1 },
+            Reply::Watching { count: 1 },
+            Reply::NotFound,
+            Reply::Reserved {
+                id: 1,
+                body: Bytes::from_static(b"one")
+            },
+            Reply::Using { tube: tube.clone() },
+        ]
+    );
+    // Confirmed use/watch/ignore are tracked whichever method sent them.
+    assert_eq!(c.used_tube(), &tube);
+    assert_eq!(names(c.watched()), ["piped"]);
+    assert!(c.pipeline(&[]).await.unwrap().is_empty());
+    assert!(!c.is_broken());
 }
 
 #[tokio::test]
-async fn binary_bodies_and_the_clients_own_limit() {
+async fn use_watch_and_ignore_are_tracked_only_when_confirmed() {
     let server = Beanstalkd::start();
-    let options = ConnectOptions {
-        max_body: 1000,
-        ..ConnectOptions::default()
-    };
-    let mut c = Client::connect_with(&server.address(), options).await.unwrap();
-    let body: Vec<u8> = (0..=255u8)
-        .cycle()
-        .take(1000)
-        .chain(*b"\r\n\0\r\n")
-        .take(1000)
-        .collect();
-    let tricky = Bytes::from_static(b"line\r\nRESERVED 1 2\r\n\0\0");
-    let a = c.put(0, 0, 10, body.clone()).await.unwrap();
-    let b = c.put(0, 0, 10, tricky.clone()).await.unwrap();
-    let empty = c.put(0, 0, 10, Bytes::new()).await.unwrap();
-    assert_eq!(c.peek(a).await.unwrap().body, Bytes::from(body));
-    assert_eq!(c.peek(b).await.unwrap().body, tricky);
-    assert!(c.peek(empty).await.unwrap().body.is_empty());
-    // One byte over the client's cap is refused before anything is sent...
-    let err = c.put(0, 0, 10, vec![0u8; 1001]).await.unwrap_err();
-    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
-    // ...which leaves the connection unusable only until reconnect.
-    assert!(c.is_broken());
-    c.reconnect().await.unwrap();
-    assert_eq!(c.stats().await.unwrap().current_jobs_ready, 3);
+    let mut c = Client::connect(&server.address()).await.unwrap();
+    assert_eq!(c.used_tube().as_str(), "default");
+    assert_eq!(names(c.watched()), ["default"]);
+
+    assert_eq!(c.watch("a").await.unwrap(), 2);
+    assert_eq!(c.watch("a").await.unwrap(), 2, "watching twice adds nothing");
+    assert_eq!(c.watch("b").await.unwrap(), 3);
+    assert_eq!(names(c.watched()), ["default", "a", "b"]);
+    assert_eq!(c.ignore("never-watched").await.unwrap(), 3);
+    assert_eq!(c.ignore("default").await.unwrap(), 2);
+    assert_eq!(c.ignore("a").await.unwrap(), 1);
+    // The server refuses to ignore the last tube: the list is unchanged.
+    let err = c.ignore("b").await.unwrap_err();
+    assert_eq!(err.server_error(), Some(ServerError::NotIgnored));
+    assert_eq!(names(c.watched()), ["b"]);
+    assert_eq!(names(&c.list_tubes_watched().await.unwrap()), ["b"]);
+
+    // A refused tube name changes nothing and sends nothing.
+    assert!(matches!(c.use_tube("bad name").await, Err(Error::Protocol(_))));
+    assert_eq!(c.used_tube().as_str(), "default");
+    c.use_tube("b").await.unwrap();
+    assert_eq!(c.used_tube().as_str(), "b");
+    assert_eq!(c.list_tube_used().await.unwrap().as_str(), "b");
 }
 
 #[tokio::test]
 async fn invalid_tube_names_are_never_sent() {
     let server = Beanstalkd::start();
     let mut c = Client::connect(&server.address()).await.unwrap();
-    for bad in ["", "a b", "-x", "a\r\nquit", &"t".repeat(201)] {
-        assert!(
-            matches!(c.use_tube(bad).await, Err(Error::Protocol(_))),
-            "{bad:?}"
-        );
-        assert!(matches!(c.watch(bad).await, Err(Error::Protocol(_))), "{bad:?}");
+    let long = "t".repeat(201);
+    for bad in ["", "a b", "-x", "a\r\nquit", "tab\tbed", "ünïcode", long.as_str()] {
+        let invalid =
+            |r: Result<_, Error>| matches!(r, Err(Error::Protocol(ProtocolError::InvalidTubeName { .. })));
+        assert!(invalid(c.use_tube(bad).await.map(drop)), "use {bad:?}");
+        assert!(invalid(c.watch(bad).await.map(drop)), "watch {bad:?}");
+        assert!(invalid(c.ignore(bad).await.map(drop)), "ignore {bad:?}");
+        assert!(invalid(c.stats_tube(bad).await.map(drop)), "stats-tube {bad:?}");
+        assert!(invalid(c.pause_tube(bad, 1).await), "pause-tube {bad:?}");
+        let err = c.watch(bad).await.unwrap_err();
+        assert!(!err.is_disconnect(), "{err:?}");
     }
     assert!(!c.is_broken());
-    assert_eq!(c.use_tube(&"t".repeat(200)).await.unwrap().as_str().len(), 200);
+    // The longest name the protocol allows, and every allowed character.
+    let longest = "t".repeat(200);
+    assert_eq!(c.use_tube(&longest).await.unwrap().as_str(), longest);
+    let odd = "Az09+/;.$_()-";
+    assert_eq!(c.watch(odd).await.unwrap(), 2);
+    assert_eq!(
+        sorted(c.list_tubes_watched().await.unwrap()),
+        [odd.to_owned(), "default".to_owned()]
+    );
 }
 
 #[tokio::test]
-async fn pipelined_batch_put_with_per_item_results() {
-    let options = Options {
-        max_job_size: Some(50),
-        ..Options::default()
-    };
-    let server = Beanstalkd::start_with(options);
+async fn reserve_and_delete_round_trips_in_priority_order() {
+    let server = Beanstalkd::start();
     let mut c = Client::connect(&server.address()).await.unwrap();
+    let low = c.put(1000, 0, 60, "low").await.unwrap();
+    let high = c.put(0, 0, 60, "high").await.unwrap();
+    let mid = c.put(500, 0, 60, "mid").await.unwrap();
+    for (want, body) in [(high, "high"), (mid, "mid"), (low, "low")] {
+        let job = c.reserve().await.unwrap();
+        assert_eq!((job.id, &job.body[..]), (want, body.as_bytes()));
+        c.delete(job.id).await.unwrap();
+    }
+    for i in 0..200u32 {
+        let id = c.put(i, 0, 60, i.to_string()).await.unwrap();
+        let job = c.reserve_with_timeout(0).await.unwrap();
+        assert_eq!((job.id, job.body), (id, Bytes::from(i.to_string())));
+        c.delete(id).await.unwrap();
+    }
+    let stats = c.stats().await.unwrap();
+    assert_eq!((stats.current_jobs_ready, stats.cmd_delete), (0, 203));
+    assert!(c.peek(low).await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn a_delayed_job_becomes_ready_after_its_delay() {
+    let server = Beanstalkd::start();
+    let mut c = Client::connect(&server.address()).await.unwrap();
+    let started = Instant::now();
+    let id = c.put(0, 1, 60, "soon").await.unwrap();
+    assert!(c.reserve_with_timeout(0).await.unwrap_err().is_timed_out());
+    let job = c.reserve_with_timeout(3).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(job.id, id);
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn binary_bodies_round_trip_verbatim() {
+    let server = Beanstalkd::start();
+    let mut c = Client::connect(&server.address()).await.unwrap();
+    let every_byte: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let bodies = [
+        Bytes::from(every_byte),
+        Bytes::from_static(b"\r\n"),
+        Bytes::from_static(b"\0\0\0"),
+        Bytes::from_static(b"line\r\nRESERVED 1 2\r\n\0\r\n"),
+        Bytes::from_static(b"ends with CRLF\r\n"),
+        Bytes::from_static(b"\r\n\r\n\r\n"),
+        Bytes::new(),
+    ];
+    let mut ids = Vec::new();
+    for body in &bodies {
+        ids.push(c.put(0, 0, 60, body.clone()).await.unwrap());
+    }
+    for (id, body) in ids.iter().zip(&bodies) {
+        assert_eq!(&c.peek(*id).await.unwrap().body, body);
+    }
+    for (id, body) in ids.iter().zip(&bodies) {
+        let job = c.reserve().await.unwrap();
+        assert_eq!((&job.id, &job.body), (id, body));
+        c.delete(job.id).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_clients_body_limit_refuses_before_sending() {
+    let server = Beanstalkd::start();
+    let options = ConnectOptions {
+        max_body: 1000,
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with(&server.address(), options).await.unwrap();
+    let exact = Bytes::from(vec![b'\n'; 1000]);
+    let id = c.put(0, 0, 10, exact.clone()).await.unwrap();
+    assert_eq!(c.reserve().await.unwrap().body, exact);
+
+    // One byte over: refused before anything is sent; the connection goes on.
+    let err = c.put(0, 0, 10, vec![0u8; 1001]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BodyTooLarge {
+                len: 1001,
+                limit: 1000
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_disconnect());
+    assert!(!c.is_broken());
+    let over = Command::Put {
+        priority: 0,
+        delay: 0,
+        ttr: 10,
+        body: Bytes::from(vec![0u8; 1001]),
+    };
+    assert!(matches!(c.send(&over).await, Err(Error::BodyTooLarge { .. })));
+    assert!(matches!(
+        c.pipeline(&[Command::Stats, over]).await,
+        Err(Error::BodyTooLarge { .. })
+    ));
+    c.delete(id).await.unwrap();
+    assert_eq!(
+        c.stats().await.unwrap().cmd_put,
+        1,
+        "nothing over the limit was sent"
+    );
+
+    // A job stored by someone else that is larger than this client accepts
+    // breaks the stream: the body cannot be skipped safely.
+    let mut other = Client::connect(&server.address()).await.unwrap();
+    let big = other.put(0, 0, 10, vec![b'x'; 1001]).await.unwrap();
+    let err = c.peek(big).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Protocol(ProtocolError::BodyTooLarge {
+                len: 1001,
+                limit: 1000
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_disconnect() && c.is_broken());
+    assert!(matches!(c.stats().await, Err(Error::Closed { .. })));
+}
+
+#[tokio::test]
+async fn the_clients_document_limit() {
+    let server = Beanstalkd::start();
+    let options = ConnectOptions {
+        max_document: 64,
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with(&server.address(), options).await.unwrap();
+    // A short list fits; the server stats (about 1 KiB) do not.
+    assert_eq!(sorted(c.list_tubes().await.unwrap()), ["default"]);
+    let err = c.stats().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Protocol(ProtocolError::BodyTooLarge { limit: 64, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(c.is_broken());
+}
+
+#[tokio::test]
+async fn pipelined_batch_put_of_ten_thousand_jobs() {
+    let server = Beanstalkd::start();
+    let mut c = Client::connect(&server.address()).await.unwrap();
+    c.use_tube("batch").await.unwrap();
     let jobs: Vec<PutJob> = (0..10_000)
         .map(|i| PutJob {
-            priority: 1,
+            priority: i % 7,
             delay: 0,
             ttr: 60,
             body: Bytes::from(format!("job {i}")),
         })
         .collect();
-    let ids = c.put_batch(&jobs).await.unwrap();
-    assert_eq!(ids.len(), 10_000);
-    let ids: Vec<u64> = ids.into_iter().map(Result::unwrap).collect();
-    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1));
-    assert_eq!(
-        c.peek(ids[9_999]).await.unwrap().body,
-        Bytes::from_static(b"job 9999")
-    );
+    let results = c.put_batch(&jobs).await.unwrap();
+    assert_eq!(results.len(), 10_000);
+    let ids: Vec<u64> = results.into_iter().map(Result::unwrap).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids in put order");
+    for i in [0, 1, 4_999, 9_999] {
+        let job = c.peek(ids[i]).await.unwrap();
+        assert_eq!(job.body, Bytes::from(format!("job {i}")));
+        assert_eq!(c.stats_job(ids[i]).await.unwrap().pri, i as u32 % 7);
+    }
+    assert_eq!(c.stats_tube("batch").await.unwrap().current_jobs_ready, 10_000);
+    assert!(c.put_batch(&[]).await.unwrap().is_empty());
+}
 
-    let mixed = vec![
-        PutJob {
-            priority: 1,
-            delay: 0,
-            ttr: 60,
-            body: Bytes::from_static(b"ok"),
-        },
-        PutJob {
-            priority: 1,
-            delay: 0,
-            ttr: 60,
-            body: Bytes::from(vec![b'x'; 51]),
-        },
-        PutJob {
-            priority: 1,
-            delay: 0,
-            ttr: 60,
-            body: Bytes::from_static(b"ok too"),
-        },
+#[tokio::test]
+async fn a_mixed_batch_has_per_item_results() {
+    let server = Beanstalkd::start_with(Options {
+        max_job_size: Some(50),
+        ..Options::default()
+    });
+    let options = ConnectOptions {
+        max_body: 100,
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with(&server.address(), options).await.unwrap();
+    let job = |body: &[u8]| PutJob {
+        priority: 1,
+        delay: 0,
+        ttr: 60,
+        body: Bytes::copy_from_slice(body),
+    };
+    let batch = [
+        job(b"ok"),
+        job(&[b'x'; 51]), // over the server's -z 50: JOB_TOO_BIG
+        job(b"ok too"),
+        job(&[b'y'; 101]), // over the client's max_body: never sent
+        job(b"last"),
     ];
-    let results = c.put_batch(&mixed).await.unwrap();
-    assert!(results[0].is_ok() && results[2].is_ok());
+    let results = c.put_batch(&batch).await.unwrap();
+    assert_eq!(results.len(), 5);
+    let ok: Vec<u64> = [0, 2, 4].iter().map(|&i| *results[i].as_ref().unwrap()).collect();
     assert_eq!(
-        server_error(results.into_iter().nth(1).unwrap()),
-        ServerError::JobTooBig
+        results[1].as_ref().unwrap_err().server_error(),
+        Some(ServerError::JobTooBig)
     );
+    assert!(matches!(
+        results[3],
+        Err(Error::BodyTooLarge { len: 101, limit: 100 })
+    ));
+    for (id, body) in ok.iter().zip([&b"ok"[..], b"ok too", b"last"]) {
+        assert_eq!(&c.peek(*id).await.unwrap().body[..], body);
+    }
+    assert_eq!(c.stats().await.unwrap().cmd_put, 4);
+}
+
+/// Big commands and big replies in one pipeline: a client that wrote the
+/// whole window before reading would stall once both socket buffers fill.
+#[tokio::test]
+async fn a_pipeline_of_big_puts_and_big_peeks_does_not_deadlock() {
+    let server = Beanstalkd::start();
+    let mut c = Client::connect(&server.address()).await.unwrap();
+    let body = Bytes::from(vec![b'b'; 60_000]);
+    let first = c.put(0, 0, 60, body.clone()).await.unwrap();
+    let mut cmds = Vec::new();
+    for _ in 0..300 {
+        cmds.push(Command::Put {
+            priority: 0,
+            delay: 0,
+            ttr: 60,
+            body: body.clone(),
+        });
+        cmds.push(Command::Peek { id: first });
+    }
+    let replies = tokio::time::timeout(Duration::from_secs(60), c.pipeline(&cmds))
+        .await
+        .expect("the pipeline stalled")
+        .unwrap();
+    assert_eq!(replies.len(), 600);
+    for (i, pair) in replies.chunks(2).enumerate() {
+        assert_eq!(
+            pair[0],
+            Reply::Inserted {
+                id: first + 1 + i as u64
+            }
+        );
+        assert!(matches!(&pair[1], Reply::Found { id, body: b } if *id == first && *b == body));
+    }
 }
 
 #[tokio::test]
@@ -297,159 +473,56 @@ async fn unix_socket() {
     });
     assert_eq!(server.address(), format!("unix:{}", path.display()));
     let mut c = Client::connect(&server.address()).await.unwrap();
+    assert_eq!(c.address(), &Address::Unix(path.clone()));
+    assert_eq!(c.address().to_string(), server.address());
+    c.use_tube("local").await.unwrap();
+    let results = c
+        .put_batch(&[PutJob {
+            priority: 0,
+            delay: 0,
+            ttr: 10,
+            body: Bytes::from_static(b"batched\r\n"),
+        }])
+        .await
+        .unwrap();
     let id = c.put(0, 0, 10, "over a unix socket").await.unwrap();
+    c.watch("local").await.unwrap();
+    c.ignore("default").await.unwrap();
+    let first = c.reserve().await.unwrap();
+    assert_eq!(
+        (first.id, &first.body[..]),
+        (*results[0].as_ref().unwrap(), &b"batched\r\n"[..])
+    );
     assert_eq!(&c.reserve().await.unwrap().body[..], b"over a unix socket");
     c.delete(id).await.unwrap();
-    assert_eq!(c.address().to_string(), server.address());
+    c.quit().await.unwrap();
 }
 
-#[tokio::test]
-async fn reconnect_after_restart_restores_use_and_watch() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = Options {
-        binlog_dir: Some(dir.path().to_owned()),
-        ..Options::default()
-    };
-    let mut server = Beanstalkd::start_with(options);
-    let mut c = Client::connect(&server.address()).await.unwrap();
-    c.use_tube("emails").await.unwrap();
-    c.watch("emails").await.unwrap();
-    c.ignore("default").await.unwrap();
-    let id = c.put(0, 0, 60, "kept by the binlog").await.unwrap();
-
-    server.restart();
-    let err = c.stats().await.unwrap_err();
-    assert!(err.is_disconnect(), "{err:?}");
-    assert!(
-        matches!(c.stats().await, Err(Error::Closed { .. })),
-        "a broken connection stays refused"
-    );
-    c.reconnect().await.unwrap();
-    assert_eq!(c.list_tube_used().await.unwrap().as_str(), "emails");
-    let watched: Vec<String> = c
-        .list_tubes_watched()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
-    assert_eq!(watched, ["emails"]);
-    let job = c.reserve_with_timeout(1).await.unwrap();
-    assert_eq!((job.id, &job.body[..]), (id, &b"kept by the binlog"[..]));
-}
-
-#[tokio::test]
-async fn unreachable_servers_fail_with_the_address() {
-    let port = pulpo_testkit::free_port();
-    let address = format!("127.0.0.1:{port}");
-    let started = Instant::now();
-    let err = Client::connect(&address).await.unwrap_err();
-    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-    assert!(err.to_string().contains(&address));
-    assert!(started.elapsed() < Duration::from_secs(1));
-
-    for bad in ["no-port", ":11300", "host:port", "unix:"] {
-        assert!(
-            matches!(Client::connect(bad).await, Err(Error::InvalidAddress { .. })),
-            "{bad}"
-        );
+#[test]
+fn addresses_parse_and_print_in_config_form() {
+    for text in [
+        "127.0.0.1:11300",
+        "localhost:1",
+        "[::1]:11300",
+        "unix:/run/beanstalkd.sock",
+    ] {
+        assert_eq!(Address::parse(text).unwrap().to_string(), text);
     }
-
-    // A connect that never completes: a listener that never accepts, with
-    // its accept backlog filled, so the kernel drops further handshakes.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut held = Vec::new();
-    let mut full = false;
-    for _ in 0..4096 {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
-            Ok(stream) => held.push(stream),
-            Err(_) => {
-                full = true;
-                break;
-            }
-        }
-    }
-    assert!(
-        full,
-        "the accept backlog never filled after {} connections",
-        held.len()
-    );
-    let options = ConnectOptions {
-        connect_timeout: Duration::from_millis(300),
-        ..ConnectOptions::default()
-    };
-    let started = Instant::now();
-    let err = Client::connect_with(&addr.to_string(), options)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
-    assert!(err.to_string().contains(&addr.to_string()), "{err}");
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
-        "{waited:?}"
-    );
-    drop(listener);
-}
-
-/// A fake server that answers the first command with `reply` bytes, then
-/// closes; for replies a real beanstalkd does not give on demand.
-async fn fake(reply: &'static [u8]) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 1024];
-        let _ = socket.read(&mut buf).await;
-        let _ = socket.write_all(reply).await;
-        let _ = socket.shutdown().await;
-    });
-    address
-}
-
-#[tokio::test]
-async fn replies_only_a_fake_server_gives() {
-    let mut c = Client::connect(&fake(b"BURIED 77\r\n").await).await.unwrap();
     assert_eq!(
-        server_error(c.put(0, 0, 1, "x").await),
-        ServerError::Buried { id: 77 }
+        Address::parse("unix:/tmp/b.sock").unwrap(),
+        Address::Unix("/tmp/b.sock".into())
     );
-    let mut c = Client::connect(&fake(b"OUT_OF_MEMORY\r\n").await).await.unwrap();
-    assert_eq!(server_error(c.put(0, 0, 1, "x").await), ServerError::OutOfMemory);
-    let mut c = Client::connect(&fake(b"INTERNAL_ERROR\r\n").await).await.unwrap();
-    assert_eq!(server_error(c.stats().await), ServerError::InternalError);
-    // A well-formed reply to the wrong command.
-    let mut c = Client::connect(&fake(b"DELETED\r\n").await).await.unwrap();
-    assert!(matches!(
-        c.put(0, 0, 1, "x").await,
-        Err(Error::Unexpected { command: "put", .. })
-    ));
-    // Garbage, an endless line, a huge document, a reply cut short.
-    let mut c = Client::connect(&fake(b"HELLO THERE\r\n").await).await.unwrap();
-    assert!(matches!(c.stats().await, Err(Error::Protocol(_))));
-    let mut c = Client::connect(&fake(&[b'A'; 4096]).await).await.unwrap();
-    assert!(matches!(c.stats().await, Err(Error::Protocol(_))));
-    let mut c = Client::connect(&fake(b"OK 999999999999\r\n").await)
-        .await
-        .unwrap();
-    assert!(matches!(c.stats().await, Err(Error::Protocol(_))));
-    let mut c = Client::connect(&fake(b"RESERVED 1 10\r\nabc").await)
-        .await
-        .unwrap();
-    let err = c.reserve().await.unwrap_err();
-    assert!(err.is_disconnect(), "{err:?}");
-}
-
-#[tokio::test]
-async fn a_cancelled_call_marks_the_connection_broken() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
-    // reserve blocks on an empty tube; cancel it mid-flight.
-    let cancelled = tokio::time::timeout(Duration::from_millis(50), c.reserve()).await;
-    assert!(cancelled.is_err());
-    assert!(c.is_broken());
-    assert!(matches!(c.put(0, 0, 1, "x").await, Err(Error::Closed { .. })));
-    c.reconnect().await.unwrap();
-    c.put(0, 0, 1, "x").await.unwrap();
+    for bad in [
+        "",
+        "no-port",
+        ":11300",
+        "host:",
+        "host:port",
+        "host:65536",
+        "unix:",
+    ] {
+        let err = Address::parse(bad).unwrap_err();
+        assert!(matches!(err, Error::InvalidAddress { .. }), "{bad:?}: {err:?}");
+        assert!(err.to_string().contains("HOST:PORT"), "{err}");
+    }
 }

@@ -7,5 +7,7 @@ pub mod config;
 pub mod duration;
 pub mod handler;
 pub mod message;
+pub mod publish;
 pub mod queue;
 pub mod registry;
+pub mod runner;

@@ -17,6 +17,8 @@ use crate::config::{self, Overrides, QueueKind, Settings};
 use crate::duration::parse_duration;
 use crate::message::{Message, parse_time};
 use crate::queue::{self, NewJob, PeekState, Queue, QueueError};
+use crate::registry::Registry;
+use crate::runner;
 
 /// How many messages `publish --count` hands the queue at once: each batch's
 /// ids are printed as soon as the queue has stored it.
@@ -53,10 +55,25 @@ struct GlobalArgs {
     /// Print one JSON document instead of human text.
     #[arg(long, global = true)]
     json: bool,
+    /// Log lines as human text or JSON objects (stderr; PULPO_LOG sets the level).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "human")]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event, with the job span's fields.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the runner: reserve jobs from the watched tubes, run their handlers,
+    /// settle them; stops when idle (see on_idle) or on SIGINT/SIGTERM.
+    Run,
     /// Publish a message; prints the new job ids.
     Publish(PublishArgs),
     /// Show a job by id, or the next ready, delayed or buried job of the tube.
@@ -195,19 +212,31 @@ impl From<config::ConfigError> for Failure {
 /// Parses the process's arguments, runs the command, and returns the exit
 /// code; errors are printed to stderr as one line.
 pub fn main() -> ExitCode {
+    main_with(Registry::with_builtins())
+}
+
+/// [`main`] with the handler kinds of `registry`: a Rust program registers
+/// its own kinds and gets the whole `pulpo` command line, `run` included.
+pub fn main_with(registry: Registry) -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
-    init_logging();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let running = matches!(cli.command, Command::Run);
+    init_logging(cli.global.log_format, if running { "info" } else { "warn" });
+    let runtime = if running {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("pulpo: error: cannot start the async runtime: {err}");
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run_with(cli, &registry)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("pulpo: error: {}", failure.message);
@@ -239,17 +268,26 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PULPO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
-/// Runs one parsed command line.
+/// Runs one parsed command line with the built-in handler kinds.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
+    run_with(cli, &Registry::with_builtins()).await
+}
+
+/// Runs one parsed command line with the handler kinds of `registry`.
+pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
     let global = cli.global;
     let overrides = Overrides {
         queue: global.queue,
@@ -261,8 +299,25 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let json = global.json;
     if let Command::Config = cli.command {
         // Validating includes building every handler from its table.
-        crate::registry::Registry::with_builtins().build_all(&settings)?;
+        registry.build_all(&settings)?;
         return show::config(&settings, json);
+    }
+    if let Command::Run = cli.command {
+        // Handler tables are checked before anything runs.
+        registry.build_all(&settings)?;
+        let config_file = global.config.clone();
+        let load = move || config::load(config_file.as_deref(), &overrides);
+        let report = runner::run_until_stopped(load, registry, shutdown_on_signals())
+            .await
+            .map_err(|err| match err {
+                runner::RunError::Config(err) => Failure::from(err),
+                other => Failure {
+                    code: 1,
+                    message: other.to_string(),
+                },
+            })?;
+        show::run_report(json, &report);
+        return Ok(());
     }
     let mut queue = queue::open(&settings).await?;
     let queue = queue.as_mut();
@@ -313,8 +368,39 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             });
             Ok(())
         }
-        Command::Config => unreachable!("handled before the queue is opened"),
+        Command::Config | Command::Run => unreachable!("handled before the queue is opened"),
     }
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM; a second one exits the
+/// process at once (128 + the signal's number), leaving reserved jobs to
+/// come back by themselves.
+fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot listen for SIGINT/SIGTERM; stop the runner with SIGKILL");
+        return token;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("signal received: stopping (send another to exit at once)");
+        cancel.cancel();
+        let code = tokio::select! {
+            _ = interrupt.recv() => 130,
+            _ = terminate.recv() => 143,
+        };
+        tracing::warn!("second signal: exiting at once; jobs still reserved come back after their TTR");
+        std::process::exit(code);
+    });
+    token
 }
 
 fn plural(n: u64) -> &'static str {

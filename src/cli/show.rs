@@ -121,3 +121,27 @@ pub(super) fn config(settings: &Settings, json: bool) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// The runner's exit summary: why it stopped and its counters.
+pub(super) fn run_report(json: bool, report: &crate::runner::RunReport) {
+    let total = crate::runner::total(&report.counters);
+    let mut value = serde_json::to_value(report).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("total".to_owned(), serde_json::to_value(total).unwrap_or(Value::Null));
+    }
+    emit(json, value, || {
+        let stop = match report.stop {
+            crate::runner::StopReason::Idle => "idle",
+            crate::runner::StopReason::Shutdown => "shutdown",
+        };
+        let restarts = match report.restarts {
+            0 => String::new(),
+            n => format!(", {n} restarts"),
+        };
+        format!(
+            "runner stopped ({stop}) after {:.1}s{restarts}\n{}",
+            report.elapsed.as_secs_f64(),
+            crate::runner::render(&report.counters).trim_end()
+        )
+    });
+}

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pulpo_beanstalkd::proto::{JobState as WireState, JobStats, ServerStats, TubeStats};
-use pulpo_beanstalkd::{Client, ConnectOptions, Error, ServerError};
+use pulpo_beanstalkd::{Client, Command, ConnectOptions, Error, Reply, ServerError};
 use serde_json::{Map, Value};
 
 use super::{
-    Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Result, TubeInfo, whole_seconds_ceil,
+    Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement, TubeInfo,
+    whole_seconds_ceil,
 };
 
 /// A beanstalkd connection behind the [`Queue`] trait.
@@ -126,6 +127,42 @@ fn map_error(err: Error, id: Option<u64>, operation: &'static str) -> QueueError
         | Error::Io { .. }
         | Error::InvalidAddress { .. }) => QueueError::Unavailable(err.to_string()),
         err => QueueError::Internal(err.to_string()),
+    }
+}
+
+/// The command that carries out `settlement` on job `id`.
+fn settle_command(id: u64, settlement: &Settlement) -> Command {
+    match settlement {
+        Settlement::Delete => Command::Delete { id },
+        Settlement::Release { priority, delay, .. } => Command::Release {
+            id,
+            priority: *priority,
+            delay: whole_seconds_ceil(*delay),
+        },
+        Settlement::Bury { priority, .. } => Command::Bury {
+            id,
+            priority: *priority,
+        },
+    }
+}
+
+/// Reads the reply to a settling command.
+fn settle_reply(id: u64, settlement: &Settlement, reply: Reply) -> Result<()> {
+    match (settlement, reply) {
+        (Settlement::Delete, Reply::Deleted)
+        | (Settlement::Release { .. }, Reply::Released)
+        | (Settlement::Bury { .. }, Reply::Buried { id: None }) => Ok(()),
+        (_, Reply::NotFound) => Err(QueueError::JobNotFound {
+            id,
+            operation: settlement.name(),
+        }),
+        (Settlement::Release { .. }, Reply::Buried { id: None }) => Err(QueueError::Refused(format!(
+            "beanstalkd buried job {id} on release (server out of memory)"
+        ))),
+        (_, other) => Err(QueueError::Internal(format!(
+            "beanstalkd answered {other:?} to {} {id}",
+            settlement.name()
+        ))),
     }
 }
 
@@ -386,5 +423,75 @@ impl Queue for BeanstalkdQueue {
             }),
             Err(err) => Err(map_error(err, None, "pause-tube")),
         }
+    }
+
+    async fn settle_and_reserve(
+        &mut self,
+        settle: Option<(u64, Settlement)>,
+        watch: &[String],
+        timeout: Duration,
+    ) -> (Result<()>, Result<Option<Reservation>>) {
+        let Some((id, settlement)) = settle else {
+            return (Ok(()), self.reserve_for_run(watch, timeout).await);
+        };
+        if let Err(err) = self.set_watch_list(watch).await {
+            return (self.settle(id, &settlement).await, Err(err));
+        }
+        // The settling command and the next reserve in one round trip.
+        let commands = [
+            settle_command(id, &settlement),
+            Command::ReserveWithTimeout {
+                timeout: whole_seconds_ceil(timeout),
+            },
+        ];
+        let replies = match self.client.pipeline(&commands).await {
+            Ok(replies) => replies,
+            Err(err) => {
+                let again = map_error(err, None, "reserve-with-timeout");
+                let settled = QueueError::Unavailable(format!("{} (job {id} not settled)", again));
+                return (Err(settled), Err(again));
+            }
+        };
+        let mut replies = replies.into_iter();
+        let settled = match replies.next() {
+            Some(reply) => settle_reply(id, &settlement, reply),
+            None => Err(QueueError::Internal("beanstalkd sent too few replies".to_owned())),
+        };
+        let reserved = match replies.next() {
+            Some(Reply::Reserved { id, body }) => {
+                let info = match self.stats_job(id).await {
+                    Ok(info) => info,
+                    Err(err) => return (settled, Err(err)),
+                };
+                Ok(Some(Reservation {
+                    id,
+                    body,
+                    tube: info.tube,
+                    priority: info.pri,
+                    ttr: Duration::from_secs(info.ttr.max(1)),
+                    reserves: u32::try_from(info.reserves).unwrap_or(u32::MAX),
+                }))
+            }
+            Some(Reply::TimedOut | Reply::DeadlineSoon) => Ok(None),
+            Some(other) => Err(QueueError::Internal(format!(
+                "beanstalkd answered {other:?} to reserve-with-timeout"
+            ))),
+            None => Err(QueueError::Internal("beanstalkd sent too few replies".to_owned())),
+        };
+        (settled, reserved)
+    }
+
+    async fn reconnect(&mut self) -> Result<()> {
+        self.client
+            .reconnect()
+            .await
+            .map_err(|err| map_error(err, None, "connect"))
+    }
+
+    async fn another(&mut self) -> Result<Box<dyn Queue>> {
+        let client = Client::connect_with(&self.client.address().to_string(), self.client.options().clone())
+            .await
+            .map_err(|err| map_error(err, None, "connect"))?;
+        Ok(Box::new(BeanstalkdQueue { client }))
     }
 }

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use pulpo_filequeue::{self as fq, FileQueue};
 use serde_json::{Map, Value};
 
-use super::{Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Result, TubeInfo};
+use super::{
+    Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement, TubeInfo,
+};
 
 /// A file-queue handle behind the [`Queue`] trait.
 #[derive(Debug, Clone)]
@@ -131,6 +133,43 @@ fn tube_info(s: fq::TubeStats) -> TubeInfo {
     }
 }
 
+/// Settles a job on the store (runs on the blocking pool).
+fn settle_now(q: &FileQueue, id: u64, settlement: &Settlement) -> Result<()> {
+    let (result, operation) = match settlement {
+        Settlement::Delete => (q.delete(id), "delete"),
+        Settlement::Release {
+            priority,
+            delay,
+            reason,
+        } => (q.release(id, *priority, *delay, reason.as_deref()), "release"),
+        Settlement::Bury { priority, reason } => (q.bury(id, *priority, reason.as_deref()), "bury"),
+    };
+    result.map_err(map_error).map_err(op(operation))
+}
+
+/// Reserves for the runner (runs on the blocking pool).
+fn reserve_now(q: &FileQueue, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {
+    let tubes: Vec<&str> = watch.iter().map(String::as_str).collect();
+    let reserved = q.reserve(&tubes, Some(timeout)).map_err(map_error)?;
+    Ok(reserved.map(|r| Reservation {
+        id: r.id,
+        body: Bytes::from(r.body),
+        tube: r.tube,
+        priority: r.pri,
+        ttr: r.ttr.max(Duration::from_secs(1)),
+        reserves: r.reserves,
+    }))
+}
+
+fn check_watch(watch: &[String]) -> Result<()> {
+    if watch.is_empty() {
+        return Err(QueueError::InvalidArgument(
+            "the watch list is empty: watch at least one tube".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 fn job(id: u64, body: Vec<u8>) -> Job {
     Job {
         id,
@@ -186,11 +225,7 @@ impl Queue for FileQueueAdapter {
     }
 
     async fn reserve(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Job>> {
-        if watch.is_empty() {
-            return Err(QueueError::InvalidArgument(
-                "the watch list is empty: watch at least one tube".to_owned(),
-            ));
-        }
+        check_watch(watch)?;
         let watch = watch.to_vec();
         self.blocking(move |q| {
             let tubes: Vec<&str> = watch.iter().map(String::as_str).collect();
@@ -297,5 +332,60 @@ impl Queue for FileQueueAdapter {
     async fn pause_tube(&mut self, tube: &str, duration: Duration) -> Result<()> {
         let tube = tube.to_owned();
         self.blocking(move |q| q.pause_tube(&tube, duration)).await
+    }
+
+    async fn settle(&mut self, id: u64, settlement: &Settlement) -> Result<()> {
+        let settlement = settlement.clone();
+        let queue = self.queue.clone();
+        tokio::task::spawn_blocking(move || settle_now(&queue, id, &settlement))
+            .await
+            .map_err(join_error)?
+    }
+
+    async fn reserve_for_run(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {
+        check_watch(watch)?;
+        let watch = watch.to_vec();
+        let queue = self.queue.clone();
+        tokio::task::spawn_blocking(move || reserve_now(&queue, &watch, timeout))
+            .await
+            .map_err(join_error)?
+    }
+
+    async fn settle_and_reserve(
+        &mut self,
+        settle: Option<(u64, Settlement)>,
+        watch: &[String],
+        timeout: Duration,
+    ) -> (Result<()>, Result<Option<Reservation>>) {
+        if let Err(err) = check_watch(watch) {
+            let settled = match settle {
+                Some((id, settlement)) => self.settle(id, &settlement).await,
+                None => Ok(()),
+            };
+            return (settled, Err(err));
+        }
+        let watch = watch.to_vec();
+        let queue = self.queue.clone();
+        // One trip to the blocking pool for both.
+        let joined = tokio::task::spawn_blocking(move || {
+            let settled = match &settle {
+                Some((id, settlement)) => settle_now(&queue, *id, settlement),
+                None => Ok(()),
+            };
+            if let Err(QueueError::Unavailable(reason)) = &settled {
+                let again = QueueError::Unavailable(reason.clone());
+                return (settled, Err(again));
+            }
+            (settled, reserve_now(&queue, &watch, timeout))
+        })
+        .await;
+        match joined {
+            Ok(both) => both,
+            Err(err) => (Err(join_error(err)), Err(QueueError::Internal("file queue task failed".to_owned()))),
+        }
+    }
+
+    async fn another(&mut self) -> Result<Box<dyn Queue>> {
+        Ok(Box::new(self.clone()))
     }
 }

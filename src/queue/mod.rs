@@ -154,6 +154,60 @@ pub struct TubeInfo {
     pub pause_time_left: u64,
 }
 
+/// A job reserved for running, with what the runner needs to run and
+/// settle it: where it came from, its priority and TTR, and how many times
+/// the queue has handed it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The queue's job id.
+    pub id: u64,
+    /// The body as it was put.
+    pub body: Bytes,
+    /// The tube it was reserved from.
+    pub tube: String,
+    /// Its priority (kept on release and bury).
+    pub priority: u32,
+    /// Its time-to-run: the lease the runner keeps renewing.
+    pub ttr: Duration,
+    /// Times the queue has reserved it, this time included: the attempt
+    /// number, counted by the queue so a crashed worker's attempt counts.
+    pub reserves: u32,
+}
+
+/// How a reserved job is settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Remove it.
+    Delete,
+    /// Put it back, ready at once or after `delay`.
+    Release {
+        /// Its priority from now on.
+        priority: u32,
+        /// How long it stays delayed.
+        delay: Duration,
+        /// Why, where the queue can store it.
+        reason: Option<String>,
+    },
+    /// Set it aside until kicked.
+    Bury {
+        /// Its priority from now on.
+        priority: u32,
+        /// Why, where the queue can store it.
+        reason: Option<String>,
+    },
+}
+
+impl Settlement {
+    /// The operation's name for logs: `delete`, `release` or `bury`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Settlement::Delete => "delete",
+            Settlement::Release { .. } => "release",
+            Settlement::Bury { .. } => "bury",
+        }
+    }
+}
+
 /// Everything a queue operation can fail with, by cause.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -265,6 +319,68 @@ pub trait Queue: Send {
 
     /// Holds back reservations from `tube` for `duration`.
     async fn pause_tube(&mut self, tube: &str, duration: Duration) -> Result<()>;
+
+    /// Settles a job this caller reserved.
+    async fn settle(&mut self, id: u64, settlement: &Settlement) -> Result<()> {
+        match settlement {
+            Settlement::Delete => self.delete(id).await,
+            Settlement::Release {
+                priority,
+                delay,
+                reason,
+            } => self.release(id, *priority, *delay, reason.as_deref()).await,
+            Settlement::Bury { priority, reason } => self.bury(id, *priority, reason.as_deref()).await,
+        }
+    }
+
+    /// Reserves like [`Queue::reserve`] and returns the job with its tube,
+    /// priority, TTR and reserve count.
+    async fn reserve_for_run(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {
+        let Some(job) = self.reserve(watch, timeout).await? else {
+            return Ok(None);
+        };
+        let info = self.stats_job(job.id).await?;
+        Ok(Some(Reservation {
+            id: job.id,
+            body: job.body,
+            tube: info.tube,
+            priority: info.pri,
+            ttr: Duration::from_secs(info.ttr.max(1)),
+            reserves: u32::try_from(info.reserves).unwrap_or(u32::MAX),
+        }))
+    }
+
+    /// Settles `settle` (if any), then reserves the next job as
+    /// [`Queue::reserve_for_run`] does; queues that can send both at once
+    /// (a pipelined round trip, one trip to the blocking pool) do. The first
+    /// result is the settlement's (`Ok` when there was none).
+    async fn settle_and_reserve(
+        &mut self,
+        settle: Option<(u64, Settlement)>,
+        watch: &[String],
+        timeout: Duration,
+    ) -> (Result<()>, Result<Option<Reservation>>) {
+        let settled = match &settle {
+            Some((id, settlement)) => self.settle(*id, settlement).await,
+            None => Ok(()),
+        };
+        if let Err(err @ QueueError::Unavailable(_)) = &settled {
+            let again = QueueError::Unavailable(err.to_string());
+            return (settled, Err(again));
+        }
+        (settled, self.reserve_for_run(watch, timeout).await)
+    }
+
+    /// Replaces a lost connection with a new one (restoring tubes); a queue
+    /// without connections has nothing to do.
+    async fn reconnect(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Another handle on the same queue for a concurrent worker: a new
+    /// connection (beanstalkd), or a clone sharing the store (file queue).
+    /// Reservations belong to the handle that made them.
+    async fn another(&mut self) -> Result<Box<dyn Queue>>;
 }
 
 /// Opens the queue the settings name.

@@ -390,13 +390,24 @@ impl FileQueue {
                 if let Some(id) = tx.index().best_ready(&tubes, tx.now) {
                     let j = tx.job(id)?;
                     let (off, len, ttr) = (j.body_off, j.body_len, j.ttr_ms);
+                    let (pri, reserves) = (j.pri, j.counters[RESERVES].saturating_add(1));
+                    let tube = tx.index().tubes[j.tube as usize].name.to_string();
                     let body = tx.log.read_body(off, len)?;
                     tx.push(Record::Reserve {
                         id,
                         owner: tx.owner,
                         deadline_ms: tx.now + ttr,
                     });
-                    return Ok((Some(Reserved { id, body }), None));
+                    let ttr = Duration::from_millis(ttr);
+                    let reserved = Reserved {
+                        id,
+                        body,
+                        tube,
+                        pri,
+                        ttr,
+                        reserves,
+                    };
+                    return Ok((Some(reserved), None));
                 }
                 let next = tx.index().next_event(tx.now).map(|t| t.saturating_sub(tx.now));
                 Ok((None, next))

@@ -50,6 +50,14 @@ pub struct Reserved {
     pub id: u64,
     /// Its body.
     pub body: Vec<u8>,
+    /// The tube it was reserved from.
+    pub tube: String,
+    /// Its priority.
+    pub pri: u32,
+    /// Its time-to-run.
+    pub ttr: Duration,
+    /// Times it has been reserved, this reservation included.
+    pub reserves: u32,
 }
 
 /// The state of a job, as beanstalkd names it.

@@ -1,0 +1,363 @@
+//! `pulpo run`: the config-driven runner. It reserves jobs from the watched
+//! tubes with `concurrency` workers (each with its own queue handle, since a
+//! reservation belongs to the connection that made it), routes each job to
+//! the handler of its `request_type`, keeps the job's TTR lease alive while
+//! the handler runs, and settles the job by the outcome table
+//! ([`policy`]).
+//!
+//! It stops in one of two ways, and loses no job either way:
+//!
+//! - **idle**: after `shutdown_after_number_of_empty_iterations` iterations
+//!   of `sleep_duration` in a row with no job reserved or running
+//!   ([`StopReason::Idle`]; `on_idle` decides whether the caller exits or
+//!   [`run_until_stopped`] restarts);
+//! - **shutdown**: when the token given to [`Runner::run`] is cancelled,
+//!   workers stop reserving; handlers still running get `shutdown_timeout`,
+//!   then are cancelled and their jobs released at once.
+//!
+//! A queue that goes away (beanstalkd restarting, a full disk) is retried
+//! with back-off by each worker; jobs it held come back by themselves.
+
+mod counters;
+pub mod policy;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use counters::{Counters, NOT_A_MESSAGE, Tally, render, total};
+
+use crate::config::{ConfigError, OnIdle, QueueKind, Settings};
+use crate::handler::Handler;
+use crate::queue::{self, Queue, QueueError};
+use crate::registry::Registry;
+
+/// How often the counters are logged while the runner works.
+pub const COUNTERS_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The longest a worker waits in one reserve call: stop requests and the
+/// idle rule are looked at between calls, and beanstalkd 1.12 can miss
+/// waking a waiting reserve when another worker's reservation times out.
+pub const RESERVE_SLICE: Duration = Duration::from_secs(1);
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopReason {
+    /// The idle rule: too many empty iterations in a row.
+    Idle,
+    /// The shutdown token was cancelled (SIGINT/SIGTERM).
+    Shutdown,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// Why it ended.
+    pub stop: StopReason,
+    /// Counters by request type.
+    pub counters: BTreeMap<String, Counters>,
+    /// How long it ran.
+    #[serde(with = "crate::duration::human")]
+    pub elapsed: Duration,
+    /// In-process restarts (`on_idle = "restart"`) before the end.
+    pub restarts: u32,
+}
+
+/// Why the runner could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config or a handler table is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The queue could not be opened (and waiting would not help).
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] QueueError),
+    /// Every worker failed (a bug; the log says how).
+    #[error("every worker of the runner failed; see the log")]
+    WorkersFailed,
+}
+
+/// The stage of a run, sent to every worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reserving and running jobs.
+    Running,
+    /// No more reserving; in-flight handlers finish.
+    Stopping,
+    /// In-flight handlers are cancelled and their jobs released.
+    Abandon,
+}
+
+/// What the workers share.
+struct Shared {
+    settings: Arc<Settings>,
+    handlers: BTreeMap<String, Arc<dyn Handler>>,
+    tally: Tally,
+    /// Set when a worker reserves a job; the idle check clears it.
+    active: AtomicBool,
+    /// Workers holding a job right now.
+    busy: AtomicUsize,
+    phase: watch::Receiver<Phase>,
+}
+
+/// A runner built from settings and a handler registry.
+pub struct Runner {
+    settings: Arc<Settings>,
+    handlers: BTreeMap<String, Arc<dyn Handler>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("queue", &self.settings.queue)
+            .field("watch", &self.settings.watch)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Runner {
+    /// Builds every handler of `settings` from `registry`; a bad handler
+    /// table is an error before anything runs.
+    pub fn new(settings: Settings, registry: &Registry) -> Result<Runner, ConfigError> {
+        let handlers = registry.build_all(&settings)?;
+        Ok(Runner {
+            settings: Arc::new(settings),
+            handlers,
+        })
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs until the idle rule or `shutdown` stops it.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<RunReport, RunError> {
+        let started = Instant::now();
+        let settings = self.settings.clone();
+        let Some(queues) = open_queues(&settings, &shutdown).await? else {
+            return Ok(RunReport {
+                stop: StopReason::Shutdown,
+                counters: BTreeMap::new(),
+                elapsed: started.elapsed(),
+                restarts: 0,
+            });
+        };
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let shared = Arc::new(Shared {
+            settings: settings.clone(),
+            handlers: self.handlers,
+            tally: Tally::default(),
+            active: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+            phase: phase_rx,
+        });
+        info!(
+            queue = %queues[0].describe(),
+            watch = ?settings.watch,
+            concurrency = settings.concurrency,
+            handlers = ?shared.handlers.keys().collect::<Vec<_>>(),
+            "runner started"
+        );
+        let mut workers = JoinSet::new();
+        let count = queues.len();
+        for (n, queue) in queues.into_iter().enumerate() {
+            workers.spawn(worker::run(shared.clone(), queue, n));
+        }
+
+        let mut stop = None;
+        let mut abandon_at: Option<tokio::time::Instant> = None;
+        let mut empty_iterations = 0u32;
+        let limit = settings.shutdown_after_number_of_empty_iterations;
+        let iteration = settings.sleep_duration.max(Duration::from_millis(1));
+        let mut idle_tick = tokio::time::interval_at(tokio::time::Instant::now() + iteration, iteration);
+        let mut counters_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + COUNTERS_LOG_INTERVAL,
+            COUNTERS_LOG_INTERVAL,
+        );
+        let mut failed = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled(), if stop.is_none() => {
+                    let running = shared.busy.load(Ordering::SeqCst);
+                    info!(
+                        in_flight = running,
+                        shutdown_timeout = %humantime::format_duration(settings.shutdown_timeout),
+                        "shutting down: no more reserving; waiting for in-flight handlers"
+                    );
+                    stop = Some(StopReason::Shutdown);
+                    abandon_at = Some(tokio::time::Instant::now() + settings.shutdown_timeout);
+                    let _ = phase_tx.send(Phase::Stopping);
+                }
+                _ = sleep_until_some(abandon_at) => {
+                    abandon_at = None;
+                    let running = shared.busy.load(Ordering::SeqCst);
+                    if running > 0 {
+                        warn!(
+                            in_flight = running,
+                            "shutdown_timeout passed: cancelling in-flight handlers and releasing their jobs"
+                        );
+                    }
+                    let _ = phase_tx.send(Phase::Abandon);
+                }
+                _ = idle_tick.tick(), if stop.is_none() => {
+                    let active = shared.active.swap(false, Ordering::SeqCst)
+                        || shared.busy.load(Ordering::SeqCst) > 0;
+                    if active {
+                        empty_iterations = 0;
+                    } else {
+                        empty_iterations += 1;
+                        tracing::debug!(empty_iterations, limit, "empty iteration");
+                        if limit > 0 && empty_iterations >= limit {
+                            info!(
+                                empty_iterations,
+                                sleep_duration = %humantime::format_duration(settings.sleep_duration),
+                                on_idle = %settings.on_idle,
+                                "idle: no job for {empty_iterations} iterations in a row; stopping"
+                            );
+                            stop = Some(StopReason::Idle);
+                            let _ = phase_tx.send(Phase::Stopping);
+                        }
+                    }
+                }
+                _ = counters_tick.tick() => {
+                    let snapshot = shared.tally.snapshot();
+                    let sum = total(&snapshot);
+                    if sum.reserved > 0 {
+                        info!(
+                            reserved = sum.reserved,
+                            succeeded = sum.succeeded,
+                            released = sum.released,
+                            buried = sum.buried,
+                            timed_out = sum.timed_out,
+                            "counters so far\n{}",
+                            render(&snapshot)
+                        );
+                    }
+                }
+                joined = workers.join_next() => match joined {
+                    None => break,
+                    Some(Ok(())) => {}
+                    Some(Err(err)) => {
+                        failed += 1;
+                        error!("a worker failed: {err}");
+                    }
+                },
+            }
+        }
+        if failed == count {
+            return Err(RunError::WorkersFailed);
+        }
+        let report = RunReport {
+            stop: stop.unwrap_or(StopReason::Shutdown),
+            counters: shared.tally.snapshot(),
+            elapsed: started.elapsed(),
+            restarts: 0,
+        };
+        let sum = total(&report.counters);
+        info!(
+            stop = ?report.stop,
+            reserved = sum.reserved,
+            succeeded = sum.succeeded,
+            released = sum.released,
+            buried = sum.buried,
+            timed_out = sum.timed_out,
+            elapsed = %humantime::format_duration(Duration::from_millis(report.elapsed.as_millis() as u64)),
+            "runner stopped"
+        );
+        Ok(report)
+    }
+}
+
+/// Waits until `at`, or forever when there is no `at`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens one queue handle per worker. beanstalkd that cannot be reached is
+/// waited for with back-off (logged); other failures are errors. `None`:
+/// shutdown came first.
+async fn open_queues(
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<Box<dyn Queue>>>, RunError> {
+    let mut delay = Duration::from_millis(100);
+    let mut first = loop {
+        match queue::open(settings).await {
+            Ok(queue) => break queue,
+            Err(QueueError::Unavailable(reason)) if settings.queue == QueueKind::Beanstalkd => {
+                warn!("{reason}; retrying in {}", humantime::format_duration(delay));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
+    let mut queues = Vec::with_capacity(settings.concurrency);
+    while queues.len() + 1 < settings.concurrency {
+        match first.another().await {
+            Ok(queue) => queues.push(queue),
+            Err(QueueError::Unavailable(reason)) => {
+                warn!("{reason}; retrying in {}", humantime::format_duration(delay));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    queues.insert(0, first);
+    Ok(Some(queues))
+}
+
+/// Runs, and with `on_idle = "restart"` restarts in-process after an idle
+/// stop: `load` re-reads the settings (the config file may have changed),
+/// the handlers are rebuilt and the queue reopened. Returns when a run ends
+/// by shutdown, or by the idle rule with `on_idle = "exit"`. The counters of
+/// every run are added up.
+pub async fn run_until_stopped(
+    mut load: impl FnMut() -> Result<Settings, ConfigError>,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let mut counters: BTreeMap<String, Counters> = BTreeMap::new();
+    let mut restarts = 0;
+    loop {
+        let settings = load()?;
+        let on_idle = settings.on_idle;
+        let report = Runner::new(settings, registry)?.run(shutdown.clone()).await?;
+        for (request_type, c) in &report.counters {
+            counters.entry(request_type.clone()).or_default().add(c);
+        }
+        if report.stop == StopReason::Idle && on_idle == OnIdle::Restart && !shutdown.is_cancelled() {
+            restarts += 1;
+            info!(restarts, "on_idle = \"restart\": re-reading the config and starting again");
+            continue;
+        }
+        return Ok(RunReport {
+            stop: report.stop,
+            counters,
+            elapsed: started.elapsed(),
+            restarts,
+        });
+    }
+}

@@ -1,0 +1,476 @@
+//! One worker: a loop of reserve → run → settle on its own queue handle.
+//! The settlement of a job goes out together with the next reserve (one
+//! round trip on beanstalkd, one trip to the blocking pool on the file
+//! queue). While a handler runs, the worker keeps the job's lease alive and
+//! serves the handler's `touch` and `publish` requests on the same handle.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{Instrument, debug, info, warn};
+
+use super::counters::{Counters, NOT_A_MESSAGE};
+use super::policy::{after_transient, too_many_attempts};
+use super::{Phase, RESERVE_SLICE, Shared};
+use crate::config::{HandlerSettings, OnExpired};
+use crate::handler::{BoxFuture, Context, JobServices, Outcome};
+use crate::message::Message;
+use crate::publish::prepare;
+use crate::queue::{Queue, QueueError, Reservation, Settlement};
+
+/// The shortest interval between lease renewals.
+const MIN_TOUCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Back-off after a queue error: from this, doubling, to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest wait between tries while the queue is unavailable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How often a running handler's job is touched: a third of its TTR, so
+/// two renewals can fail or run late before the lease ends.
+pub fn touch_interval(ttr: Duration) -> Duration {
+    (ttr / 3).max(MIN_TOUCH_INTERVAL)
+}
+
+/// A decided settlement not yet sent, with what its log line needs.
+struct Pending {
+    id: u64,
+    settlement: Settlement,
+    request_type: String,
+}
+
+/// How a handler run ended.
+enum Ran {
+    /// It returned an outcome.
+    Finished(Outcome),
+    /// It panicked.
+    Panicked(String),
+    /// It was cancelled at its timeout.
+    TimedOut(Duration),
+    /// It was cancelled because shutdown_timeout passed.
+    Abandoned,
+}
+
+/// A handler's request to its worker.
+enum Request {
+    Touch(oneshot::Sender<Result<(), String>>),
+    Publish(Box<Message>, oneshot::Sender<Result<u64, String>>),
+}
+
+/// [`JobServices`] for a running handler: requests go to the worker.
+struct Services {
+    requests: mpsc::Sender<Request>,
+}
+
+impl JobServices for Services {
+    fn touch(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.requests
+                .send(Request::Touch(tx))
+                .await
+                .map_err(|_| "the job is no longer running".to_owned())?;
+            rx.await
+                .map_err(|_| "the job is no longer running".to_owned())?
+        })
+    }
+
+    fn publish(&self, message: Message) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.requests
+                .send(Request::Publish(Box::new(message), tx))
+                .await
+                .map_err(|_| "the job is no longer running".to_owned())?;
+            rx.await
+                .map_err(|_| "the job is no longer running".to_owned())?
+        })
+    }
+}
+
+/// The worker loop; returns when the runner stops.
+pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Queue>, n: usize) {
+    let mut phase = shared.phase.clone();
+    let slice = shared.settings.sleep_duration.clamp(Duration::from_millis(1), RESERVE_SLICE);
+    let mut pending: Option<Pending> = None;
+    let mut failures = 0u32;
+    loop {
+        if *phase.borrow() != Phase::Running {
+            if let Some(p) = pending.take() {
+                let settled = queue.settle(p.id, &p.settlement).await;
+                report_settled(&shared, &p, settled);
+            }
+            debug!(worker = n, "worker stopped");
+            return;
+        }
+        let settle = pending.as_ref().map(|p| (p.id, p.settlement.clone()));
+        let (settled, reserved) = queue
+            .settle_and_reserve(settle, &shared.settings.watch, slice)
+            .await;
+        if let Some(p) = pending.take() {
+            report_settled(&shared, &p, settled);
+        }
+        match reserved {
+            Ok(Some(job)) => {
+                failures = 0;
+                shared.active.store(true, Ordering::SeqCst);
+                if *phase.borrow() != Phase::Running {
+                    // Reserved as the stop came: hand it straight back.
+                    pending = Some(Pending {
+                        id: job.id,
+                        settlement: Settlement::Release {
+                            priority: job.priority,
+                            delay: Duration::ZERO,
+                            reason: Some("the runner is stopping".to_owned()),
+                        },
+                        request_type: NOT_A_MESSAGE.to_owned(),
+                    });
+                    continue;
+                }
+                shared.busy.fetch_add(1, Ordering::SeqCst);
+                pending = Some(run_job(&shared, queue.as_mut(), job, &mut phase).await);
+                shared.busy.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(None) => failures = 0,
+            Err(err) => {
+                failures += 1;
+                recover(&shared, queue.as_mut(), err, failures, n, &mut phase).await;
+            }
+        }
+    }
+}
+
+/// Waits out a queue error with back-off, then reconnects where that means
+/// something (beanstalkd); returns early when the runner stops.
+async fn recover(
+    shared: &Shared,
+    queue: &mut dyn Queue,
+    err: QueueError,
+    failures: u32,
+    n: usize,
+    phase: &mut watch::Receiver<Phase>,
+) {
+    let delay = FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(MAX_BACKOFF);
+    let what = queue.describe();
+    match &err {
+        QueueError::Unavailable(_) => warn!(
+            worker = n,
+            queue = %what,
+            "queue unavailable: {err}; trying again in {}",
+            humantime::format_duration(delay)
+        ),
+        _ => warn!(
+            worker = n,
+            queue = %what,
+            "reserve failed: {err}; trying again in {}",
+            humantime::format_duration(delay)
+        ),
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = reached(phase, Phase::Stopping) => return,
+    }
+    if matches!(err, QueueError::Unavailable(_)) {
+        match queue.reconnect().await {
+            Ok(()) => {
+                if failures > 1 || shared.settings.queue == crate::config::QueueKind::Beanstalkd {
+                    info!(worker = n, queue = %what, "reconnected");
+                }
+            }
+            Err(err) => debug!(worker = n, "reconnect failed: {err}"),
+        }
+    }
+}
+
+/// Logs a settlement's result; a failed one is counted (the job comes back
+/// by itself: its lease ends, or its connection is gone).
+fn report_settled(shared: &Shared, p: &Pending, settled: Result<(), QueueError>) {
+    if let Err(err) = settled {
+        shared.tally.update(&p.request_type, |c| c.settle_failed += 1);
+        warn!(
+            id = p.id,
+            request_type = %p.request_type,
+            "could not {} job {}: {err}; the queue will hand it out again",
+            p.settlement.name(),
+            p.id
+        );
+    }
+}
+
+/// Runs one reserved job to its settlement.
+async fn run_job(
+    shared: &Shared,
+    queue: &mut dyn Queue,
+    job: Reservation,
+    phase: &mut watch::Receiver<Phase>,
+) -> Pending {
+    let mut message = match Message::from_json(&job.body) {
+        Ok(message) => message,
+        Err(err) => {
+            shared.tally.update(NOT_A_MESSAGE, |c| {
+                c.reserved += 1;
+                c.buried += 1;
+            });
+            let reason = format!("the job body is not a pulpo message: {err}");
+            warn!(id = job.id, tube = %job.tube, attempt = job.reserves, "burying job {}: {reason}", job.id);
+            return Pending {
+                id: job.id,
+                settlement: Settlement::Bury {
+                    priority: job.priority,
+                    reason: Some(reason),
+                },
+                request_type: NOT_A_MESSAGE.to_owned(),
+            };
+        }
+    };
+    message.set_job_id(job.id);
+    let request_type = message.request_type().to_owned();
+    shared.tally.update(&request_type, |c| c.reserved += 1);
+    let span = tracing::info_span!(
+        "job",
+        id = job.id,
+        request_type = %request_type,
+        attempt = job.reserves,
+        tube = %job.tube,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let settlement = decide(shared, queue, &job, message, phase)
+        .instrument(span.clone())
+        .await;
+    let (settlement, change): (Settlement, fn(&mut Counters)) = settlement;
+    shared.tally.update(&request_type, change);
+    let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
+    span.record("outcome", settlement.name());
+    span.record("duration_ms", duration_ms);
+    let _entered = span.enter();
+    match &settlement {
+        Settlement::Delete => debug!("job {} done in {duration_ms:.1} ms", job.id),
+        Settlement::Release { delay, reason, .. } => info!(
+            "releasing job {} for {}: {}",
+            job.id,
+            humantime::format_duration(*delay),
+            reason.as_deref().unwrap_or("")
+        ),
+        Settlement::Bury { reason, .. } => {
+            warn!("burying job {}: {}", job.id, reason.as_deref().unwrap_or(""))
+        }
+    }
+    Pending {
+        id: job.id,
+        settlement,
+        request_type,
+    }
+}
+
+/// The outcome table: what to do with the job, and which counter says so.
+async fn decide(
+    shared: &Shared,
+    queue: &mut dyn Queue,
+    job: &Reservation,
+    message: Message,
+    phase: &mut watch::Receiver<Phase>,
+) -> (Settlement, fn(&mut Counters)) {
+    let bury = |reason: String| Settlement::Bury {
+        priority: job.priority,
+        reason: Some(reason),
+    };
+    let buried: fn(&mut Counters) = |c| c.buried += 1;
+    let request_type = message.request_type().to_owned();
+    let (Some(handler), Some(handler_settings)) = (
+        shared.handlers.get(&request_type),
+        shared.settings.handler(&request_type),
+    ) else {
+        return (
+            bury(format!(
+                "no handler for request type {request_type:?}: add a [handlers.{request_type}] table to the config"
+            )),
+            buried,
+        );
+    };
+    if message.is_expired(Utc::now()) {
+        let expired_at = message
+            .header
+            .expiration
+            .map(crate::message::format_time)
+            .unwrap_or_default();
+        return match shared.settings.on_expired {
+            OnExpired::Bury => (bury(format!("expired at {expired_at} before it ran")), buried),
+            OnExpired::Delete => {
+                info!("deleting job {}: expired at {expired_at} before it ran", job.id);
+                (Settlement::Delete, |c| c.expired_deleted += 1)
+            }
+        };
+    }
+    let retry = &handler_settings.retry;
+    if let Some(reason) = too_many_attempts(retry, job.reserves) {
+        return (bury(reason), buried);
+    }
+
+    let ran = run_handler(shared, queue, job, message, handler.clone(), handler_settings, phase).await;
+    let transient = |reason: &str, delay| after_transient(retry, job.reserves, job.priority, reason, delay);
+    let counted = |settlement: Settlement| -> (Settlement, fn(&mut Counters)) {
+        match settlement {
+            s @ Settlement::Release { .. } => (s, |c| c.released += 1),
+            s => (s, |c| c.buried += 1),
+        }
+    };
+    match ran {
+        Ran::Finished(Outcome::Success { follow_ups }) => {
+            for mut follow_up in follow_ups {
+                let new = prepare(&mut follow_up, &shared.settings, Utc::now());
+                if let Err(err) = queue.put(&shared.settings.tube, new).await {
+                    let reason = format!(
+                        "succeeded, but publishing a follow-up {:?} message failed: {err}",
+                        follow_up.request_type()
+                    );
+                    return counted(transient(&reason, None));
+                }
+            }
+            (Settlement::Delete, |c| c.succeeded += 1)
+        }
+        Ran::Finished(Outcome::Transient { reason, delay }) => counted(transient(&reason, delay)),
+        Ran::Finished(Outcome::Fatal { reason }) => (bury(reason), buried),
+        Ran::Panicked(what) => (bury(format!("the handler panicked: {what}")), buried),
+        Ran::TimedOut(limit) => {
+            let reason = format!("timed out after {}", humantime::format_duration(limit));
+            let (settlement, _) = counted(transient(&reason, None));
+            match settlement {
+                s @ Settlement::Release { .. } => (s, |c| {
+                    c.released += 1;
+                    c.timed_out += 1;
+                }),
+                s => (s, |c| {
+                    c.buried += 1;
+                    c.timed_out += 1;
+                }),
+            }
+        }
+        Ran::Abandoned => (
+            Settlement::Release {
+                priority: job.priority,
+                delay: Duration::ZERO,
+                reason: Some("shutdown: the handler did not finish within shutdown_timeout".to_owned()),
+            },
+            |c| c.released += 1,
+        ),
+    }
+}
+
+/// Runs the handler in its own task (so a panic is caught and it can be
+/// cancelled), renewing the job's lease and serving its requests until it
+/// ends, its timeout passes, or shutdown abandons it.
+async fn run_handler(
+    shared: &Shared,
+    queue: &mut dyn Queue,
+    job: &Reservation,
+    message: Message,
+    handler: Arc<dyn crate::handler::Handler>,
+    settings: &HandlerSettings,
+    phase: &mut watch::Receiver<Phase>,
+) -> Ran {
+    let (requests, mut incoming) = mpsc::channel(8);
+    let context = Context::new(
+        job.id,
+        job.reserves,
+        job.tube.clone(),
+        message.request_type().to_owned(),
+        Arc::new(Services { requests }),
+    );
+    let started = tokio::time::Instant::now();
+    let mut task = tokio::spawn(handler.handle(message, context).in_current_span());
+    let every = touch_interval(job.ttr);
+    let mut next_touch = started + every;
+    let deadline = settings.timeout.map(|limit| (started + limit, limit));
+    let joined = |joined: Result<Outcome, tokio::task::JoinError>, otherwise: Ran| match joined {
+        Ok(outcome) => Ran::Finished(outcome),
+        Err(err) if err.is_panic() => Ran::Panicked(panic_text(err.into_panic())),
+        Err(_) => otherwise,
+    };
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut task => return joined(result, Ran::Abandoned),
+            _ = reached(phase, Phase::Abandon) => {
+                task.abort();
+                return joined((&mut task).await, Ran::Abandoned);
+            }
+            _ = sleep_until_deadline(deadline) => {
+                task.abort();
+                let limit = deadline.map(|(_, limit)| limit).unwrap_or_default();
+                return joined((&mut task).await, Ran::TimedOut(limit));
+            }
+            _ = tokio::time::sleep_until(next_touch) => {
+                if let Err(err) = queue.touch(job.id).await {
+                    warn!("could not renew the lease of job {}: {err}", job.id);
+                }
+                next_touch = tokio::time::Instant::now() + every;
+            }
+            Some(request) = incoming.recv() => match request {
+                Request::Touch(reply) => {
+                    let result = queue.touch(job.id).await.map_err(|err| err.to_string());
+                    next_touch = tokio::time::Instant::now() + every;
+                    let _ = reply.send(result);
+                }
+                Request::Publish(mut message, reply) => {
+                    let new = prepare(&mut message, &shared.settings, Utc::now());
+                    let result = queue
+                        .put(&shared.settings.tube, new)
+                        .await
+                        .map_err(|err| err.to_string());
+                    let _ = reply.send(result);
+                }
+            },
+        }
+    }
+}
+
+/// Waits until the run reaches `stage` or a later one.
+async fn reached(phase: &mut watch::Receiver<Phase>, stage: Phase) {
+    let later = |p: &Phase| match stage {
+        Phase::Running => true,
+        Phase::Stopping => *p != Phase::Running,
+        Phase::Abandon => *p == Phase::Abandon,
+    };
+    if phase.wait_for(later).await.is_err() {
+        // The runner is gone: nothing will change any more.
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn sleep_until_deadline(deadline: Option<(tokio::time::Instant, Duration)>) {
+    match deadline {
+        Some((at, _)) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_is_renewed_three_times_per_ttr() {
+        assert_eq!(touch_interval(Duration::from_secs(60)), Duration::from_secs(20));
+        assert_eq!(touch_interval(Duration::from_secs(1)), Duration::from_millis(333));
+        assert_eq!(touch_interval(Duration::from_millis(300)), MIN_TOUCH_INTERVAL);
+    }
+}

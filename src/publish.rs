@@ -29,7 +29,12 @@ pub fn prepare(message: &mut Message, settings: &Settings, now: DateTime<Utc>) -
         .unwrap_or(settings.defaults.priority);
     let ttr = handler
         .and_then(|h| h.ttr)
-        .or_else(|| message.header.ttr.map(|secs| Duration::from_secs(u64::from(secs))))
+        .or_else(|| {
+            message
+                .header
+                .ttr
+                .map(|secs| Duration::from_secs(u64::from(secs)))
+        })
         .unwrap_or(settings.defaults.ttr);
     let ttr_secs = whole_seconds_ceil(ttr).max(1);
     message.header.priority = Some(priority);
@@ -65,7 +70,10 @@ mod tests {
 
         let mut plain = Message::new("other");
         let job = prepare(&mut plain, &settings, now);
-        assert_eq!((job.priority, job.ttr, job.delay), (7, Duration::from_secs(9), Duration::ZERO));
+        assert_eq!(
+            (job.priority, job.ttr, job.delay),
+            (7, Duration::from_secs(9), Duration::ZERO)
+        );
         assert_eq!((plain.header.priority, plain.header.ttr), (Some(7), Some(9)));
 
         let mut slow = Message::new("slow").with_ttr(5);

@@ -379,10 +379,9 @@ fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
     use tokio::signal::unix::{SignalKind, signal};
     let token = tokio_util::sync::CancellationToken::new();
     let cancel = token.clone();
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut interrupt), Ok(mut terminate)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
         tracing::warn!("cannot listen for SIGINT/SIGTERM; stop the runner with SIGKILL");
         return token;
     };

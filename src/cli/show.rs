@@ -127,7 +127,10 @@ pub(super) fn run_report(json: bool, report: &crate::runner::RunReport) {
     let total = crate::runner::total(&report.counters);
     let mut value = serde_json::to_value(report).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
-        map.insert("total".to_owned(), serde_json::to_value(total).unwrap_or(Value::Null));
+        map.insert(
+            "total".to_owned(),
+            serde_json::to_value(total).unwrap_or(Value::Null),
+        );
     }
     emit(json, value, || {
         let stop = match report.stop {

@@ -151,14 +151,18 @@ fn settle_now(q: &FileQueue, id: u64, settlement: &Settlement) -> Result<()> {
 fn reserve_now(q: &FileQueue, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {
     let tubes: Vec<&str> = watch.iter().map(String::as_str).collect();
     let reserved = q.reserve(&tubes, Some(timeout)).map_err(map_error)?;
-    Ok(reserved.map(|r| Reservation {
+    Ok(reserved.map(reservation))
+}
+
+fn reservation(r: fq::Reserved) -> Reservation {
+    Reservation {
         id: r.id,
         body: Bytes::from(r.body),
         tube: r.tube,
         priority: r.pri,
         ttr: r.ttr.max(Duration::from_secs(1)),
         reserves: r.reserves,
-    }))
+    }
 }
 
 fn check_watch(watch: &[String]) -> Result<()> {
@@ -351,6 +355,29 @@ impl Queue for FileQueueAdapter {
             .map_err(join_error)?
     }
 
+    async fn reserve_until_stopped(
+        &mut self,
+        watch: &[String],
+        timeout: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<Reservation>> {
+        check_watch(watch)?;
+        let watch = watch.to_vec();
+        let queue = self.queue.clone();
+        let stop = stop.clone();
+        // Not dropped on stop: the blocked thread itself gives up, so no job
+        // is reserved after the caller stopped waiting.
+        tokio::task::spawn_blocking(move || {
+            let tubes: Vec<&str> = watch.iter().map(String::as_str).collect();
+            let reserved = queue
+                .reserve_unless(&tubes, Some(timeout), &|| stop.is_cancelled())
+                .map_err(map_error)?;
+            Ok(reserved.map(reservation))
+        })
+        .await
+        .map_err(join_error)?
+    }
+
     async fn settle_and_reserve(
         &mut self,
         settle: Option<(u64, Settlement)>,
@@ -381,7 +408,10 @@ impl Queue for FileQueueAdapter {
         .await;
         match joined {
             Ok(both) => both,
-            Err(err) => (Err(join_error(err)), Err(QueueError::Internal("file queue task failed".to_owned()))),
+            Err(err) => (
+                Err(join_error(err)),
+                Err(QueueError::Internal("file queue task failed".to_owned())),
+            ),
         }
     }
 

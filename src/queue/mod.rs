@@ -350,6 +350,27 @@ pub trait Queue: Send {
         }))
     }
 
+    /// [`Queue::reserve_for_run`] that gives up, reserving nothing, once
+    /// `stop` is cancelled. The default drops the waiting call, which leaves
+    /// a beanstalkd connection unusable (a reply is owed): after a stop the
+    /// caller drops the handle, and beanstalkd hands back anything it
+    /// reserved in that instant. Queues that cannot drop a waiting call
+    /// safely (the file queue's blocked thread) override it.
+    async fn reserve_until_stopped(
+        &mut self,
+        watch: &[String],
+        timeout: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<Reservation>> {
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
+        tokio::select! {
+            reserved = self.reserve_for_run(watch, timeout) => reserved,
+            _ = stop.cancelled() => Ok(None),
+        }
+    }
+
     /// Settles `settle` (if any), then reserves the next job as
     /// [`Queue::reserve_for_run`] does; queues that can send both at once
     /// (a pipelined round trip, one trip to the blocking pool) do. The first

@@ -50,7 +50,10 @@ pub struct Tally {
 impl Tally {
     /// Changes the counters of `request_type`.
     pub fn update(&self, request_type: &str, change: impl FnOnce(&mut Counters)) {
-        let mut by_type = self.by_type.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut by_type = self
+            .by_type
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match by_type.get_mut(request_type) {
             Some(counters) => change(counters),
             None => change(by_type.entry(request_type.to_owned()).or_default()),
@@ -112,6 +115,9 @@ mod tests {
         let sum = total(&snapshot);
         assert_eq!((sum.reserved, sum.succeeded, sum.buried), (3, 1, 1));
         let text = render(&snapshot);
-        assert!(text.lines().any(|l| l.starts_with("total") && l.contains(" 3 ")), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("total") && l.contains(" 3 ")),
+            "{text}"
+        );
     }
 }

@@ -107,6 +107,8 @@ struct Shared {
     /// Workers holding a job right now.
     busy: AtomicUsize,
     phase: watch::Receiver<Phase>,
+    /// Cancelled with the move to [`Phase::Stopping`]: waiting reserves give up.
+    stopping: CancellationToken,
 }
 
 /// A runner built from settings and a handler registry.
@@ -161,6 +163,7 @@ impl Runner {
             active: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
             phase: phase_rx,
+            stopping: CancellationToken::new(),
         });
         info!(
             queue = %queues[0].describe(),
@@ -198,6 +201,7 @@ impl Runner {
                     stop = Some(StopReason::Shutdown);
                     abandon_at = Some(tokio::time::Instant::now() + settings.shutdown_timeout);
                     let _ = phase_tx.send(Phase::Stopping);
+                    shared.stopping.cancel();
                 }
                 _ = sleep_until_some(abandon_at) => {
                     abandon_at = None;
@@ -227,6 +231,7 @@ impl Runner {
                             );
                             stop = Some(StopReason::Idle);
                             let _ = phase_tx.send(Phase::Stopping);
+                            shared.stopping.cancel();
                         }
                     }
                 }
@@ -350,7 +355,10 @@ pub async fn run_until_stopped(
         }
         if report.stop == StopReason::Idle && on_idle == OnIdle::Restart && !shutdown.is_cancelled() {
             restarts += 1;
-            info!(restarts, "on_idle = \"restart\": re-reading the config and starting again");
+            info!(
+                restarts,
+                "on_idle = \"restart\": re-reading the config and starting again"
+            );
             continue;
         }
         return Ok(RunReport {

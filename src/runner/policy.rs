@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(retry_delay(&jittered, 2, 1.0), Duration::from_secs(3));
         for _ in 0..100 {
             let d = retry_delay(&jittered, 3, random_fraction());
-            assert!(d >= Duration::from_secs(6) && d <= Duration::from_secs(8), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(6) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
         }
     }
 
@@ -121,7 +124,9 @@ mod tests {
             }
         );
         let explicit = after_transient(&retry, 3, 7, "busy", Some(Duration::from_millis(1500)));
-        assert!(matches!(explicit, Settlement::Release { delay, .. } if delay == Duration::from_millis(1500)));
+        assert!(
+            matches!(explicit, Settlement::Release { delay, .. } if delay == Duration::from_millis(1500))
+        );
         let last = after_transient(&retry, 4, 7, "busy", Some(Duration::from_secs(1)));
         assert_eq!(
             last,

@@ -74,8 +74,7 @@ impl JobServices for Services {
                 .send(Request::Touch(tx))
                 .await
                 .map_err(|_| "the job is no longer running".to_owned())?;
-            rx.await
-                .map_err(|_| "the job is no longer running".to_owned())?
+            rx.await.map_err(|_| "the job is no longer running".to_owned())?
         })
     }
 
@@ -86,8 +85,7 @@ impl JobServices for Services {
                 .send(Request::Publish(Box::new(message), tx))
                 .await
                 .map_err(|_| "the job is no longer running".to_owned())?;
-            rx.await
-                .map_err(|_| "the job is no longer running".to_owned())?
+            rx.await.map_err(|_| "the job is no longer running".to_owned())?
         })
     }
 }
@@ -95,7 +93,10 @@ impl JobServices for Services {
 /// The worker loop; returns when the runner stops.
 pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Queue>, n: usize) {
     let mut phase = shared.phase.clone();
-    let slice = shared.settings.sleep_duration.clamp(Duration::from_millis(1), RESERVE_SLICE);
+    let slice = shared
+        .settings
+        .sleep_duration
+        .clamp(Duration::from_millis(1), RESERVE_SLICE);
     let mut pending: Option<Pending> = None;
     let mut failures = 0u32;
     loop {
@@ -107,13 +108,21 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Queue>, n: usize
             debug!(worker = n, "worker stopped");
             return;
         }
-        let settle = pending.as_ref().map(|p| (p.id, p.settlement.clone()));
-        let (settled, reserved) = queue
-            .settle_and_reserve(settle, &shared.settings.watch, slice)
-            .await;
-        if let Some(p) = pending.take() {
-            report_settled(&shared, &p, settled);
-        }
+        let watch = &shared.settings.watch;
+        let reserved = match pending.take() {
+            // The settlement and a look for the next job in one trip; wait
+            // for a job only when none is ready.
+            Some(p) => {
+                let settle = Some((p.id, p.settlement.clone()));
+                let (settled, reserved) = queue.settle_and_reserve(settle, watch, Duration::ZERO).await;
+                report_settled(&shared, &p, settled);
+                match reserved {
+                    Ok(None) => queue.reserve_until_stopped(watch, slice, &shared.stopping).await,
+                    other => other,
+                }
+            }
+            None => queue.reserve_until_stopped(watch, slice, &shared.stopping).await,
+        };
         match reserved {
             Ok(Some(job)) => {
                 failures = 0;
@@ -314,7 +323,16 @@ async fn decide(
         return (bury(reason), buried);
     }
 
-    let ran = run_handler(shared, queue, job, message, handler.clone(), handler_settings, phase).await;
+    let ran = run_handler(
+        shared,
+        queue,
+        job,
+        message,
+        handler.clone(),
+        handler_settings,
+        phase,
+    )
+    .await;
     let transient = |reason: &str, delay| after_transient(retry, job.reserves, job.priority, reason, delay);
     let counted = |settlement: Settlement| -> (Settlement, fn(&mut Counters)) {
         match settlement {
@@ -470,7 +488,10 @@ mod tests {
     #[test]
     fn the_lease_is_renewed_three_times_per_ttr() {
         assert_eq!(touch_interval(Duration::from_secs(60)), Duration::from_secs(20));
-        assert_eq!(touch_interval(Duration::from_secs(1)), Duration::from_millis(333));
+        assert_eq!(
+            touch_interval(Duration::from_secs(1)),
+            Duration::from_nanos(333_333_333)
+        );
         assert_eq!(touch_interval(Duration::from_millis(300)), MIN_TOUCH_INTERVAL);
     }
 }

@@ -45,7 +45,7 @@ mod queue;
 mod types;
 
 pub use error::{Error, Result};
-pub use queue::FileQueue;
+pub use queue::{FileQueue, STOP_POLL};
 pub use types::{
     Job, JobState, JobStats, MAX_JOB_SIZE_LIMIT, NewJob, Options, QueueStats, Reserved, TubeStats,
     validate_tube,

@@ -29,6 +29,9 @@ use crate::types::{
     validate_tube,
 };
 
+/// How often [`FileQueue::reserve_unless`] asks whether to stop while it waits.
+pub const STOP_POLL: Duration = Duration::from_millis(50);
+
 /// A handle on a queue directory. Cheap to clone (clones share the handle, its reservations
 /// and its index); `Send + Sync`, so async code can call it through `spawn_blocking`.
 ///
@@ -378,12 +381,37 @@ impl FileQueue {
     /// Waiting blocks the thread without spinning: it sleeps until a write to the directory
     /// (inotify) or the next moment a job may become ready by time (delay end, TTR end, pause end).
     pub fn reserve(&self, watch: &[&str], timeout: Option<Duration>) -> Result<Option<Reserved>> {
+        self.reserve_inner(watch, timeout, None)
+    }
+
+    /// [`FileQueue::reserve`] that gives up early, without reserving anything, once `stop`
+    /// returns true: it is asked before every try and at least every [`STOP_POLL`] while waiting.
+    /// For a caller that must stop waiting on request but cannot abandon a blocked thread (a job
+    /// reserved after the caller has gone would sit reserved until its TTR).
+    pub fn reserve_unless(
+        &self,
+        watch: &[&str],
+        timeout: Option<Duration>,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<Reserved>> {
+        self.reserve_inner(watch, timeout, Some(stop))
+    }
+
+    fn reserve_inner(
+        &self,
+        watch: &[&str],
+        timeout: Option<Duration>,
+        stop: Option<&(dyn Fn() -> bool + Sync)>,
+    ) -> Result<Option<Reserved>> {
         for t in watch {
             validate_tube(t)?;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         let _waiting = WaitGuard::new(self, watch);
         loop {
+            if stop.is_some_and(|stop| stop()) {
+                return Ok(None);
+            }
             let seen = self.inner.notifier.seq();
             let (got, next_event) = self.txn(Durability::Lazy, |tx| {
                 let tubes: Vec<u32> = watch.iter().filter_map(|t| tx.index().tube_id(t)).collect();
@@ -422,6 +450,9 @@ impl FileQueue {
             }
             if deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
+            }
+            if stop.is_some() {
+                until = until.min(now + STOP_POLL);
             }
             self.inner.notifier.wait(seen, until);
         }

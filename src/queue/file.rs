@@ -39,6 +39,17 @@ impl FileQueueAdapter {
         Ok(FileQueueAdapter { queue })
     }
 
+    /// Whether a call that waits at most `timeout` is quick enough to make
+    /// right on the async thread instead of the blocking pool: with fsync
+    /// off and no waiting, a call is an in-memory index update and at most
+    /// one `write` to the page cache, shorter than the trip to another
+    /// thread and back; now and then it also compacts the log, a few
+    /// milliseconds. (A call that waits, or fsyncs, still goes to the
+    /// blocking pool.)
+    fn quick(&self, timeout: Duration) -> bool {
+        timeout.is_zero() && !self.queue.options().fsync
+    }
+
     /// The store underneath.
     pub fn inner(&self) -> &FileQueue {
         &self.queue
@@ -339,6 +350,9 @@ impl Queue for FileQueueAdapter {
     }
 
     async fn settle(&mut self, id: u64, settlement: &Settlement) -> Result<()> {
+        if self.quick(Duration::ZERO) {
+            return settle_now(&self.queue, id, settlement);
+        }
         let settlement = settlement.clone();
         let queue = self.queue.clone();
         tokio::task::spawn_blocking(move || settle_now(&queue, id, &settlement))
@@ -391,21 +405,24 @@ impl Queue for FileQueueAdapter {
             };
             return (settled, Err(err));
         }
-        let watch = watch.to_vec();
-        let queue = self.queue.clone();
-        // One trip to the blocking pool for both.
-        let joined = tokio::task::spawn_blocking(move || {
+        let both = move |queue: &FileQueue, watch: &[String]| {
             let settled = match &settle {
-                Some((id, settlement)) => settle_now(&queue, *id, settlement),
+                Some((id, settlement)) => settle_now(queue, *id, settlement),
                 None => Ok(()),
             };
             if let Err(QueueError::Unavailable(reason)) = &settled {
                 let again = QueueError::Unavailable(reason.clone());
                 return (settled, Err(again));
             }
-            (settled, reserve_now(&queue, &watch, timeout))
-        })
-        .await;
+            (settled, reserve_now(queue, watch, timeout))
+        };
+        if self.quick(timeout) {
+            return both(&self.queue, watch);
+        }
+        let watch = watch.to_vec();
+        let queue = self.queue.clone();
+        // One trip to the blocking pool for both.
+        let joined = tokio::task::spawn_blocking(move || both(&queue, &watch)).await;
         match joined {
             Ok(both) => both,
             Err(err) => (

@@ -4,11 +4,13 @@
 //! queue). While a handler runs, the worker keeps the job's lease alive and
 //! serves the handler's `touch` and `publish` requests on the same handle.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, warn};
 
@@ -403,15 +405,29 @@ async fn run_handler(
         Arc::new(Services { requests }),
     );
     let started = tokio::time::Instant::now();
-    let mut task = tokio::spawn(handler.handle(message, context).in_current_span());
+    // A handler that finishes at its first poll (most quick ones) runs
+    // right here; one that has to wait moves to a task of its own, so the
+    // lease keeps being renewed whatever it does (a panic is caught either
+    // way).
+    let mut future = AssertUnwindSafe(handler.handle(message, context))
+        .catch_unwind()
+        .boxed();
+    match (&mut future).now_or_never() {
+        Some(Ok(outcome)) => return Ran::Finished(outcome),
+        Some(Err(panic)) => return Ran::Panicked(panic_text(panic)),
+        None => {}
+    }
+    let mut task = tokio::spawn(future.in_current_span());
     let every = touch_interval(job.ttr);
     let mut next_touch = started + every;
     let deadline = settings.timeout.map(|limit| (started + limit, limit));
-    let joined = |joined: Result<Outcome, tokio::task::JoinError>, otherwise: Ran| match joined {
-        Ok(outcome) => Ran::Finished(outcome),
-        Err(err) if err.is_panic() => Ran::Panicked(panic_text(err.into_panic())),
-        Err(_) => otherwise,
-    };
+    let joined =
+        |joined: Result<std::thread::Result<Outcome>, tokio::task::JoinError>, otherwise: Ran| match joined {
+            Ok(Ok(outcome)) => Ran::Finished(outcome),
+            Ok(Err(panic)) => Ran::Panicked(panic_text(panic)),
+            Err(err) if err.is_panic() => Ran::Panicked(panic_text(err.into_panic())),
+            Err(_) => otherwise,
+        };
     loop {
         tokio::select! {
             biased;

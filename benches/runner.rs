@@ -1,0 +1,281 @@
+//! End-to-end throughput of the runner (`pulpo run`'s engine) with a no-op
+//! handler, beside the raw reserve+delete rate of the same queue in the
+//! same run.
+//!
+//! Run with `cargo bench --bench runner`. For each queue — the file queue
+//! with fsync off and on, and a real beanstalkd started by
+//! `pulpo_testkit` — and for concurrency 1 and 4, it prints jobs/s of:
+//!
+//! - **raw**: the queue's own API driven as fast as it goes, with as many
+//!   threads (file queue: `pulpo_filequeue::FileQueue`, blocking calls) or
+//!   connections (beanstalkd: `pulpo_beanstalkd::Client`, one tokio task
+//!   each) as the runner has workers: reserve (not waiting), then delete;
+//! - **runner**: [`pulpo::runner::Runner`] on a multi-thread tokio runtime,
+//!   as `pulpo run` has it, routing every job (a pulpo message of request
+//!   type `noop`) to a handler that only counts; timed from the start of the
+//!   run until the handler has seen every job.
+//!
+//! and the ratio runner / raw. Every timed run starts with the same number
+//! of jobs queued (`BENCH_JOBS`, default 20,000; a quarter of that with
+//! fsync on), put beforehand and untimed, and ends with the queue empty.
+//! Rounds alternate raw and runner; the table shows the median of
+//! `BENCH_ROUNDS` (default 3) rounds.
+//!
+//! Targets (issue 4): runner ≥ 0.7 × raw at concurrency 1; ≥ 10,000 jobs/s
+//! on beanstalkd at concurrency 4; ≥ 5,000 jobs/s on the file queue with
+//! fsync off, with 20,000 jobs queued.
+//!
+//! `BENCH_QUEUES=file,file-fsync,beanstalkd` picks queues (default: all).
+//! `PULPO_BENCH_QUICK=1`: one round of a few hundred jobs, a smoke run for
+//! CI whose figures mean nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pulpo::config::{Settings, from_toml_str};
+use pulpo::handler::{Context, Outcome};
+use pulpo::message::Message;
+use pulpo::queue::{self, NewJob};
+use pulpo::registry::Registry;
+use pulpo::runner::Runner;
+use pulpo_beanstalkd::Client;
+use pulpo_filequeue::{FileQueue, Options as FileOptions};
+use pulpo_testkit::Beanstalkd;
+use tokio_util::sync::CancellationToken;
+
+/// Which queue a row measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    FileFast,
+    FileDurable,
+    Beanstalkd,
+}
+
+impl Kind {
+    /// The name `BENCH_QUEUES` selects it by.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::FileFast => "file",
+            Kind::FileDurable => "file-fsync",
+            Kind::Beanstalkd => "beanstalkd",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::FileFast => "file, fsync off",
+            Kind::FileDurable => "file, fsync on",
+            Kind::Beanstalkd => "beanstalkd",
+        }
+    }
+}
+
+struct Bench {
+    jobs: usize,
+    rounds: usize,
+    server: Beanstalkd,
+    runtime: tokio::runtime::Runtime,
+    body: Bytes,
+}
+
+impl Bench {
+    fn jobs_for(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::FileDurable => (self.jobs / 4).max(100),
+            _ => self.jobs,
+        }
+    }
+
+    /// Settings for the runner on `kind`, with the queue at `dir`.
+    fn settings(&self, kind: Kind, dir: &Path, concurrency: usize) -> Settings {
+        let queue = match kind {
+            Kind::Beanstalkd => format!(
+                "queue = \"beanstalkd\"\n[beanstalkd]\naddress = \"{}\"\n",
+                self.server.address()
+            ),
+            Kind::FileFast | Kind::FileDurable => format!(
+                "queue = \"file\"\n[file]\npath = \"{}\"\nfsync = {}\n",
+                dir.display(),
+                kind == Kind::FileDurable
+            ),
+        };
+        let text = format!(
+            "concurrency = {concurrency}\nsleep_duration = \"1s\"\nshutdown_after_number_of_empty_iterations = 0\n{queue}[handlers.noop]\nkind = \"noop\"\n"
+        );
+        from_toml_str(&text, Path::new("bench.toml")).expect("bench settings")
+    }
+
+    /// Queues `n` jobs, untimed.
+    fn fill(&self, settings: &Settings, n: usize) {
+        self.runtime.block_on(async {
+            let mut q = queue::open(settings).await.expect("open the queue");
+            let mut left = n;
+            while left > 0 {
+                let batch = left.min(1000);
+                left -= batch;
+                let jobs = (0..batch)
+                    .map(|_| NewJob {
+                        priority: 1024,
+                        delay: Duration::ZERO,
+                        ttr: Duration::from_secs(60),
+                        body: self.body.clone(),
+                    })
+                    .collect();
+                for id in q.put_many(&settings.tube, jobs).await.expect("put") {
+                    id.expect("put");
+                }
+            }
+        });
+    }
+
+    /// The raw rate: `workers` threads or connections reserving and
+    /// deleting until the queue is empty.
+    fn raw(&self, kind: Kind, settings: &Settings, workers: usize, n: usize) -> f64 {
+        let started = Instant::now();
+        match kind {
+            Kind::FileFast | Kind::FileDurable => {
+                let options = FileOptions {
+                    fsync: kind == Kind::FileDurable,
+                    ..FileOptions::default()
+                };
+                let q = FileQueue::open(&settings.file.path, options).expect("open");
+                std::thread::scope(|scope| {
+                    for _ in 0..workers {
+                        let q = q.clone();
+                        scope.spawn(move || {
+                            while let Some(job) =
+                                q.reserve(&["default"], Some(Duration::ZERO)).expect("reserve")
+                            {
+                                q.delete(job.id).expect("delete");
+                            }
+                        });
+                    }
+                });
+            }
+            Kind::Beanstalkd => self.runtime.block_on(async {
+                let mut tasks = Vec::new();
+                for _ in 0..workers {
+                    let address = self.server.address();
+                    tasks.push(tokio::spawn(async move {
+                        let mut client = Client::connect(&address).await.expect("connect");
+                        loop {
+                            match client.reserve_with_timeout(0).await {
+                                Ok(job) => client.delete(job.id).await.expect("delete"),
+                                Err(err) if err.is_timed_out() => break,
+                                Err(err) => panic!("reserve: {err}"),
+                            }
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await.expect("raw worker");
+                }
+            }),
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// The runner's rate: from its start until the handler saw `n` jobs.
+    fn runner(&self, settings: &Settings, n: usize) -> f64 {
+        let seen = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(tokio::sync::Notify::new());
+        let mut registry = Registry::with_builtins();
+        let (counter, finished) = (seen.clone(), done.clone());
+        let target = n as u64;
+        registry.register("noop", move |_| {
+            let (counter, finished) = (counter.clone(), finished.clone());
+            Ok(Arc::new(move |_message: Message, _ctx: Context| {
+                let (counter, finished) = (counter.clone(), finished.clone());
+                async move {
+                    if counter.fetch_add(1, Ordering::SeqCst) + 1 == target {
+                        finished.notify_one();
+                    }
+                    Outcome::success()
+                }
+            }))
+        });
+        let runner = Runner::new(settings.clone(), &registry).expect("runner");
+        self.runtime.block_on(async {
+            let token = CancellationToken::new();
+            let started = Instant::now();
+            let run = tokio::spawn(runner.run(token.clone()));
+            done.notified().await;
+            let took = started.elapsed();
+            token.cancel();
+            run.await.expect("runner task").expect("runner");
+            n as f64 / took.as_secs_f64()
+        })
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let quick = std::env::var("PULPO_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let env = |name: &str, full: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(full)
+    };
+    let bench = Bench {
+        jobs: if quick { 300 } else { env("BENCH_JOBS", 20_000) },
+        rounds: if quick { 1 } else { env("BENCH_ROUNDS", 3) },
+        server: Beanstalkd::start(),
+        runtime: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime"),
+        body: Bytes::from(Message::new("noop").with_payload("x".repeat(40)).to_json()),
+    };
+    println!(
+        "runner end to end, no-op handler, {}-byte message bodies, median of {} round(s)",
+        bench.body.len(),
+        bench.rounds
+    );
+    println!(
+        "{:<18} {:>4} {:>7} {:>12} {:>12} {:>7}  target",
+        "queue", "conc", "jobs", "raw/s", "runner/s", "ratio"
+    );
+    let only = std::env::var("BENCH_QUEUES").unwrap_or_default();
+    for kind in [Kind::FileFast, Kind::FileDurable, Kind::Beanstalkd] {
+        if !only.is_empty() && !only.split(',').any(|k| k == kind.key()) {
+            continue;
+        }
+        for concurrency in [1, 4] {
+            let n = bench.jobs_for(kind);
+            let (mut raws, mut runs) = (Vec::new(), Vec::new());
+            for _ in 0..bench.rounds {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let settings = bench.settings(kind, &dir.path().join("queue"), concurrency);
+                bench.fill(&settings, n);
+                raws.push(bench.raw(kind, &settings, concurrency, n));
+                bench.fill(&settings, n);
+                runs.push(bench.runner(&settings, n));
+            }
+            let (raw, run) = (median(raws), median(runs));
+            let target = match (kind, concurrency) {
+                (_, 1) if kind == Kind::FileFast => "≥ 0.7× raw; ≥ 5,000/s",
+                (_, 1) => "≥ 0.7× raw",
+                (Kind::Beanstalkd, _) => "≥ 10,000/s",
+                (Kind::FileFast, _) => "≥ 5,000/s",
+                _ => "",
+            };
+            println!(
+                "{:<18} {:>4} {:>7} {:>12.0} {:>12.0} {:>7.2}  {target}",
+                kind.name(),
+                concurrency,
+                n,
+                raw,
+                run,
+                run / raw
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod config;
 pub mod duration;
 pub mod handler;
 pub mod message;
+pub mod process;
 pub mod publish;
 pub mod queue;
 pub mod registry;

@@ -52,6 +52,7 @@ impl Registry {
         ] {
             registry.register(kind, move |settings| write_payload(settings, transform));
         }
+        registry.register("exec", crate::process::factory);
         registry.register("success", |settings| fixed(settings, Outcome::success));
         registry.register("fail", |settings| {
             fixed(settings, || Outcome::fatal("the fail handler always fails"))

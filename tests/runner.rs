@@ -645,6 +645,45 @@ async fn shutdown_past_the_timeout_releases_at_once(env: Env) {
     assert_eq!(report.counters["script"].released, 1);
 }
 
+/// An exec handler past its timeout: the runner cancels it, the child is
+/// killed, and the job goes on as a transient failure (here: the last
+/// attempt, so buried). Exit codes reach the outcome table too.
+async fn exec_handlers_through_the_runner(env: Env) {
+    let journal = Arc::new(Journal::default());
+    let pid_file = env.dir.path().join("pid");
+    let settings = env.settings(&format!(
+        "{QUICK}[retry]\nmax_attempts = 1\n\
+         [handlers.slow]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo $$ > {}; exec sleep 30\"]\ntimeout = \"300ms\"\n\
+         [handlers.flaky]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"exit 75\"]\n\
+         [handlers.fine]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"test \\\"$(cat)\\\" = hello\"]\n",
+        pid_file.display()
+    ));
+    let mut q = env.queue(&settings).await;
+    let slow = publish(q.as_mut(), &settings, Message::new("slow")).await;
+    let flaky = publish(q.as_mut(), &settings, Message::new("flaky")).await;
+    let fine = publish(q.as_mut(), &settings, Message::new("fine").with_payload("hello")).await;
+    let running = Running::start(settings, &registry(&journal));
+    let slow_info = until_buried(q.as_mut(), slow).await;
+    let flaky_info = until_buried(q.as_mut(), flaky).await;
+    until_deleted(q.as_mut(), fine).await;
+    let report = running.stop().await;
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signal 0 only checks whether the process exists.
+    assert!(
+        unsafe { libc::kill(pid, 0) } != 0,
+        "the timed-out child {pid} is gone"
+    );
+    assert_eq!(report.counters["slow"].timed_out, 1);
+    if file_queue(&env) {
+        assert!(slow_info.reason.unwrap().contains("timed out after 300ms"));
+        assert!(flaky_info.reason.unwrap().contains("code 75"));
+    }
+}
+
 /// The runner recovers by itself when beanstalkd restarts mid-run (the
 /// binlog keeps the jobs).
 async fn beanstalkd_restart_during_a_run(mut env: Env) {
@@ -701,6 +740,7 @@ on_both_queues!(
     idle_restart_rereads_the_config,
     shutdown_waits_for_in_flight_handlers,
     shutdown_past_the_timeout_releases_at_once,
+    exec_handlers_through_the_runner,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,7 @@ struct GlobalArgs {
     /// beanstalkd's address: HOST:PORT or unix:/path.
     #[arg(long, global = true, value_name = "ADDR")]
     address: Option<String>,
-    /// The tube to publish to and to inspect (pop reserves from it alone).
+    /// The tube to publish to and to inspect (pop and run reserve from it alone).
     #[arg(long, global = true, value_name = "TUBE")]
     tube: Option<String>,
     /// Print one JSON document instead of human text.
@@ -126,13 +126,13 @@ struct PublishArgs {
     request_type: String,
     /// The payload, stored as body.payload.
     payload: Option<String>,
-    /// Priority: 0 is most urgent [default: defaults.priority].
+    /// Priority: 0 is most urgent [default: the handler's priority, else defaults.priority].
     #[arg(long, value_name = "N")]
     priority: Option<u32>,
     /// Hold the job back this long before it is ready, e.g. 10s.
     #[arg(long, value_parser = parse_duration_arg, value_name = "D")]
     delay: Option<Duration>,
-    /// Time to run once reserved [default: defaults.ttr].
+    /// Time to run once reserved [default: the handler's ttr, else defaults.ttr].
     #[arg(long, value_parser = parse_duration_arg, value_name = "D")]
     ttr: Option<Duration>,
     /// The job expires this long from now.
@@ -306,7 +306,15 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         // Handler tables are checked before anything runs.
         registry.build_all(&settings)?;
         let config_file = global.config.clone();
-        let load = move || config::load(config_file.as_deref(), &overrides);
+        // `--tube` narrows what run reserves from to that tube, as for pop.
+        let only_tube = global.tube.clone();
+        let load = move || {
+            let mut settings = config::load(config_file.as_deref(), &overrides)?;
+            if let Some(tube) = &only_tube {
+                settings.watch = vec![tube.clone()];
+            }
+            Ok(settings)
+        };
         let report = runner::run_until_stopped(load, registry, shutdown_on_signals())
             .await
             .map_err(|err| match err {
@@ -476,9 +484,18 @@ async fn publish(
     }
     let now = Utc::now();
     let mut message = build_message(&args, now)?;
-    let priority = args.priority.unwrap_or(settings.defaults.priority);
+    // As in `publish::prepare`, the request type's handler table comes
+    // before `[defaults]`; a flag comes before both.
+    let handler = settings.handler(&args.request_type);
+    let priority = args
+        .priority
+        .or_else(|| handler.and_then(|h| h.priority))
+        .unwrap_or(settings.defaults.priority);
     message.header.priority = Some(priority);
-    let ttr = args.ttr.unwrap_or(settings.defaults.ttr);
+    let ttr = args
+        .ttr
+        .or_else(|| handler.and_then(|h| h.ttr))
+        .unwrap_or(settings.defaults.ttr);
     message.header.ttr = Some(queue::whole_seconds_ceil(ttr).max(1));
     let body = Bytes::from(message.to_json());
     let job = NewJob {

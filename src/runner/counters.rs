@@ -81,13 +81,27 @@ pub fn total(by_type: &BTreeMap<String, Counters>) -> Counters {
 /// One line per request type and a total, for logs and the exit summary.
 pub fn render(by_type: &BTreeMap<String, Counters>) -> String {
     let mut out = format!(
-        "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-        "request type", "reserved", "succeeded", "released", "buried", "timed out", "expired"
+        "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}\n",
+        "request type",
+        "reserved",
+        "succeeded",
+        "released",
+        "buried",
+        "timed out",
+        "expired",
+        "settle failed"
     );
     let mut line = |name: &str, c: &Counters| {
         out.push_str(&format!(
-            "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-            name, c.reserved, c.succeeded, c.released, c.buried, c.timed_out, c.expired_deleted
+            "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}\n",
+            name,
+            c.reserved,
+            c.succeeded,
+            c.released,
+            c.buried,
+            c.timed_out,
+            c.expired_deleted,
+            c.settle_failed
         ));
     };
     for (name, counters) in by_type {

@@ -266,7 +266,7 @@ impl Runner {
         let report = RunReport {
             stop: stop.unwrap_or(StopReason::Shutdown),
             counters: shared.tally.snapshot(),
-            elapsed: started.elapsed(),
+            elapsed: millis(started.elapsed()),
             restarts: 0,
         };
         let sum = total(&report.counters);
@@ -277,11 +277,16 @@ impl Runner {
             released = sum.released,
             buried = sum.buried,
             timed_out = sum.timed_out,
-            elapsed = %humantime::format_duration(Duration::from_millis(report.elapsed.as_millis() as u64)),
+            elapsed = %humantime::format_duration(report.elapsed),
             "runner stopped"
         );
         Ok(report)
     }
+}
+
+/// `duration` in whole milliseconds, for reports.
+fn millis(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Waits until `at`, or forever when there is no `at`.
@@ -364,7 +369,7 @@ pub async fn run_until_stopped(
         return Ok(RunReport {
             stop: report.stop,
             counters,
-            elapsed: started.elapsed(),
+            elapsed: millis(started.elapsed()),
             restarts,
         });
     }

@@ -1,0 +1,401 @@
+//! The `exec` handler kind: runs a command for each job, without a shell.
+//!
+//! ```toml
+//! [handlers.resize_image]
+//! kind = "exec"
+//! command = ["./bin/resize", "--fast"]   # argv; never through a shell
+//! working_directory = "/srv/app"         # optional
+//! env = { QUALITY = "80" }               # optional, added to pulpo's environment
+//! output_limit = 65536                   # optional: bytes of stdout and of stderr kept
+//! timeout = "5m"                         # the runner's: the child is killed when it passes
+//! ```
+//!
+//! The payload goes to stdin (a string payload as is, anything else as the
+//! whole message JSON); `PULPO_JOB_ID`, `PULPO_REQUEST_TYPE`,
+//! `PULPO_ATTEMPT` and `PULPO_TUBE` are in the environment. Exit 0 is
+//! success, 75 (`EX_TEMPFAIL`) a transient failure, anything else — a killing
+//! signal included — a fatal one, with the exit status and the end of stderr
+//! as the reason. stdout and stderr are read to the end but only their first
+//! `output_limit` bytes are kept (and logged), so a flooding child cannot
+//! grow pulpo's memory or stall on a full pipe.
+//!
+//! The child runs in a process group of its own. When the runner cancels the
+//! handler (its timeout, or shutdown), the whole group is killed, so
+//! nothing it started outlives the job; when the child exits on its own,
+//! whatever it left running in its group is killed too.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::config::{ConfigError, HandlerSettings};
+use crate::handler::{BoxFuture, Context, Handler, Outcome};
+use crate::message::Message;
+
+/// The exit code of a transient failure (`EX_TEMPFAIL` of sysexits.h).
+pub const EXIT_TRANSIENT: i32 = 75;
+
+/// Bytes of stdout and of stderr kept by default.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// The largest `output_limit` accepted.
+pub const MAX_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
+
+/// How much of stderr's end a failure's reason quotes.
+const REASON_STDERR_BYTES: usize = 500;
+
+/// A checked `[handlers.*]` table of kind `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// The program, resolved to an absolute path when the handler is built.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Where it runs; pulpo's own working directory if unset.
+    pub working_directory: Option<PathBuf>,
+    /// Variables added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Bytes of stdout and of stderr kept.
+    pub output_limit: usize,
+}
+
+impl ExecSpec {
+    /// Reads and checks the table: the keys named above and nothing else,
+    /// a program that exists and is executable, a working directory that
+    /// exists.
+    pub fn from_settings(settings: &HandlerSettings) -> Result<ExecSpec, ConfigError> {
+        let mut command = None;
+        let mut working_directory = None;
+        let mut env = Vec::new();
+        let mut output_limit = DEFAULT_OUTPUT_LIMIT;
+        for (key, value) in &settings.options {
+            let error = |problem: String| settings.option_error(key, problem);
+            match key.as_str() {
+                "command" => command = Some(argv(value).map_err(error)?),
+                "working_directory" => match value {
+                    Value::String(dir) if !dir.is_empty() => {
+                        let dir = absolute(Path::new(dir));
+                        if !dir.is_dir() {
+                            return Err(error(format!(
+                                "{} is not an existing directory; create it or fix the path",
+                                dir.display()
+                            )));
+                        }
+                        working_directory = Some(dir);
+                    }
+                    other => return Err(error(format!("expected a directory path, found {other}"))),
+                },
+                "env" => {
+                    let Value::Object(vars) = value else {
+                        return Err(error(format!(
+                            "expected a table of strings like {{ NAME = \"value\" }}, found {value}"
+                        )));
+                    };
+                    for (name, value) in vars {
+                        let Value::String(value) = value else {
+                            return Err(error(format!(
+                                "variable {name}: expected a string, found {value}"
+                            )));
+                        };
+                        if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+                            return Err(error(format!(
+                                "variable {name:?}: not a valid environment variable"
+                            )));
+                        }
+                        env.push((name.clone(), value.clone()));
+                    }
+                }
+                "output_limit" => {
+                    output_limit = value
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| (1..=MAX_OUTPUT_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            error(format!(
+                                "expected a number of bytes from 1 to {MAX_OUTPUT_LIMIT}, found {value}"
+                            ))
+                        })?;
+                }
+                other => {
+                    return Err(error(format!(
+                        "the exec handler has no option {other:?} (it takes command, working_directory, env, output_limit)"
+                    )));
+                }
+            }
+        }
+        let Some(mut argv) = command else {
+            return Err(settings.option_error(
+                "command",
+                "the exec handler needs command = [\"program\", \"arg\", ...]",
+            ));
+        };
+        let name = argv.remove(0);
+        let program = resolve_program(&name).map_err(|problem| settings.option_error("command", problem))?;
+        Ok(ExecSpec {
+            program,
+            args: argv,
+            working_directory,
+            env,
+            output_limit,
+        })
+    }
+}
+
+/// `command`: a non-empty array of strings.
+fn argv(value: &Value) -> Result<Vec<String>, String> {
+    let expected =
+        || format!("expected a non-empty array of strings like [\"program\", \"arg\"], found {value}");
+    let Value::Array(items) = value else {
+        return Err(expected());
+    };
+    let argv: Vec<String> = items
+        .iter()
+        .map(|item| item.as_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        .ok_or_else(expected)?;
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(expected());
+    }
+    if argv.iter().any(|arg| arg.contains('\0')) {
+        return Err("arguments cannot contain NUL bytes".to_owned());
+    }
+    Ok(argv)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A program with a `/` is a path (relative to pulpo's working directory);
+/// a bare name is looked up in `PATH`, as a shell would.
+fn resolve_program(name: &str) -> Result<PathBuf, String> {
+    if name.contains('/') {
+        let path = absolute(Path::new(name));
+        return if is_executable(&path) {
+            Ok(path)
+        } else if path.exists() {
+            Err(format!(
+                "{} is not an executable file; chmod +x it",
+                path.display()
+            ))
+        } else {
+            Err(format!("{} does not exist; fix the path", path.display()))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| format!("program {name:?} is not in PATH; install it or give its full path"))
+}
+
+/// The `exec` kind's factory, for [`crate::registry::Registry`].
+pub fn factory(settings: &HandlerSettings) -> Result<Arc<dyn Handler>, ConfigError> {
+    Ok(Arc::new(Exec {
+        spec: Arc::new(ExecSpec::from_settings(settings)?),
+    }))
+}
+
+/// The `exec` handler.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    spec: Arc<ExecSpec>,
+}
+
+impl Exec {
+    /// A handler running `spec`.
+    pub fn new(spec: ExecSpec) -> Exec {
+        Exec { spec: Arc::new(spec) }
+    }
+}
+
+impl Handler for Exec {
+    fn handle(&self, message: Message, context: Context) -> BoxFuture<'static, Outcome> {
+        Box::pin(run(self.spec.clone(), message, context))
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed.
+struct GroupKill {
+    pgid: Option<i32>,
+}
+
+impl GroupKill {
+    fn kill_now(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // SAFETY: kill(2) with a negative pid signals the group; no memory is involved.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
+/// What a stream gave: its first `limit` bytes and how many more there were.
+struct Captured {
+    kept: Vec<u8>,
+    dropped: u64,
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.kept).trim().to_owned()
+    }
+
+    fn note(&self) -> String {
+        match self.dropped {
+            0 => String::new(),
+            n => format!(" ({n} more bytes not kept)"),
+        }
+    }
+}
+
+/// Reads `stream` to its end, keeping the first `limit` bytes.
+async fn read_bounded(mut stream: impl AsyncRead + Unpin, limit: usize) -> Captured {
+    let mut kept = Vec::new();
+    let mut dropped = 0u64;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+                dropped += (n - room) as u64;
+            }
+        }
+    }
+    Captured { kept, dropped }
+}
+
+/// What goes to stdin: a string payload as is, else the message JSON.
+fn stdin_bytes(message: &Message) -> Vec<u8> {
+    match message.payload_str() {
+        Some(text) => text.as_bytes().to_vec(),
+        None => message.to_json(),
+    }
+}
+
+async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome {
+    let program = spec.program.display().to_string();
+    let mut command = tokio::process::Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env("PULPO_JOB_ID", context.job_id.to_string())
+        .env("PULPO_REQUEST_TYPE", &context.request_type)
+        .env("PULPO_ATTEMPT", context.attempt.to_string())
+        .env("PULPO_TUBE", &context.tube)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.working_directory {
+        command.current_dir(dir);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => return Outcome::fatal(format!("cannot start {program}: {err}")),
+    };
+    // Dropped with this future: a cancelled job leaves nothing running.
+    let mut group = GroupKill {
+        pgid: child.id().and_then(|pid| i32::try_from(pid).ok()),
+    };
+    let input = stdin_bytes(&message);
+    let stdin = child.stdin.take();
+    let writer = tokio::spawn(async move {
+        if let Some(mut stdin) = stdin {
+            // A child that does not read its input is not a failure.
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        }
+    });
+    let limit = spec.output_limit;
+    let stdout = child.stdout.take().map(|s| tokio::spawn(read_bounded(s, limit)));
+    let stderr = child.stderr.take().map(|s| tokio::spawn(read_bounded(s, limit)));
+    let status = child.wait().await;
+    // The child is done; whatever it left behind in its group goes too, so
+    // the pipes close.
+    group.kill_now();
+    writer.abort();
+    let collect = |reader: Option<tokio::task::JoinHandle<Captured>>| async move {
+        match reader {
+            Some(reader) => reader.await.unwrap_or(Captured {
+                kept: Vec::new(),
+                dropped: 0,
+            }),
+            None => Captured {
+                kept: Vec::new(),
+                dropped: 0,
+            },
+        }
+    };
+    let (out, err) = (collect(stdout).await, collect(stderr).await);
+    if !out.kept.is_empty() {
+        tracing::debug!(
+            id = context.job_id,
+            "{program} stdout{}:\n{}",
+            out.note(),
+            out.text()
+        );
+    }
+    if !err.kept.is_empty() {
+        tracing::info!(
+            id = context.job_id,
+            "{program} stderr{}:\n{}",
+            err.note(),
+            err.text()
+        );
+    }
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => return Outcome::fatal(format!("waiting for {program} failed: {e}")),
+    };
+    outcome(&program, status, &err)
+}
+
+fn outcome(program: &str, status: ExitStatus, stderr: &Captured) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    let tail = {
+        let text = stderr.text();
+        let start = text.len().saturating_sub(REASON_STDERR_BYTES);
+        let start = (start..=text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        match &text[start..] {
+            "" => String::new(),
+            tail => format!(": {tail}"),
+        }
+    };
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Outcome::success(),
+        (Some(EXIT_TRANSIENT), _) => Outcome::transient(format!(
+            "{program} exited with code {EXIT_TRANSIENT} (try again){tail}"
+        )),
+        (Some(code), _) => Outcome::fatal(format!("{program} exited with code {code}{tail}")),
+        (None, Some(signal)) => Outcome::fatal(format!("{program} was killed by signal {signal}{tail}")),
+        (None, None) => Outcome::fatal(format!("{program} ended with {status}{tail}")),
+    }
+}

@@ -1,0 +1,513 @@
+//! `pulpo run` end to end, as a user runs it: the README's main flow with the
+//! repository's pulpo.toml on the file queue, the same on a real beanstalkd,
+//! SIGTERM/SIGINT shutdown, JSON logs with the job span, and a bad config
+//! refused before the queue is touched.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pulpo_testkit::Beanstalkd;
+use serde_json::Value;
+
+/// The repository's sample config.
+const SAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pulpo.toml");
+
+/// Idle settings that make a run end a second after its last job: long
+/// enough for the quick retries below (0.2 s) even on a busy machine.
+const QUICK_IDLE: [(&str, &str); 2] = [
+    ("PULPO_SLEEP_DURATION", "0.2"),
+    ("PULPO_SHUTDOWN_AFTER_NUMBER_OF_EMPTY_ITERATIONS", "5"),
+];
+
+/// The longest any single `pulpo` process may take in these tests.
+const TIME_GUARD: Duration = Duration::from_secs(10);
+
+/// A `pulpo` command in `dir` (so no stray ./pulpo.toml is read), with the
+/// caller's PULPO_ variables removed and `env` set.
+fn pulpo_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
+    cmd.current_dir(dir).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PULPO_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// Runs `pulpo` to its end within [`TIME_GUARD`].
+fn pulpo(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let child = pulpo_command(dir, args, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the pulpo binary");
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output();
+        let _ = done.send(());
+        out
+    });
+    if finished.recv_timeout(TIME_GUARD).is_err() {
+        // SAFETY: kill(2) on our own child, by its pid; no memory is involved.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let out = waiter.join().unwrap().unwrap();
+        panic!(
+            "pulpo {args:?} did not finish within {TIME_GUARD:?}; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    waiter.join().unwrap().expect("wait for pulpo")
+}
+
+/// Like [`pulpo`], expecting exit 0; returns stdout.
+fn ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = pulpo(dir, args, env);
+    assert!(
+        out.status.success(),
+        "pulpo {args:?} failed with {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Parses one JSON document printed on one line.
+fn one_document(text: &str) -> Value {
+    assert_eq!(text.lines().count(), 1, "one JSON document on one line: {text}");
+    serde_json::from_str(text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+/// `publish <request_type> <payload>`; returns the new job's id.
+fn publish(dir: &Path, args: &[&str], request_type: &str, payload: &str) -> u64 {
+    let mut all = args.to_vec();
+    all.extend(["publish", request_type, payload]);
+    let out = ok(dir, &all, &[]);
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("publish printed {out:?}"))
+}
+
+/// The counters of `request_type` in a run summary, in the order
+/// (reserved, succeeded, released, buried).
+fn counts(summary: &Value, request_type: &str) -> (u64, u64, u64, u64) {
+    let c = &summary["counters"][request_type];
+    let n = |key: &str| {
+        c[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{request_type}.{key} in {summary}"))
+    };
+    (n("reserved"), n("succeeded"), n("released"), n("buried"))
+}
+
+/// A `pulpo run` in the background whose stderr is read line by line.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every stderr line read so far.
+    log: Vec<String>,
+}
+
+impl Running {
+    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut child = pulpo_command(dir, args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pulpo run");
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Reads stderr until a line contains `needle`.
+    fn wait_for_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + TIME_GUARD;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.log.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?}; stderr so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` to the runner.
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child, by its pid; no memory is involved.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "kill({}, {signal})", self.child.id());
+    }
+
+    /// Waits for the exit, at most `limit`; returns the status, stdout and
+    /// the whole stderr.
+    fn exit_within(mut self, limit: Duration) -> (ExitStatus, String, String) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.log.extend(self.lines.try_iter());
+                panic!(
+                    "pulpo run did not exit within {limit:?}; stderr:\n{}",
+                    self.log.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+        // The reader thread ends at EOF, now that the process is gone.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.log.push(line);
+        }
+        (status, stdout, self.log.join("\n"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the runner behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn the_readme_flow_runs_every_sample_handler_and_exits_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::copy(SAMPLE_CONFIG, dir.join("pulpo.toml")).unwrap();
+    let echo = publish(dir, &[], "echo", "Hello World");
+    let upper = publish(dir, &[], "upper", "Hello World");
+    let lower = publish(dir, &[], "lower", "Hello World");
+    for request_type in ["success", "fail", "transient", "fifty_fifty", "no_such_type"] {
+        publish(dir, &[], request_type, "x");
+    }
+
+    let mut env = QUICK_IDLE.to_vec();
+    // pulpo.toml gives transient its own retry table (3 attempts, fixed 1s),
+    // which the global [retry] does not reach: shorten its delay itself.
+    env.push(("PULPO_HANDLERS__TRANSIENT__RETRY__DELAY", "0.2"));
+    // fifty_fifty follows the global policy: quick fixed retries.
+    env.extend([("PULPO_RETRY__BACKOFF", "fixed"), ("PULPO_RETRY__DELAY", "0.1")]);
+    let started = Instant::now();
+    let summary = one_document(&ok(dir, &["run", "--json"], &env));
+    assert!(started.elapsed() < TIME_GUARD);
+
+    assert_eq!(summary["stop"], "idle", "{summary}");
+    assert_eq!(summary["restarts"], 0, "{summary}");
+    assert!(summary["elapsed"].is_string(), "{summary}");
+    for request_type in ["echo", "upper", "lower", "success"] {
+        assert_eq!(
+            counts(&summary, request_type),
+            (1, 1, 0, 0),
+            "{request_type}: {summary}"
+        );
+    }
+    assert_eq!(counts(&summary, "fail"), (1, 0, 0, 1), "{summary}");
+    assert_eq!(counts(&summary, "no_such_type"), (1, 0, 0, 1), "{summary}");
+    assert_eq!(
+        counts(&summary, "transient"),
+        (3, 0, 2, 1),
+        "max_attempts = 3: two releases, then buried: {summary}"
+    );
+    // fifty_fifty either wins a flip within 5 attempts or is buried (1 in 32).
+    let (reserved, succeeded, released, buried) = counts(&summary, "fifty_fifty");
+    assert_eq!(succeeded + buried, 1, "{summary}");
+    assert_eq!(reserved, released + 1, "{summary}");
+    let total = &summary["total"];
+    assert_eq!(total["reserved"], 8 + 2 + released, "{summary}");
+    assert_eq!(total["buried"], 3 + buried, "{summary}");
+    assert_eq!(total["settle_failed"], 0, "{summary}");
+
+    let read = |kind: &str, id: u64| {
+        let path = dir.join(format!("pulpo-output/{kind}/{id}-1.txt"));
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    };
+    assert_eq!(read("echo", echo), "Hello World");
+    assert_eq!(read("upper", upper), "HELLO WORLD");
+    assert_eq!(read("lower", lower), "hello world");
+
+    let stats = one_document(&ok(dir, &["stats", "--json"], &[]));
+    for key in [
+        "current-jobs-ready",
+        "current-jobs-reserved",
+        "current-jobs-delayed",
+    ] {
+        assert_eq!(stats[key], 0, "{key}: {stats}");
+    }
+    assert_eq!(stats["current-jobs-buried"], 3 + buried, "{stats}");
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_runner_promptly_with_a_shutdown_summary() {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = Running::start(
+            dir.path(),
+            &["run", "--json"],
+            &[("PULPO_SHUTDOWN_AFTER_NUMBER_OF_EMPTY_ITERATIONS", "0")],
+        );
+        run.wait_for_log("runner started");
+        let sent = Instant::now();
+        run.signal(signal);
+        let (status, stdout, stderr) = run.exit_within(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{name}: {stderr}");
+        assert!(sent.elapsed() < Duration::from_secs(5), "{name}");
+        let summary = one_document(&stdout);
+        assert_eq!(summary["stop"], "shutdown", "{name}: {summary}");
+        assert_eq!(summary["total"]["reserved"], 0, "{name}: {summary}");
+        assert!(stderr.contains("signal received"), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_job_comes_back_after_its_ttr() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("pulpo.toml"),
+        "shutdown_timeout = \"60s\"\nshutdown_after_number_of_empty_iterations = 0\n\n\
+         [handlers.nap]\nkind = \"exec\"\ncommand = [\"sleep\", \"30\"]\nttr = \"1s\"\n",
+    )
+    .unwrap();
+    let id = publish(dir, &[], "nap", "");
+    let mut run = Running::start(dir, &["run", "--json"], &[]);
+    run.wait_for_log("runner started");
+    let reserved = Instant::now();
+    loop {
+        let job = one_document(&ok(dir, &["stats-job", &id.to_string(), "--json"], &[]));
+        if job["state"] == "reserved" {
+            break;
+        }
+        assert!(reserved.elapsed() < TIME_GUARD, "job {id} never reserved: {job}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The first signal starts the graceful shutdown; the handler would get a minute.
+    run.signal(libc::SIGTERM);
+    run.wait_for_log("shutting down");
+    let second = Instant::now();
+    run.signal(libc::SIGTERM);
+    let (status, stdout, stderr) = run.exit_within(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{stderr}");
+    assert!(second.elapsed() < Duration::from_secs(3));
+    assert!(stdout.is_empty(), "no summary after a second signal: {stdout}");
+
+    // Nobody released it: it is ready again once its 1s TTR runs out.
+    let exited = Instant::now();
+    loop {
+        let job = one_document(&ok(dir, &["stats-job", &id.to_string(), "--json"], &[]));
+        if job["state"] == "ready" {
+            break;
+        }
+        assert!(
+            exited.elapsed() < Duration::from_secs(5),
+            "job {id} not ready after its TTR: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn publish_takes_ttr_and_priority_from_the_handler_table() {
+    // The runner's lease and retries go by the queue's TTR and priority, so
+    // `publish` must store the handler's, as the runner's follow-ups do.
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("pulpo.toml"),
+        "[handlers.slow]\nkind = \"success\"\nttr = \"5m\"\npriority = 7\n",
+    )
+    .unwrap();
+    let stats = |id: u64| one_document(&ok(dir, &["peek", &id.to_string(), "--json"], &[]));
+    let job = stats(publish(dir, &[], "slow", "x"));
+    assert_eq!(
+        (&job["stats"]["ttr"], &job["stats"]["pri"]),
+        (&Value::from(300), &Value::from(7)),
+        "{job}"
+    );
+    let header = &job["message"]["header"];
+    assert_eq!(
+        (&header["ttr"], &header["priority"]),
+        (&Value::from(300), &Value::from(7)),
+        "{job}"
+    );
+    // Flags still win, and other request types keep [defaults].
+    let flagged = ok(
+        dir,
+        &["publish", "slow", "x", "--ttr", "10s", "--priority", "3"],
+        &[],
+    );
+    let job = stats(flagged.trim().parse().unwrap());
+    assert_eq!(
+        (&job["stats"]["ttr"], &job["stats"]["pri"]),
+        (&Value::from(10), &Value::from(3)),
+        "{job}"
+    );
+    let job = stats(publish(dir, &[], "other", "x"));
+    assert_eq!(
+        (&job["stats"]["ttr"], &job["stats"]["pri"]),
+        (&Value::from(60), &Value::from(1024)),
+        "{job}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_job_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::copy(SAMPLE_CONFIG, dir.join("pulpo.toml")).unwrap();
+    let failing = publish(dir, &[], "fail", "x");
+    let unknown = publish(dir, &[], "no_such_type", "x");
+    publish(dir, &[], "echo", "x");
+
+    let out = pulpo(dir, &["run", "--json", "--log-format", "json"], &QUICK_IDLE);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| match serde_json::from_str::<Value>(line) {
+            Ok(value @ Value::Object(_)) => value,
+            _ => panic!("a stderr line that is not a JSON object: {line}"),
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "runner started"),
+        "{stderr}"
+    );
+    let span_of = |id: u64| {
+        lines
+            .iter()
+            .find(|l| l["span"]["id"] == id)
+            .map(|l| &l["span"])
+            .unwrap_or_else(|| panic!("no log line in job {id}'s span: {stderr}"))
+    };
+    let span = span_of(failing);
+    assert_eq!(
+        (
+            &span["name"],
+            &span["request_type"],
+            &span["attempt"],
+            &span["tube"]
+        ),
+        (
+            &Value::from("job"),
+            &Value::from("fail"),
+            &Value::from(1),
+            &Value::from("default")
+        ),
+        "{span}"
+    );
+    assert_eq!(span["outcome"], "bury", "{span}");
+    assert!(span["duration_ms"].is_number(), "{span}");
+    assert_eq!(span_of(unknown)["request_type"], "no_such_type");
+    // stdout still carries the summary alone.
+    let summary = one_document(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(summary["total"]["reserved"], 3, "{summary}");
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_the_key_before_touching_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("pulpo.toml"), "[handlers.resize]\nkind = \"resizer\"\n").unwrap();
+    let refused = |env: &[(&str, &str)]| {
+        let out = pulpo(dir, &["run", "--json"], env);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "a one-line error: {stderr}");
+        assert!(out.stdout.is_empty(), "no summary");
+        stderr
+    };
+    let err = refused(&[]);
+    assert!(
+        err.contains("pulpo.toml") && err.contains("handlers.resize.kind") && err.contains("resizer"),
+        "{err}"
+    );
+    std::fs::write(dir.join("pulpo.toml"), "").unwrap();
+    let err = refused(&[("PULPO_CONCURRENCY", "0")]);
+    assert!(err.contains("PULPO_CONCURRENCY"), "{err}");
+    assert!(!dir.join("pulpo-data").exists(), "the queue was not opened");
+}
+
+#[test]
+fn run_on_beanstalkd_processes_every_job() {
+    let server = Beanstalkd::start();
+    let address = server.address();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::copy(SAMPLE_CONFIG, dir.join("pulpo.toml")).unwrap();
+    let queue = ["--queue", "beanstalkd", "--address", address.as_str()];
+    let ids: Vec<u64> = (0..3)
+        .map(|i| publish(dir, &queue, "echo", &format!("job {i}")))
+        .collect();
+    publish(dir, &queue, "fail", "x");
+
+    let mut args = queue.to_vec();
+    args.push("run");
+    let started = Instant::now();
+    let human = ok(dir, &args, &QUICK_IDLE);
+    assert!(started.elapsed() < TIME_GUARD);
+    assert!(human.starts_with("runner stopped (idle) after "), "{human}");
+    let row = |name: &str| {
+        human
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row: {human}"))
+            .split_whitespace()
+            .skip(1)
+            .map(|n| n.parse::<u64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // reserved, succeeded, released, buried, timed out, expired, settle failed
+    assert_eq!(row("echo"), [3, 3, 0, 0, 0, 0, 0], "{human}");
+    assert_eq!(row("fail"), [1, 0, 0, 1, 0, 0, 0], "{human}");
+    assert_eq!(row("total"), [4, 3, 0, 1, 0, 0, 0], "{human}");
+    for (i, id) in ids.iter().enumerate() {
+        let path = dir.join(format!("pulpo-output/echo/{id}-1.txt"));
+        assert_eq!(std::fs::read_to_string(path).unwrap(), format!("job {i}"));
+    }
+    let mut stats_args = queue.to_vec();
+    stats_args.extend(["stats", "--json"]);
+    let stats = one_document(&ok(dir, &stats_args, &[]));
+    for key in [
+        "current-jobs-ready",
+        "current-jobs-reserved",
+        "current-jobs-delayed",
+    ] {
+        assert_eq!(stats[key], 0, "{key}: {stats}");
+    }
+    assert_eq!(stats["current-jobs-buried"], 1, "{stats}");
+}

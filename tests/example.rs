@@ -1,0 +1,229 @@
+//! examples/custom_handler.rs end to end: the example binary, with the config
+//! it ships (examples/custom_handler.toml), publishes `word_count` jobs and
+//! runs them on the file queue; its own kind counts, writes, publishes the
+//! follow-up, buries a non-string payload and retries a failed write.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The example's config, as shipped.
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/custom_handler.toml");
+
+/// The example binary, built once per test run. `cargo test` builds the
+/// examples only when no target is selected, so this asks cargo for it
+/// (a no-op when it is fresh) in the target directory this test runs from.
+fn example_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // This test is <target dir>/<profile>/deps/example-<hash>.
+        let exe = std::env::current_exe().expect("the test's own path");
+        let target_dir = exe
+            .ancestors()
+            .nth(3)
+            .expect("the test runs from <target>/<profile>/deps");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "custom_handler",
+                "--message-format=json",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir);
+        if !cfg!(debug_assertions) {
+            cargo.arg("--release");
+        }
+        let out = cargo.output().expect("run cargo build --example custom_handler");
+        assert!(
+            out.status.success(),
+            "cargo build --example custom_handler failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "custom_handler")
+            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the example's executable")
+    })
+}
+
+/// Runs the example with `args` in `dir`, with quick idle settings (a run
+/// ends a second after its last job) and no other PULPO_ variables from the
+/// caller's environment.
+fn example_in(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(example_binary());
+    cmd.current_dir(dir).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PULPO_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("PULPO_SLEEP_DURATION", "0.2")
+        .env("PULPO_SHUTDOWN_AFTER_NUMBER_OF_EMPTY_ITERATIONS", "5")
+        .output()
+        .expect("run the example binary")
+}
+
+/// Like [`example_in`], expecting exit 0; returns stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = example_in(dir, args);
+    assert!(
+        out.status.success(),
+        "custom_handler {args:?} failed with {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// `run --json` within a time guard; returns the summary document.
+fn run_json(dir: &Path, args: &[&str]) -> Value {
+    let started = Instant::now();
+    let mut all = args.to_vec();
+    all.extend(["run", "--json"]);
+    let summary = ok(dir, &all);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run took too long"
+    );
+    serde_json::from_str(&summary).unwrap_or_else(|err| panic!("not one JSON document ({err}): {summary}"))
+}
+
+#[test]
+fn word_count_counts_writes_and_follows_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    let queue = queue.to_str().unwrap();
+    let with = |args: &[&'static str]| {
+        let mut all = vec!["--config", CONFIG, "--path", queue];
+        all.extend_from_slice(args);
+        all
+    };
+    let first: u64 = ok(dir.path(), &with(&["publish", "word_count", "a b c"]))
+        .trim()
+        .parse()
+        .unwrap();
+    let second: u64 = ok(dir.path(), &with(&["publish", "word_count", "  one\ttwo\n "]))
+        .trim()
+        .parse()
+        .unwrap();
+    let number = ok(
+        dir.path(),
+        &with(&["publish", "word_count", "--body-json", r#"{"payload": 42}"#]),
+    );
+    let number: u64 = number.trim().parse().unwrap();
+
+    let summary = run_json(dir.path(), &with(&[]));
+    assert_eq!(summary["stop"], "idle", "{summary}");
+    let counted = &summary["counters"]["word_count"];
+    assert_eq!(counted["reserved"], 3, "{summary}");
+    assert_eq!(counted["succeeded"], 2, "{summary}");
+    assert_eq!(counted["buried"], 1, "the number payload is fatal: {summary}");
+    let followed = &summary["counters"]["word_counted"];
+    assert_eq!(followed["succeeded"], 2, "both follow-ups ran: {summary}");
+    assert_eq!(summary["total"]["reserved"], 5, "{summary}");
+
+    // Relative paths in the config resolve against the working directory.
+    let output = dir.path().join("word-count-output");
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    };
+    assert_eq!(read(output.join(format!("{first}.txt"))), "3\n");
+    assert_eq!(read(output.join(format!("{second}.txt"))), "2\n");
+    assert!(!output.join(format!("{number}.txt")).exists());
+    let mut notes: Vec<String> = std::fs::read_dir(output.join("counted"))
+        .unwrap()
+        .map(|entry| read(entry.unwrap().path()))
+        .collect();
+    notes.sort();
+    assert_eq!(
+        notes,
+        [format!("job {first}: 3 words"), format!("job {second}: 2 words")]
+    );
+
+    // Only the buried job is left, with the handler's reason.
+    let stats: Value = serde_json::from_str(&ok(dir.path(), &with(&["stats", "--json"]))).unwrap();
+    assert_eq!(
+        (
+            &stats["current-jobs-ready"],
+            &stats["current-jobs-delayed"],
+            &stats["current-jobs-buried"]
+        ),
+        (&Value::from(0), &Value::from(0), &Value::from(1)),
+        "{stats}"
+    );
+    let buried: Value =
+        serde_json::from_str(&ok(dir.path(), &with(&["peek", "--buried", "--json"]))).unwrap();
+    assert_eq!(buried["id"], number);
+    let reason = buried["stats"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("string payload"), "{buried}");
+}
+
+#[test]
+fn a_failed_write_is_retried_after_io_retry_delay_then_buried() {
+    let dir = tempfile::tempdir().unwrap();
+    // The output directory's place is taken by a file: every write fails.
+    std::fs::write(dir.path().join("blocked"), "not a directory").unwrap();
+    std::fs::write(
+        dir.path().join("pulpo.toml"),
+        "[handlers.word_count]\nkind = \"word_count\"\noutput_directory = \"blocked/counts\"\n\
+         io_retry_delay = \"300ms\"\nretry = { max_attempts = 2, backoff = \"fixed\", delay = \"1h\" }\n",
+    )
+    .unwrap();
+    let id: u64 = ok(dir.path(), &["publish", "word_count", "x y"])
+        .trim()
+        .parse()
+        .unwrap();
+
+    let summary = run_json(dir.path(), &[]);
+    let counted = &summary["counters"]["word_count"];
+    // The handler's own delay (300ms), not the policy's hour, brought it back.
+    assert_eq!(
+        (&counted["reserved"], &counted["released"], &counted["buried"]),
+        (&Value::from(2), &Value::from(1), &Value::from(1)),
+        "{summary}"
+    );
+    let job: Value =
+        serde_json::from_str(&ok(dir.path(), &["stats-job", &id.to_string(), "--json"])).unwrap();
+    assert_eq!(job["state"], "buried", "{job}");
+}
+
+#[test]
+fn bad_word_count_options_are_refused_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |table: &str, key: &str| {
+        std::fs::write(
+            dir.path().join("pulpo.toml"),
+            format!("[handlers.count]\nkind = \"word_count\"\n{table}"),
+        )
+        .unwrap();
+        let out = example_in(dir.path(), &["run"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{table}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(&format!("handlers.count.{key}")),
+            "{table}: {stderr}"
+        );
+    };
+    refused("", "output_directory");
+    refused("output_directory = 5\n", "output_directory");
+    refused("output_directory = \"out\"\nnotify = []\n", "notify");
+    refused(
+        "output_directory = \"out\"\nio_retry_delay = \"soon\"\n",
+        "io_retry_delay",
+    );
+    refused("output_directory = \"out\"\ncolour = \"red\"\n", "colour");
+    assert!(
+        !dir.path().join("pulpo-data").exists(),
+        "the queue is not touched"
+    );
+}

@@ -22,7 +22,8 @@
 //! The child runs in a process group of its own. When the runner cancels the
 //! handler (its timeout, or shutdown), the whole group is killed, so
 //! nothing it started outlives the job; when the child exits on its own,
-//! whatever it left running in its group is killed too.
+//! whatever it left running in its group is killed too. If the runner
+//! process dies, the kernel kills the child (`PR_SET_PDEATHSIG`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -314,6 +315,17 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
         .kill_on_drop(true);
     if let Some(dir) = &spec.working_directory {
         command.current_dir(dir);
+    }
+    // If the runner itself dies (kill -9), the child gets SIGKILL too instead
+    // of running on unsupervised while its job goes to another worker.
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     let mut child = match command.spawn() {
         Ok(child) => child,

@@ -1,0 +1,254 @@
+//! Chaos: three `pulpo run` processes on one queue work through 5,000 jobs
+//! whose `exec` handler appends the job id to a file, while the test kills
+//! a random runner with SIGKILL every few hundred milliseconds and starts it
+//! again (on beanstalkd it also kills and restarts the server, which keeps
+//! its jobs in a binlog). At the end every job was handled at least once,
+//! nothing is left ready, reserved, delayed or buried, and the duplicates
+//! are no more than the handlers that were in flight when something died.
+//!
+//! Prints `jobs`, `kills`, `duplicates` and `lost` (which must be 0). The
+//! random seed is printed too; `PULPO_CHAOS_SEED` replays a run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pulpo_testkit::{Beanstalkd, Options};
+use serde_json::Value;
+
+const JOBS: u64 = 5_000;
+const RUNNERS: usize = 3;
+/// Handlers per runner: a kill can interrupt at most this many jobs.
+const CONCURRENCY: u64 = 2;
+
+/// A small xorshift generator: the test's randomness, replayable by seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("PULPO_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1)
+}
+
+struct Chaos {
+    dir: PathBuf,
+    handled: PathBuf,
+    runners: Vec<Child>,
+    started: usize,
+}
+
+impl Chaos {
+    fn new(dir: &Path, queue_config: &str) -> Chaos {
+        let handled = dir.join("handled");
+        let config = format!(
+            "{queue_config}
+concurrency = {CONCURRENCY}
+sleep_duration = \"200ms\"
+shutdown_after_number_of_empty_iterations = 0
+shutdown_timeout = \"5s\"
+
+[retry]
+max_attempts = 100
+backoff = \"fixed\"
+delay = \"100ms\"
+
+[handlers.record]
+kind = \"exec\"
+command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
+",
+            handled.display()
+        );
+        std::fs::write(dir.join("pulpo.toml"), config).unwrap();
+        Chaos {
+            dir: dir.to_path_buf(),
+            handled,
+            runners: Vec::new(),
+            started: 0,
+        }
+    }
+
+    fn pulpo(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_pulpo"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("PULPO_LOG", "error")
+            .output()
+            .unwrap()
+    }
+
+    fn stats(&self) -> Value {
+        let out = self.pulpo(&["stats", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn spawn_runner(&mut self) -> Child {
+        self.started += 1;
+        let log = std::fs::File::create(self.dir.join(format!("runner-{}.log", self.started))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_pulpo"))
+            .arg("run")
+            .current_dir(&self.dir)
+            .env("PULPO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn handled_count(&self) -> usize {
+        std::fs::read_to_string(&self.handled)
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Runs the whole scenario; `server` is beanstalkd, when it is the queue.
+    fn run(mut self, name: &str, mut server: Option<&mut Beanstalkd>) {
+        let seed = seed();
+        let mut rng = Rng(seed);
+        let out = self.pulpo(&["publish", "record", "--count", &JOBS.to_string(), "--ttr", "1"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        for _ in 0..RUNNERS {
+            let runner = self.spawn_runner();
+            self.runners.push(runner);
+        }
+        let (mut kills, mut server_restarts) = (0u64, 0u64);
+        let chaos_until = Instant::now() + Duration::from_secs(60);
+        // Kill while most of the work is still ahead, then let it finish.
+        while self.handled_count() < (JOBS as usize) * 9 / 10 && Instant::now() < chaos_until {
+            std::thread::sleep(Duration::from_millis(100 + rng.below(250)));
+            if let Some(server) = server.as_deref_mut()
+                && kills % 10 == 9
+            {
+                server.kill();
+                server.restart();
+                server_restarts += 1;
+            }
+            let victim = rng.below(RUNNERS as u64) as usize;
+            let _ = self.runners[victim].kill();
+            let _ = self.runners[victim].wait();
+            kills += 1;
+            self.runners[victim] = self.spawn_runner();
+        }
+
+        // Let the survivors finish: nothing ready, reserved or delayed.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let stats = self.stats();
+            let left: u64 = [
+                "current-jobs-ready",
+                "current-jobs-reserved",
+                "current-jobs-delayed",
+            ]
+            .iter()
+            .map(|key| stats[*key].as_u64().unwrap())
+            .sum();
+            if left == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {left} jobs still not done after the chaos (seed {seed}): {stats}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for runner in &mut self.runners {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(runner.id() as i32, libc::SIGTERM) };
+        }
+        for runner in &mut self.runners {
+            let status = runner.wait().unwrap();
+            assert!(
+                status.success(),
+                "{name}: a runner did not stop cleanly: {status}"
+            );
+        }
+
+        let stats = self.stats();
+        let buried = stats["current-jobs-buried"].as_u64().unwrap();
+        let text = std::fs::read_to_string(&self.handled).unwrap();
+        let mut seen: HashMap<u64, u64> = HashMap::new();
+        for line in text.lines() {
+            *seen.entry(line.trim().parse().unwrap()).or_default() += 1;
+        }
+        let lost = (1..=JOBS).filter(|id| !seen.contains_key(id)).count();
+        let duplicates: u64 = seen.values().map(|n| n - 1).sum();
+        let strangers = seen.keys().filter(|id| **id == 0 || **id > JOBS).count();
+        println!(
+            "chaos ({name}): jobs {JOBS}, kills {kills}, server restarts {server_restarts}, \
+             duplicates {duplicates}, lost {lost}, buried {buried} (seed {seed})"
+        );
+        assert_eq!(lost, 0, "{name}: lost jobs (seed {seed})");
+        assert_eq!(buried, 0, "{name}: buried jobs (seed {seed})");
+        assert_eq!(strangers, 0, "{name}: ids that were never published");
+        assert!(
+            kills >= 10,
+            "{name}: only {kills} kills; the chaos ended too soon"
+        );
+        // Each dead runner had at most CONCURRENCY handlers in flight; a dead
+        // server interrupts every runner's.
+        let bound = (kills + server_restarts * RUNNERS as u64) * CONCURRENCY;
+        assert!(
+            duplicates <= bound,
+            "{name}: {duplicates} duplicates, more than the {bound} in-flight handlers that were killed (seed {seed})"
+        );
+    }
+}
+
+impl Drop for Chaos {
+    fn drop(&mut self) {
+        for runner in &mut self.runners {
+            let _ = runner.kill();
+            let _ = runner.wait();
+        }
+    }
+}
+
+#[test]
+fn chaos_on_the_file_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = format!(
+        "queue = \"file\"\n[file]\npath = \"{}\"\nfsync = true\n",
+        dir.path().join("queue").display()
+    );
+    // Top-level keys must come before the [file] table.
+    let (top, table) = queue.split_once("[file]").unwrap();
+    let chaos = Chaos::new(dir.path(), top);
+    let config = std::fs::read_to_string(dir.path().join("pulpo.toml")).unwrap();
+    std::fs::write(dir.path().join("pulpo.toml"), format!("{config}\n[file]{table}")).unwrap();
+    chaos.run("file queue", None);
+}
+
+#[test]
+fn chaos_on_beanstalkd() {
+    let dir = tempfile::tempdir().unwrap();
+    let binlog = dir.path().join("binlog");
+    std::fs::create_dir(&binlog).unwrap();
+    let mut server = Beanstalkd::start_with(Options {
+        binlog_dir: Some(binlog),
+        ..Options::default()
+    });
+    let chaos = Chaos::new(dir.path(), "queue = \"beanstalkd\"\n");
+    let config = std::fs::read_to_string(dir.path().join("pulpo.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("pulpo.toml"),
+        format!("{config}\n[beanstalkd]\naddress = \"{}\"\n", server.address()),
+    )
+    .unwrap();
+    chaos.run("beanstalkd", Some(&mut server));
+}

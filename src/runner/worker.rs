@@ -117,10 +117,25 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Queue>, n: usize
             Some(p) => {
                 let settle = Some((p.id, p.settlement.clone()));
                 let (settled, reserved) = queue.settle_and_reserve(settle, watch, Duration::ZERO).await;
-                report_settled(&shared, &p, settled);
-                match reserved {
-                    Ok(None) => queue.reserve_until_stopped(watch, slice, &shared.stopping).await,
-                    other => other,
+                if let Err(err @ QueueError::Unavailable(_)) = &settled {
+                    // The queue could not take it (a full disk, a lost
+                    // connection): try again once it is back. If the job is
+                    // no longer ours by then, that try says so.
+                    warn!(
+                        id = p.id,
+                        "could not {} job {}: {err}; will try again",
+                        p.settlement.name(),
+                        p.id
+                    );
+                    let again = Err(QueueError::Unavailable(err.to_string()));
+                    pending = Some(p);
+                    again
+                } else {
+                    report_settled(&shared, &p, settled);
+                    match reserved {
+                        Ok(None) => queue.reserve_until_stopped(watch, slice, &shared.stopping).await,
+                        other => other,
+                    }
                 }
             }
             None => queue.reserve_until_stopped(watch, slice, &shared.stopping).await,

@@ -1,0 +1,200 @@
+//! Disk faults under the file queue, on a small tmpfs the test mounts
+//! (this needs root, as the test suite has here; without it the test says
+//! so and stops): a full filesystem and a read-only one. `pulpo publish`
+//! fails with a clear error and a non-zero exit, nothing half-written
+//! appears, a runner waits while the disk is full and finishes the work once
+//! space returns.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Tmpfs { _dir: dir, path })
+    }
+
+    fn remount(&self, options: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {options}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn pulpo(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pulpo"))
+        .args(args)
+        .current_dir(dir)
+        .env("PULPO_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+fn stats(dir: &Path) -> Value {
+    let out = pulpo(dir, &["stats", "--json"]);
+    assert!(
+        out.status.success(),
+        "stats: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn config(work: &Path, queue: &Path) {
+    std::fs::write(
+        work.join("pulpo.toml"),
+        format!(
+            "sleep_duration = \"200ms\"\nshutdown_after_number_of_empty_iterations = 0\n\
+             [file]\npath = \"{}\"\n[handlers.work]\nkind = \"success\"\n",
+            queue.display()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_full_disk_fails_publish_cleanly_and_runners_wait_for_space() {
+    let Some(fs) = Tmpfs::mount("256k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the disk-fault test did not run");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let queue = fs.path.join("queue");
+    config(work.path(), &queue);
+
+    // Fill the disk with 2 KiB jobs until publish refuses.
+    let payload = "x".repeat(2048);
+    let mut acknowledged = 0u64;
+    let error = loop {
+        let out = pulpo(work.path(), &["publish", "work", &payload]);
+        if !out.status.success() {
+            break (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        acknowledged += 1;
+        assert!(
+            acknowledged < 1000,
+            "a 256 KiB disk took {acknowledged} jobs of 2 KiB"
+        );
+    };
+    assert_eq!(error.0, Some(1), "{}", error.1);
+    assert_eq!(error.1.lines().count(), 1, "one line: {}", error.1);
+    assert!(
+        error.1.contains("No space left on device") && error.1.contains(&queue.display().to_string()),
+        "names the cause and the path: {}",
+        error.1
+    );
+    assert!(acknowledged > 10);
+
+    // Every acknowledged job is there, whole; nothing half-written.
+    let before = stats(work.path());
+    assert_eq!(before["total-jobs"].as_u64(), Some(acknowledged), "{before}");
+    assert_eq!(before["current-jobs-ready"].as_u64(), Some(acknowledged));
+    assert_eq!(before["corrupt-records"].as_u64(), Some(0));
+    let peek = pulpo(work.path(), &["peek", &acknowledged.to_string(), "--json"]);
+    let job: Value = serde_json::from_slice(&peek.stdout).unwrap();
+    assert_eq!(job["message"]["body"]["payload"].as_str(), Some(payload.as_str()));
+
+    // A runner on the full disk cannot even record a reservation: it waits.
+    let mut runner: Child = Command::new(env!("CARGO_BIN_EXE_pulpo"))
+        .arg("run")
+        .arg("--json")
+        .current_dir(work.path())
+        .env("PULPO_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        runner.try_wait().unwrap().is_none(),
+        "the runner waits instead of exiting"
+    );
+
+    // Space returns: the runner carries on and finishes every job.
+    fs.remount("size=16m");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = stats(work.path());
+        if now["current-jobs-ready"].as_u64() == Some(0) && now["current-jobs-reserved"].as_u64() == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the runner did not finish after space returned: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGTERM) };
+    let out = runner.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["total"]["buried"].as_u64(), Some(0), "{summary}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("No space left on device"),
+        "the runner said why it waited: {log}"
+    );
+
+    // Publishing works again, too.
+    let out = pulpo(work.path(), &["publish", "work", "after"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_read_only_queue_fails_publish_with_a_clear_error() {
+    let Some(fs) = Tmpfs::mount("1m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the read-only test did not run");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let queue = fs.path.join("queue");
+    config(work.path(), &queue);
+    let out = pulpo(work.path(), &["publish", "work", "first"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    fs.remount("ro");
+    let out = pulpo(work.path(), &["publish", "work", "second"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+
+    fs.remount("rw");
+    let after = stats(work.path());
+    assert_eq!(
+        after["total-jobs"].as_u64(),
+        Some(1),
+        "the refused job left nothing: {after}"
+    );
+    assert_eq!(after["corrupt-records"].as_u64(), Some(0));
+}

@@ -82,7 +82,7 @@ fn map_error(err: fq::Error) -> QueueError {
         err @ (fq::Error::InvalidTube { .. } | fq::Error::InvalidOptions(_)) => {
             QueueError::InvalidArgument(err.to_string())
         }
-        err @ (fq::Error::Io { .. } | fq::Error::Permissions { .. }) => {
+        err @ (fq::Error::Io { .. } | fq::Error::Permissions { .. } | fq::Error::Failed { .. }) => {
             QueueError::Unavailable(err.to_string())
         }
         err => QueueError::Internal(err.to_string()),
@@ -430,6 +430,27 @@ impl Queue for FileQueueAdapter {
                 Err(QueueError::Internal("file queue task failed".to_owned())),
             ),
         }
+    }
+
+    /// A handle whose store failed (an fsync error: the kernel may have
+    /// dropped writes, so the store refuses to go on from memory) is
+    /// replaced by a fresh one that reads the log again; others need
+    /// nothing.
+    async fn reconnect(&mut self) -> Result<()> {
+        let probe = self.queue.clone();
+        let failed = tokio::task::spawn_blocking(move || probe.list_tubes())
+            .await
+            .map_err(join_error)?;
+        if let Err(fq::Error::Failed { .. }) = failed {
+            let (dir, options) = (self.queue.dir().to_owned(), self.queue.options().clone());
+            let queue = tokio::task::spawn_blocking(move || FileQueue::open(&dir, options))
+                .await
+                .map_err(join_error)?
+                .map_err(map_error)?;
+            tracing::warn!(dir = %queue.dir().display(), "reopened the file queue after a failure");
+            self.queue = queue;
+        }
+        Ok(())
     }
 
     async fn another(&mut self) -> Result<Box<dyn Queue>> {

@@ -168,6 +168,14 @@ impl Error {
 
     pub(crate) fn from_codec(err: CodecError, address: &str) -> Error {
         match err {
+            // tokio-util's words for a stream that ended inside a frame.
+            CodecError::Io(source) if source.to_string() == "bytes remaining on stream" => Error::Io {
+                address: address.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection in the middle of a reply",
+                ),
+            },
             CodecError::Io(source) => Error::Io {
                 address: address.to_owned(),
                 source,

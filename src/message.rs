@@ -26,7 +26,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Local, LocalResult, NaiveDateTime, Offset, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Local, LocalResult, NaiveDateTime, Offset, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -469,7 +469,20 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, TimeError> {
 }
 
 /// [`parse_time`] with naive times read in `zone` instead of the local one.
+///
+/// Only instants in the years 0000 to 9999 (UTC) are accepted: those are what RFC 3339 can
+/// write, so every time read here is written back by [`format_time`] in a form it reads.
 pub fn parse_time_in<Tz: TimeZone>(text: &str, zone: &Tz) -> Result<DateTime<Utc>, TimeError> {
+    let time = parse_any_year(text, zone)?;
+    if (0..=9999).contains(&time.year()) {
+        Ok(time)
+    } else {
+        Err(TimeError { found: quote(text) })
+    }
+}
+
+/// [`parse_time_in`] without the year range.
+fn parse_any_year<Tz: TimeZone>(text: &str, zone: &Tz) -> Result<DateTime<Utc>, TimeError> {
     let trimmed = text.trim();
     if let Ok(time) = DateTime::parse_from_rfc3339(trimmed) {
         return Ok(time.with_timezone(&Utc));

@@ -253,13 +253,24 @@ impl Drop for GroupKill {
     }
 }
 
-/// What a stream gave: its first `limit` bytes and how many more there were.
+/// What a stream gave: its first `limit` bytes, how many more there were,
+/// and its last [`REASON_STDERR_BYTES`] bytes (the end of stderr is what a
+/// failure's reason quotes, even when the stream outgrew `limit`).
 struct Captured {
     kept: Vec<u8>,
     dropped: u64,
+    tail: Vec<u8>,
 }
 
 impl Captured {
+    fn empty() -> Captured {
+        Captured {
+            kept: Vec::new(),
+            dropped: 0,
+            tail: Vec::new(),
+        }
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.kept).trim().to_owned()
     }
@@ -270,24 +281,55 @@ impl Captured {
             n => format!(" ({n} more bytes not kept)"),
         }
     }
+
+    /// The stream's end as text: lossy UTF-8, trimmed, not starting inside
+    /// a character, marked with `...` when earlier bytes were left out.
+    fn tail_text(&self) -> String {
+        let cut = self.kept.len() as u64 + self.dropped > self.tail.len() as u64;
+        // A cut window may open on a character's continuation bytes (at most 3).
+        let skip = match cut {
+            true => self
+                .tail
+                .iter()
+                .take(3)
+                .take_while(|&&byte| byte & 0b1100_0000 == 0b1000_0000)
+                .count(),
+            false => 0,
+        };
+        let text = String::from_utf8_lossy(&self.tail[skip..]);
+        match text.trim() {
+            "" => String::new(),
+            text if cut => format!("...{text}"),
+            text => text.to_owned(),
+        }
+    }
 }
 
-/// Reads `stream` to its end, keeping the first `limit` bytes.
+/// Reads `stream` to its end, keeping the first `limit` bytes and the last
+/// [`REASON_STDERR_BYTES`]; the rest is read and thrown away, so the child
+/// never stalls on a full pipe.
 async fn read_bounded(mut stream: impl AsyncRead + Unpin, limit: usize) -> Captured {
-    let mut kept = Vec::new();
-    let mut dropped = 0u64;
+    let mut captured = Captured::empty();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = limit.saturating_sub(kept.len()).min(n);
-                kept.extend_from_slice(&buf[..room]);
-                dropped += (n - room) as u64;
+                let room = limit.saturating_sub(captured.kept.len()).min(n);
+                captured.kept.extend_from_slice(&buf[..room]);
+                captured.dropped += (n - room) as u64;
+                let chunk = &buf[n.saturating_sub(REASON_STDERR_BYTES)..n];
+                captured.tail.extend_from_slice(chunk);
+                if captured.tail.len() > 2 * REASON_STDERR_BYTES {
+                    let excess = captured.tail.len() - REASON_STDERR_BYTES;
+                    captured.tail.drain(..excess);
+                }
             }
         }
     }
-    Captured { kept, dropped }
+    let excess = captured.tail.len().saturating_sub(REASON_STDERR_BYTES);
+    captured.tail.drain(..excess);
+    captured
 }
 
 /// What goes to stdin: a string payload as is, else the message JSON.
@@ -354,14 +396,8 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
     writer.abort();
     let collect = |reader: Option<tokio::task::JoinHandle<Captured>>| async move {
         match reader {
-            Some(reader) => reader.await.unwrap_or(Captured {
-                kept: Vec::new(),
-                dropped: 0,
-            }),
-            None => Captured {
-                kept: Vec::new(),
-                dropped: 0,
-            },
+            Some(reader) => reader.await.unwrap_or_else(|_| Captured::empty()),
+            None => Captured::empty(),
         }
     };
     let (out, err) = (collect(stdout).await, collect(stderr).await);
@@ -390,16 +426,9 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
 
 fn outcome(program: &str, status: ExitStatus, stderr: &Captured) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
-    let tail = {
-        let text = stderr.text();
-        let start = text.len().saturating_sub(REASON_STDERR_BYTES);
-        let start = (start..=text.len())
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        match &text[start..] {
-            "" => String::new(),
-            tail => format!(": {tail}"),
-        }
+    let tail = match stderr.tail_text() {
+        tail if tail.is_empty() => tail,
+        tail => format!(": {tail}"),
     };
     match (status.code(), status.signal()) {
         (Some(0), _) => Outcome::success(),
@@ -407,7 +436,79 @@ fn outcome(program: &str, status: ExitStatus, stderr: &Captured) -> Outcome {
             "{program} exited with code {EXIT_TRANSIENT} (try again){tail}"
         )),
         (Some(code), _) => Outcome::fatal(format!("{program} exited with code {code}{tail}")),
-        (None, Some(signal)) => Outcome::fatal(format!("{program} was killed by signal {signal}{tail}")),
+        (None, Some(signal)) => Outcome::fatal(format!(
+            "{program} was killed by signal {signal}{}{tail}",
+            signal_name(signal)
+                .map(|name| format!(" ({name})"))
+                .unwrap_or_default()
+        )),
         (None, None) => Outcome::fatal(format!("{program} ended with {status}{tail}")),
+    }
+}
+
+/// The usual name of a signal that ends a process, for a reason a person reads.
+fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn capture(input: &[u8], limit: usize) -> Captured {
+        read_bounded(input, limit).await
+    }
+
+    #[tokio::test]
+    async fn read_bounded_keeps_the_head_counts_the_rest_and_quotes_the_end() {
+        let input: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let captured = capture(&input, 1000).await;
+        assert_eq!(captured.kept, input[..1000]);
+        assert_eq!(captured.dropped, 99_000);
+        assert_eq!(captured.tail, input[input.len() - REASON_STDERR_BYTES..]);
+        let tail = captured.tail_text();
+        assert!(tail.starts_with("...") && tail.ends_with(std::str::from_utf8(&input[99_990..]).unwrap()));
+
+        let short = capture(b"  only this\n", 1000).await;
+        assert_eq!((short.kept.len(), short.dropped), (12, 0));
+        assert_eq!(short.tail_text(), "only this");
+        assert_eq!(capture(b"", 10).await.tail_text(), "");
+    }
+
+    #[tokio::test]
+    async fn the_quoted_end_does_not_start_inside_a_character() {
+        // 'é' is two bytes: the 500-byte window starts on its second byte.
+        let mut input = "é".repeat(400).into_bytes();
+        input.extend_from_slice(b"!");
+        let tail = capture(&input, 10).await.tail_text();
+        assert!(!tail.contains('\u{FFFD}'), "{tail}");
+        assert_eq!(tail, format!("...{}!", "é".repeat(249)));
+    }
+
+    #[test]
+    fn signals_are_named() {
+        assert_eq!(signal_name(libc::SIGKILL), Some("SIGKILL"));
+        assert_eq!(signal_name(libc::SIGSEGV), Some("SIGSEGV"));
+        assert_eq!(signal_name(1000), None);
     }
 }

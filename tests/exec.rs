@@ -80,7 +80,7 @@ async fn exit_codes_map_to_outcomes() {
 
     let killed = build(sh("kill -9 $$"));
     match run(&killed, Message::new("job")).await {
-        Outcome::Fatal { reason } => assert!(reason.contains("signal 9"), "{reason}"),
+        Outcome::Fatal { reason } => assert!(reason.contains("signal 9 (SIGKILL)"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
@@ -142,6 +142,63 @@ async fn flooding_output_is_bounded_and_unread_stdin_is_fine() {
     }
 }
 
+#[tokio::test]
+async fn a_child_that_does_not_read_its_input_still_succeeds() {
+    // 8 MiB: far more than a pipe holds, to a child that never reads it,
+    // closes stdin at once, or reads a little and exits.
+    let payload = "p".repeat(8 << 20);
+    for options in [
+        json!({"command": ["true"]}),
+        sh("exec 0<&-; sleep 0.2; exit 0"),
+        sh("head -c 10 > /dev/null; exit 0"),
+    ] {
+        let handler = build(options.clone());
+        let started = Instant::now();
+        let outcome = run(&handler, Message::new("job").with_payload(payload.clone())).await;
+        assert_eq!(outcome, Outcome::success(), "{options}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{options}");
+    }
+}
+
+#[tokio::test]
+async fn the_reason_quotes_the_end_of_stderr_past_the_output_limit() {
+    let handler = build(json!({
+        "command": ["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' w >&2; echo 'final: disk full' >&2; exit 2"],
+        "output_limit": 100,
+    }));
+    match run(&handler, Message::new("job")).await {
+        Outcome::Fatal { reason } => {
+            assert!(
+                reason.contains("exited with code 2: ...www") && reason.ends_with("wwwfinal: disk full"),
+                "{reason}"
+            );
+            assert!(reason.len() < 700, "{}", reason.len());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn what_a_finished_child_left_running_is_killed() {
+    // The background sleep keeps stdout and stderr open; the job still ends
+    // when the child exits, and the sleep does not outlive it.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let handler = build(sh(&format!(
+        "sleep 30 & echo $! > {}; exit 0",
+        pid_file.display()
+    )));
+    let started = Instant::now();
+    assert_eq!(run(&handler, Message::new("job")).await, Outcome::success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until_gone(&[pid]);
+}
+
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -165,14 +222,15 @@ async fn a_cancelled_job_kills_the_child_and_what_it_started() {
     let text = std::fs::read_to_string(&pids).unwrap();
     let pids: Vec<i32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(pids.len(), 2);
+    wait_until_gone(&pids);
+}
+
+/// Waits (5 s at most) until none of `pids` runs. A grandchild is not our
+/// child, so nobody here reaps it: a zombie counts as gone.
+fn wait_until_gone(pids: &[i32]) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    // The grandchild (not our child, so nobody reaps it here) must be gone
-    // or a zombie of its shell, which is gone too.
     while pids.iter().any(|&pid| alive(pid) && !is_zombie(pid)) {
-        assert!(
-            Instant::now() < deadline,
-            "processes {pids:?} outlived the cancelled job"
-        );
+        assert!(Instant::now() < deadline, "processes {pids:?} outlived the job");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -196,7 +254,13 @@ async fn a_program_that_cannot_start_is_fatal() {
     assert_eq!(run(&handler, Message::new("job")).await, Outcome::success());
     std::fs::remove_file(&script).unwrap();
     match run(&handler, Message::new("job")).await {
-        Outcome::Fatal { reason } => assert!(reason.contains("cannot start"), "{reason}"),
+        // The reason names the program and the OS error.
+        Outcome::Fatal { reason } => assert!(
+            reason.contains("cannot start")
+                && reason.contains(&script.display().to_string())
+                && reason.contains("No such file"),
+            "{reason}"
+        ),
         other => panic!("{other:?}"),
     }
 }

@@ -26,6 +26,16 @@ pub const FRAME_LEN: usize = 10;
 pub const MAX_RECORD_LEN: usize = 1 << 28;
 /// Largest reason stored with a job (longer ones are cut at a character boundary).
 pub const MAX_REASON_LEN: usize = 4096;
+/// Largest job id a record may name. Ids are given from 1 upwards and never get near it, so a
+/// record naming a larger one is damage; refusing it keeps the next id (and `id + 1`) in range.
+pub const MAX_JOB_ID: u64 = u64::MAX / 2;
+/// Shortest TTR, in ms: beanstalkd turns 0 into 1 s, and so does the queue, writing and reading.
+pub const MIN_TTR_MS: u64 = 1000;
+/// Longest delay or TTR the queue writes, in ms; a TTR read from the log is cut to it, so
+/// `now + ttr` cannot overflow.
+pub const MAX_DURATION_MS: u64 = u64::MAX / 4;
+/// Largest segment number; `log.<N>` with a larger N is not a segment, so `N + 1` cannot overflow.
+pub const MAX_SEGMENT: u64 = u64::MAX / 2;
 
 /// The header of segment `seg`.
 pub fn segment_header(seg: u64) -> [u8; SEG_HEADER_LEN as usize] {
@@ -433,7 +443,8 @@ impl<'a> Cur<'a> {
     }
 }
 
-/// Decodes a frame body (type + payload); `None` if it is malformed.
+/// Decodes a frame body (type + payload); `None` if it is malformed or names an id or segment
+/// the queue never writes (see [`MAX_JOB_ID`], [`MAX_SEGMENT`]).
 pub fn decode(body: &[u8]) -> Option<Record<'_>> {
     let mut c = Cur(body);
     let t = c.u8()?;
@@ -531,7 +542,18 @@ pub fn decode(body: &[u8]) -> Option<Record<'_>> {
         }
         _ => return None,
     };
-    c.end(rec)
+    c.end(rec).filter(in_range)
+}
+
+/// Whether the ids of `rec` are ones the queue could have written.
+fn in_range(rec: &Record<'_>) -> bool {
+    match *rec {
+        Record::Put { id, .. } => id <= MAX_JOB_ID,
+        Record::Snapshot(ref s) => s.id <= MAX_JOB_ID,
+        Record::NextId { next } => next <= MAX_JOB_ID + 1,
+        Record::Seal { next_segment } => next_segment <= MAX_SEGMENT,
+        _ => true,
+    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,12 @@
 //! may have been lost to corruption). Decisions (which job to reserve, whether a release is
 //! allowed) are made by the queue on this index while it holds the directory lock; the index
 //! itself never looks at the clock except in [`Index::promote`], which moves delayed jobs whose
-//! time has come to ready (a pure function of time, so it needs no record).
+//! time has come to ready (a pure function of time, so it needs no record). Sums of values read
+//! from the log (times, counters) saturate, so no record can make applying overflow.
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::format::{Record, Snapshot};
+use crate::format::{MAX_DURATION_MS, MIN_TTR_MS, Record, Snapshot};
 
 /// Priorities below this count as "urgent" (beanstalkd's `current-jobs-urgent`).
 pub const URGENT_PRI: u32 = 1024;
@@ -61,6 +62,18 @@ pub const RELEASES: usize = 2;
 pub const BURIES: usize = 3;
 /// See [`RESERVES`].
 pub const KICKS: usize = 4;
+
+/// A TTR from the log, within what the queue writes: a job with TTR 0 would time out before it
+/// could be deleted (and be handed out again and again); one near `u64::MAX` would overflow
+/// `now + ttr`.
+fn clamp_ttr(ttr_ms: u64) -> u64 {
+    ttr_ms.clamp(MIN_TTR_MS, MAX_DURATION_MS)
+}
+
+/// Adds one to a job counter; counters read from the log may already be at the top.
+fn bump(counter: &mut u32) {
+    *counter = counter.saturating_add(1);
+}
 
 /// A tube: its job sets and its lifetime counters.
 #[derive(Debug, Default)]
@@ -210,7 +223,7 @@ impl Index {
         self.live_bytes += meta.body_len as u64 + SNAPSHOT_OVERHEAD;
         self.jobs.insert(id, meta);
         self.link(id, slot);
-        self.next_id = self.next_id.max(id + 1);
+        self.next_id = self.next_id.max(id.saturating_add(1));
     }
 
     fn remove(&mut self, id: u64) -> Option<JobMeta> {
@@ -244,10 +257,11 @@ impl Index {
                 body,
             } => {
                 let t = self.tube_id_or_create(tube);
-                self.tubes[t as usize].total_jobs += 1;
+                let total = &mut self.tubes[t as usize].total_jobs;
+                *total = total.saturating_add(1);
                 let slot = if delay_ms > 0 {
                     Slot::Delayed {
-                        until: created_ms + delay_ms,
+                        until: created_ms.saturating_add(delay_ms),
                     }
                 } else {
                     Slot::Ready
@@ -258,7 +272,7 @@ impl Index {
                     slot,
                     created_ms,
                     delay_ms,
-                    ttr_ms,
+                    ttr_ms: clamp_ttr(ttr_ms),
                     body_off,
                     body_len: body.len() as u32,
                     counters: [0; 5],
@@ -272,7 +286,7 @@ impl Index {
                 deadline_ms,
             } => {
                 if let Some(j) = self.jobs.get_mut(&id) {
-                    j.counters[RESERVES] += 1;
+                    bump(&mut j.counters[RESERVES]);
                     self.moved(
                         id,
                         Slot::Reserved {
@@ -284,7 +298,8 @@ impl Index {
             }
             Record::Delete { id } => {
                 if let Some(j) = self.remove(id) {
-                    self.tubes[j.tube as usize].cmd_delete += 1;
+                    let t = &mut self.tubes[j.tube as usize];
+                    t.cmd_delete = t.cmd_delete.saturating_add(1);
                 }
             }
             Record::Release {
@@ -299,13 +314,13 @@ impl Index {
                     let j = self.jobs.get_mut(&id).unwrap();
                     j.pri = pri;
                     j.delay_ms = delay_ms;
-                    j.counters[RELEASES] += 1;
+                    bump(&mut j.counters[RELEASES]);
                     if let Some(r) = reason {
                         j.reason = Some(r.into());
                     }
                     let slot = if delay_ms > 0 {
                         Slot::Delayed {
-                            until: at_ms + delay_ms,
+                            until: at_ms.saturating_add(delay_ms),
                         }
                     } else {
                         Slot::Ready
@@ -318,11 +333,11 @@ impl Index {
                     self.unlink(id);
                     let j = self.jobs.get_mut(&id).unwrap();
                     j.pri = pri;
-                    j.counters[BURIES] += 1;
+                    bump(&mut j.counters[BURIES]);
                     if let Some(r) = reason {
                         j.reason = Some(r.into());
                     }
-                    self.next_bury += 1;
+                    self.next_bury = self.next_bury.saturating_add(1);
                     self.link(id, Slot::Buried { seq: self.next_bury });
                 }
             }
@@ -341,8 +356,8 @@ impl Index {
                 if let Some(j) = self.jobs.get_mut(&id)
                     && matches!(j.slot, Slot::Reserved { .. })
                 {
-                    j.counters[TIMEOUTS] += 1;
-                    self.timeouts += 1;
+                    bump(&mut j.counters[TIMEOUTS]);
+                    self.timeouts = self.timeouts.saturating_add(1);
                     self.moved(id, Slot::Ready);
                 }
             }
@@ -350,7 +365,7 @@ impl Index {
                 if let Some(j) = self.jobs.get_mut(&id)
                     && matches!(j.slot, Slot::Buried { .. } | Slot::Delayed { .. })
                 {
-                    j.counters[KICKS] += 1;
+                    bump(&mut j.counters[KICKS]);
                     self.moved(id, Slot::Ready);
                 }
             }
@@ -359,7 +374,7 @@ impl Index {
                 let t = &mut self.tubes[t];
                 t.pause_until = until_ms;
                 t.pause_secs = secs;
-                t.cmd_pause += 1;
+                t.cmd_pause = t.cmd_pause.saturating_add(1);
             }
             Record::Snapshot(ref s) => self.apply_snapshot(s, body_off),
             Record::NextId { next } => self.next_id = self.next_id.max(next),
@@ -400,7 +415,7 @@ impl Index {
             slot,
             created_ms: s.created_ms,
             delay_ms: s.delay_ms,
-            ttr_ms: s.ttr_ms,
+            ttr_ms: clamp_ttr(s.ttr_ms),
             body_off,
             body_len: s.body.len() as u32,
             counters: s.counters,

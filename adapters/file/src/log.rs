@@ -318,6 +318,14 @@ impl Log {
 
     /// Writes the live state into segment N+1, seals segment N and switches to N+1.
     pub fn compact(&mut self, now: u64, sync: &Mutex<Durable>) -> Result<()> {
+        if self.seg_no >= format::MAX_SEGMENT {
+            // Only a renamed file can get here; keeping the log whole beats compacting it.
+            tracing::warn!(
+                segment = self.seg_no,
+                "segment number at its limit; not compacting"
+            );
+            return Ok(());
+        }
         let next = self.seg_no + 1;
         let t0 = std::time::Instant::now();
         let tmp = self.dir.join(format!("log.{next}.tmp"));
@@ -347,7 +355,7 @@ impl Log {
                 };
                 encode(&r, &mut out);
             }
-            if t.total_jobs + t.cmd_delete + t.cmd_pause > 0 {
+            if (t.total_jobs | t.cmd_delete | t.cmd_pause) != 0 {
                 let r = Record::TubeCounters {
                     tube: &t.name,
                     total_jobs: t.total_jobs,
@@ -442,6 +450,13 @@ pub fn move_aside(dir: &Path, path: &Path, why: &str) -> Result<()> {
     Ok(())
 }
 
+/// The number of a segment named `log.<rest>`: canonical decimal (`log.07` or `log.+7` would be
+/// read as segment 7 and then opened as `log.7`, another file), at most [`format::MAX_SEGMENT`].
+fn segment_number(rest: &str) -> Option<u64> {
+    let n: u64 = rest.parse().ok()?;
+    (n <= format::MAX_SEGMENT && n.to_string() == rest).then_some(n)
+}
+
 /// The highest id found in valid records of a damaged file (so that ids are never reused).
 fn salvage_next_id(path: &Path) -> u64 {
     let Ok(data) = fs::read(path) else { return 0 };
@@ -479,7 +494,7 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
         if rest.ends_with(".tmp") {
             // Written by a compaction that died (compaction runs under the lock we hold).
             let _ = fs::remove_file(e.path());
-        } else if let Ok(n) = rest.parse::<u64>() {
+        } else if let Some(n) = segment_number(rest) {
             segs.push(n);
         } else {
             move_aside(dir, &e.path(), "not a segment name the queue writes")?;
@@ -519,7 +534,8 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
     if let Some((n, f, path)) = chosen {
         return Ok((n, f, path, floor));
     }
-    let n = highest_seen + 1;
+    // Every file numbered `highest_seen` was moved aside above, so at the limit its name is free.
+    let n = (highest_seen + 1).min(format::MAX_SEGMENT);
     let path = segment_path(dir, n);
     let tmp = dir.join(format!("log.{n}.tmp"));
     let f = OpenOptions::new()

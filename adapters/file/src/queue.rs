@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result, io_err};
-use crate::format::{Record, encode};
+use crate::format::{self, Record, encode};
 use crate::index::{BURIES, Index, JobMeta, KICKS, RELEASES, RESERVES, Slot, TIMEOUTS};
 use crate::log::{Durable, Log, open_file, sync_dir};
 use crate::notify::Notifier;
@@ -356,6 +356,14 @@ impl FileQueue {
             });
         }
         self.txn(Durability::Sync, |tx| {
+            // Only a damaged or forged log can move the next id this far; refuse before writing.
+            let first = tx.index().next_id;
+            if first.saturating_add(jobs.len() as u64) > format::MAX_JOB_ID + 1 {
+                return Err(Error::Corrupt {
+                    path: tx.log.seg_path.clone(),
+                    detail: format!("job ids are used up (next id {first}); the log sets an impossible id"),
+                });
+            }
             let mut ids = Vec::with_capacity(jobs.len());
             for j in jobs {
                 let id = tx.index().next_id;
@@ -640,7 +648,9 @@ impl FileQueue {
         let tubes = self.list_tubes()?.len() as u64;
         self.txn(Durability::Lazy, |tx| {
             let ix = tx.index();
-            let sum = |f: &dyn Fn(&crate::index::Tube) -> u64| ix.tubes.iter().map(f).sum::<u64>();
+            // Saturating: the tube counters come from the log, which may be damaged.
+            let sum =
+                |f: &dyn Fn(&crate::index::Tube) -> u64| ix.tubes.iter().map(f).fold(0, u64::saturating_add);
             Ok(QueueStats {
                 current_jobs_urgent: sum(&|t| t.urgent),
                 current_jobs_ready: sum(&|t| t.ready.len() as u64),

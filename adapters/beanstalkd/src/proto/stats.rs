@@ -68,7 +68,7 @@ impl<'a> Doc<'a> {
             detail: "not UTF-8".to_owned(),
         })?;
         let mut pairs = HashMap::new();
-        for line in text.lines() {
+        for line in doc_lines(text) {
             if line.is_empty() || line == "---" {
                 continue;
             }
@@ -107,6 +107,13 @@ impl<'a> Doc<'a> {
     fn tube(&self, key: &str) -> Result<TubeName, ProtocolError> {
         TubeName::new(self.str(key)?)
     }
+}
+
+/// The lines of a document, without their line ends. A CR is a line end in YAML: one left at the
+/// end of a line (a lone CR, or the last line of a document cut after its CR) is not part of the
+/// value, or a value read back from its own writing would lose it.
+fn doc_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(|line| line.trim_end_matches('\r'))
 }
 
 fn unquote(value: &str) -> &str {
@@ -383,7 +390,7 @@ pub fn parse_tube_list(yaml: &[u8]) -> Result<Vec<TubeName>, ProtocolError> {
         detail: "not UTF-8".to_owned(),
     })?;
     let mut tubes = Vec::new();
-    for line in text.lines() {
+    for line in doc_lines(text) {
         if line.is_empty() || line == "---" {
             continue;
         }
@@ -473,5 +480,26 @@ mod tests {
         assert_eq!(tube_list_to_yaml(&tubes), b"---\n- default\n- emails\n");
         assert!(parse_tube_list(b"---\n- bad name\n").is_err());
         assert!(parse_tube_list(b"---\nnot a list\n").is_err());
+        assert_eq!(
+            parse_tube_list(b"---\r\n- default\r").unwrap(),
+            [TubeName::default_tube()]
+        );
+    }
+
+    /// Found while writing the round-trip check of the `stats_yaml` fuzz target: a document
+    /// whose last line ended in a CR kept the CR in the value, which the written document then
+    /// lost (`parse(to_yaml(x)) != x`).
+    #[test]
+    fn a_carriage_return_ending_a_line_is_not_part_of_the_value() {
+        let text = String::from_utf8(STATS.to_vec()).unwrap();
+        let cut = format!("{}\r", text.trim_end());
+        let stats = ServerStats::parse(cut.as_bytes()).unwrap();
+        assert_eq!(stats.platform, "x86_64");
+        assert_eq!(ServerStats::parse(&stats.to_yaml()).unwrap(), stats);
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(
+            ServerStats::parse(crlf.as_bytes()).unwrap(),
+            ServerStats::parse(STATS).unwrap()
+        );
     }
 }

@@ -1,0 +1,8 @@
+//! Fuzz target: the client codec decoding replies, whole and split where byte 0 says.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Some((at, input)) = pulpo_fuzz::split_point(data) {
+        pulpo_fuzz::codec::check_replies(input, at);
+    }
+});

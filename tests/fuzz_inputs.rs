@@ -7,6 +7,7 @@
 //! `to_json` is the same message, settings read back from `to_toml_string` are the same settings.
 //! Whatever it refuses is an error whose message formats.
 
+use pulpo_testkit::mutation::{edits, mutate};
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
@@ -37,31 +38,6 @@ fn contents(dir: &str) -> Vec<Vec<u8>> {
         .iter()
         .map(|path| std::fs::read(path).unwrap())
         .collect()
-}
-
-/// Applies byte edits: (what, where, byte). 0 flips a bit, 1 overwrites, 2 inserts, 3 deletes.
-fn mutate(bytes: &[u8], edits: &[(u8, prop::sample::Index, u8)]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    for (what, at, byte) in edits {
-        if out.is_empty() {
-            out.push(*byte);
-            continue;
-        }
-        let i = at.index(out.len());
-        match what % 4 {
-            0 => out[i] ^= 1 << (byte % 8),
-            1 => out[i] = *byte,
-            2 => out.insert(i, *byte),
-            _ => {
-                out.remove(i);
-            }
-        }
-    }
-    out
-}
-
-fn edits() -> impl Strategy<Value = Vec<(u8, prop::sample::Index, u8)>> {
-    prop::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<u8>()), 0..5)
 }
 
 /// A fixture from `dir`, damaged.

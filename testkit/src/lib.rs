@@ -6,6 +6,8 @@
 //! path in `BEANSTALKD_PATH`. When it is missing, [`Beanstalkd::start`] panics
 //! with the command that installs it, so a test run says what to do.
 
+pub mod mutation;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ use pulpo_beanstalkd::proto::{
     ClientCodec, CodecError, DEFAULT_MAX_BODY, DEFAULT_MAX_DOCUMENT, DEFAULT_MAX_LINE, JobStats,
     ProtocolError, Reply, ServerCodec, ServerStats, TubeStats, parse_tube_list, tube_list_to_yaml,
 };
+use pulpo_testkit::mutation::{edits, mutate};
 use tokio_util::codec::{Decoder, Encoder};
 
 const STATS_JOB: &[u8] = include_bytes!("../../../fixtures/beanstalkd/stats-job.yaml");
@@ -54,31 +55,6 @@ const CAPS: [(usize, usize, usize); 2] = [
     (40, 24, 64),
     (DEFAULT_MAX_LINE, DEFAULT_MAX_BODY, DEFAULT_MAX_DOCUMENT),
 ];
-
-/// Applies byte edits: (what, where, byte). 0 flips a bit, 1 overwrites, 2 inserts, 3 deletes.
-fn mutate(bytes: &[u8], edits: &[(u8, prop::sample::Index, u8)]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    for (what, at, byte) in edits {
-        if out.is_empty() {
-            out.push(*byte);
-            continue;
-        }
-        let i = at.index(out.len());
-        match what % 4 {
-            0 => out[i] ^= 1 << (byte % 8),
-            1 => out[i] = *byte,
-            2 => out.insert(i, *byte),
-            _ => {
-                out.remove(i);
-            }
-        }
-    }
-    out
-}
-
-fn edits() -> impl Strategy<Value = Vec<(u8, prop::sample::Index, u8)>> {
-    prop::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<u8>()), 0..5)
-}
 
 /// Some of `pool`, concatenated, then damaged.
 fn stream(pool: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<u8>> {

@@ -7,6 +7,7 @@
 //! never lose a job it accepted. The format functions never panic, and every record the writer
 //! can produce decodes back to itself.
 
+use pulpo_testkit::mutation::{edits, mutate};
 use std::fs;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -62,31 +63,6 @@ fn real_segment() -> &'static [u8] {
         let d = tempfile::tempdir().unwrap();
         build_segment(&d.path().join("q"), false)
     })
-}
-
-/// Applies byte edits: (what, where, byte). 0 flips a bit, 1 overwrites, 2 inserts, 3 deletes.
-fn mutate(bytes: &[u8], edits: &[(u8, prop::sample::Index, u8)]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    for (what, at, byte) in edits {
-        if out.is_empty() {
-            out.push(*byte);
-            continue;
-        }
-        let i = at.index(out.len());
-        match what % 4 {
-            0 => out[i] ^= 1 << (byte % 8),
-            1 => out[i] = *byte,
-            2 => out.insert(i, *byte),
-            _ => {
-                out.remove(i);
-            }
-        }
-    }
-    out
-}
-
-fn edits() -> impl Strategy<Value = Vec<(u8, prop::sample::Index, u8)>> {
-    prop::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<u8>()), 0..6)
 }
 
 /// Every read command; returns (jobs in any state, next id, ids seen).

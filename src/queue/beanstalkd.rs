@@ -463,14 +463,7 @@ impl Queue for BeanstalkdQueue {
                     Ok(info) => info,
                     Err(err) => return (settled, Err(err)),
                 };
-                Ok(Some(Reservation {
-                    id,
-                    body,
-                    tube: info.tube,
-                    priority: info.pri,
-                    ttr: Duration::from_secs(info.ttr.max(1)),
-                    reserves: u32::try_from(info.reserves).unwrap_or(u32::MAX),
-                }))
+                Ok(Some(Reservation::from_stats(Job { id, body }, info)))
             }
             Some(Reply::TimedOut | Reply::DeadlineSoon) => Ok(None),
             Some(other) => Err(QueueError::Internal(format!(

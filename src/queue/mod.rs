@@ -174,6 +174,20 @@ pub struct Reservation {
     pub reserves: u32,
 }
 
+impl Reservation {
+    /// A reservation from the reserved job and its `stats-job`.
+    pub fn from_stats(job: Job, info: JobInfo) -> Reservation {
+        Reservation {
+            id: job.id,
+            body: job.body,
+            tube: info.tube,
+            priority: info.pri,
+            ttr: Duration::from_secs(info.ttr.max(1)),
+            reserves: u32::try_from(info.reserves).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 /// How a reserved job is settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
@@ -340,14 +354,7 @@ pub trait Queue: Send {
             return Ok(None);
         };
         let info = self.stats_job(job.id).await?;
-        Ok(Some(Reservation {
-            id: job.id,
-            body: job.body,
-            tube: info.tube,
-            priority: info.pri,
-            ttr: Duration::from_secs(info.ttr.max(1)),
-            reserves: u32::try_from(info.reserves).unwrap_or(u32::MAX),
-        }))
+        Ok(Some(Reservation::from_stats(job, info)))
     }
 
     /// [`Queue::reserve_for_run`] that gives up, reserving nothing, once

@@ -289,6 +289,22 @@ fn millis(duration: Duration) -> Duration {
     Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The wait before try number `failures + 1` at an unavailable queue:
+/// 100 ms, doubling, at most 5 s.
+fn queue_backoff(failures: u32) -> Duration {
+    Duration::from_millis(100)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(Duration::from_secs(5))
+}
+
+/// Waits out `delay`; false if `shutdown` came first.
+async fn wait_unless_shut_down(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
+
 /// Waits until `at`, or forever when there is no `at`.
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
@@ -304,32 +320,32 @@ async fn open_queues(
     settings: &Settings,
     shutdown: &CancellationToken,
 ) -> Result<Option<Vec<Box<dyn Queue>>>, RunError> {
-    let mut delay = Duration::from_millis(100);
+    let mut failures = 0;
     let mut first = loop {
         match queue::open(settings).await {
             Ok(queue) => break queue,
             Err(QueueError::Unavailable(reason)) if settings.queue == QueueKind::Beanstalkd => {
+                failures += 1;
+                let delay = queue_backoff(failures);
                 warn!("{reason}; retrying in {}", humantime::format_duration(delay));
+                if !wait_unless_shut_down(delay, shutdown).await {
+                    return Ok(None);
+                }
             }
             Err(err) => return Err(err.into()),
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
     };
     let mut queues = Vec::with_capacity(settings.concurrency);
     while queues.len() + 1 < settings.concurrency {
         match first.another().await {
             Ok(queue) => queues.push(queue),
             Err(QueueError::Unavailable(reason)) => {
+                failures += 1;
+                let delay = queue_backoff(failures);
                 warn!("{reason}; retrying in {}", humantime::format_duration(delay));
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(delay) => {}
+                if !wait_unless_shut_down(delay, shutdown).await {
+                    return Ok(None);
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(err) => return Err(err.into()),
         }
@@ -372,5 +388,17 @@ pub async fn run_until_stopped(
             elapsed: millis(started.elapsed()),
             restarts,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_backoff_doubles_from_100ms_to_5s() {
+        let waits: Vec<u128> = (1..=8).map(|n| queue_backoff(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(queue_backoff(u32::MAX), Duration::from_secs(5));
     }
 }

@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::counters::{Counters, NOT_A_MESSAGE};
 use super::policy::{after_transient, too_many_attempts};
-use super::{Phase, RESERVE_SLICE, Shared};
+use super::{Phase, RESERVE_SLICE, Shared, queue_backoff};
 use crate::config::{HandlerSettings, OnExpired};
 use crate::handler::{BoxFuture, Context, JobServices, Outcome};
 use crate::message::Message;
@@ -25,12 +25,6 @@ use crate::queue::{Queue, QueueError, Reservation, Settlement};
 
 /// The shortest interval between lease renewals.
 const MIN_TOUCH_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Back-off after a queue error: from this, doubling, to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-
-/// The longest wait between tries while the queue is unavailable.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How often a running handler's job is touched: a third of its TTR, so
 /// two renewals can fail or run late before the lease ends.
@@ -180,9 +174,7 @@ async fn recover(
     n: usize,
     phase: &mut watch::Receiver<Phase>,
 ) {
-    let delay = FIRST_BACKOFF
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-        .min(MAX_BACKOFF);
+    let delay = queue_backoff(failures);
     let what = queue.describe();
     match &err {
         QueueError::Unavailable(_) => warn!(
@@ -376,8 +368,7 @@ async fn decide(
         Ran::Panicked(what) => (bury(format!("the handler panicked: {what}")), buried),
         Ran::TimedOut(limit) => {
             let reason = format!("timed out after {}", humantime::format_duration(limit));
-            let (settlement, _) = counted(transient(&reason, None));
-            match settlement {
+            match transient(&reason, None) {
                 s @ Settlement::Release { .. } => (s, |c| {
                     c.released += 1;
                     c.timed_out += 1;

@@ -96,6 +96,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How long the start-up probe waits for a `stats` reply.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The pid a beanstalkd reports in `stats`, or `None` if the stream does
+/// not answer like one (in [`PROBE_TIMEOUT`]).
+fn server_pid<S: std::io::Read + std::io::Write>(mut stream: S) -> Option<u32> {
+    use std::io::{BufRead, BufReader, Read};
+    stream.write_all(b"stats\r\n").ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).ok()?;
+    let len: usize = header.strip_prefix("OK ")?.trim().parse().ok()?;
+    let mut doc = vec![0; len.min(1 << 20)];
+    reader.read_exact(&mut doc).ok()?;
+    String::from_utf8_lossy(&doc)
+        .lines()
+        .find_map(|line| line.strip_prefix("pid: "))
+        .and_then(|pid| pid.trim().parse().ok())
+}
+
 impl Beanstalkd {
     /// Starts a plain server on a free loopback TCP port.
     pub fn start() -> Beanstalkd {
@@ -167,12 +187,28 @@ impl Beanstalkd {
                     endpoint.address()
                 ));
             }
-            let ready = match &endpoint {
-                Endpoint::Tcp(addr) => TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok(),
-                Endpoint::Unix(path) => UnixStream::connect(path).is_ok(),
+            // Whoever answers must be *this* child: two tests can probe the
+            // same free port at once, and the loser's beanstalkd exits while
+            // the winner's already answers on it.
+            let answered = match &endpoint {
+                Endpoint::Tcp(addr) => TcpStream::connect_timeout(addr, Duration::from_millis(200))
+                    .ok()
+                    .and_then(|s| s.set_read_timeout(Some(PROBE_TIMEOUT)).ok().and(server_pid(s))),
+                Endpoint::Unix(path) => UnixStream::connect(path)
+                    .ok()
+                    .and_then(|s| s.set_read_timeout(Some(PROBE_TIMEOUT)).ok().and(server_pid(s))),
             };
-            if ready {
-                return Ok((child, endpoint));
+            match answered {
+                Some(pid) if pid == child.id() => return Ok((child, endpoint)),
+                Some(other) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "{} is taken by beanstalkd pid {other}",
+                        endpoint.address()
+                    ));
+                }
+                None => {}
             }
             if Instant::now() > deadline {
                 let _ = child.kill();

@@ -19,7 +19,8 @@
 //! ```text
 //! <dir>/            mode 0700; refused if group/others may write to it
 //!   lock            flock'ed around every transaction (catch-up + decide + append)
-//!   sync            group commit: flock'ed around fdatasync; holds "segment N durable up to X"
+//!   sync            group commit: "segment N durable up to X", the leader's flock, and a
+//!                   futex word (mapped by every process) on which the others wait
 //!   log.<N>         the shared append-only log (highest N is current); see `format`
 //!   corrupt/        files moved aside because they could not be used
 //! ```
@@ -36,6 +37,7 @@
 //! framed with a CRC; a torn tail left by a dead writer is truncated, damage in the middle is
 //! skipped (and counted in [`QueueStats::corrupt_records`]), foreign segments are moved aside.
 
+mod durable;
 mod error;
 pub mod format;
 mod index;

@@ -1,5 +1,5 @@
 //! The shared log: finding the current segment, replaying and catching up, appending, repairing
-//! damage, compaction, and the shared "durable up to" mark used for group commit.
+//! damage and compaction.
 //!
 //! Every method that reads or writes the log runs while the caller holds the directory lock
 //! (`<dir>/lock`), so the bytes past this process's offset were written completely by a live
@@ -8,8 +8,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use crate::durable::Durable;
 use crate::error::{Error, Result, io_err};
 use crate::format::{
     self, FRAME_LEN, Frame, Record, SEG_HEADER_LEN, decode, encode, parse_frame, parse_segment_header,
@@ -42,57 +43,6 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("log.{n}"))
 }
 
-/// The shared mark "segment `seg` is on disk up to `off`", in `<dir>/sync`, and the lock that
-/// serializes fdatasyncs (group commit). Format: seg u64 | off u64 | crc32 u32.
-pub struct Durable {
-    file: File,
-    path: PathBuf,
-}
-
-impl Durable {
-    /// Opens `<dir>/sync`.
-    pub fn open(dir: &Path) -> Result<Durable> {
-        let path = dir.join("sync");
-        Ok(Durable {
-            file: open_file(&path)?,
-            path,
-        })
-    }
-
-    /// Runs `f` holding the sync file's exclusive lock (the caller holds the in-process mutex).
-    pub fn locked<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
-        self.file.lock().map_err(io_err(&self.path, "lock"))?;
-        let r = f(self);
-        let _ = self.file.unlock();
-        r
-    }
-
-    /// The mark; (0, 0) if missing or damaged.
-    pub fn read(&self) -> (u64, u64) {
-        let mut b = [0u8; 20];
-        if self.file.read_exact_at(&mut b, 0).is_err() {
-            return (0, 0);
-        }
-        if crc32fast::hash(&b[..16]).to_le_bytes() != b[16..20] {
-            return (0, 0);
-        }
-        (
-            u64::from_le_bytes(b[..8].try_into().unwrap()),
-            u64::from_le_bytes(b[8..16].try_into().unwrap()),
-        )
-    }
-
-    /// Sets the mark. It need not be fsynced: it only ever claims what an fdatasync already did.
-    pub fn write(&self, seg: u64, off: u64) -> Result<()> {
-        let mut b = [0u8; 20];
-        b[..8].copy_from_slice(&seg.to_le_bytes());
-        b[8..16].copy_from_slice(&off.to_le_bytes());
-        let crc = crc32fast::hash(&b[..16]);
-        b[16..].copy_from_slice(&crc.to_le_bytes());
-        self.file.write_all_at(&b, 0).map_err(io_err(&self.path, "write"))
-    }
-}
-
 /// This process's view of the log: the current segment and the index built from it.
 pub struct Log {
     dir: PathBuf,
@@ -119,7 +69,7 @@ enum Step {
 
 impl Log {
     /// Finds (or creates) the current segment and replays it. Caller holds the directory lock.
-    pub fn open(dir: &Path, fsync: bool, sync: &Mutex<Durable>) -> Result<Log> {
+    pub fn open(dir: &Path, fsync: bool, sync: &Durable) -> Result<Log> {
         let (seg_no, seg, seg_path, floor) = open_current(dir, fsync)?;
         let mut log = Log {
             dir: dir.to_path_buf(),
@@ -143,7 +93,7 @@ impl Log {
     }
 
     /// Reads and applies everything appended since the last call, repairing damage.
-    pub fn catch_up(&mut self, sync: &Mutex<Durable>) -> Result<()> {
+    pub fn catch_up(&mut self, sync: &Durable) -> Result<()> {
         loop {
             let len = self.seg.metadata().map_err(io_err(&self.seg_path, "stat"))?.len();
             if len < self.offset {
@@ -185,7 +135,7 @@ impl Log {
         Ok(())
     }
 
-    fn read_some(&mut self, len: u64, sync: &Mutex<Durable>) -> Result<Step> {
+    fn read_some(&mut self, len: u64, sync: &Durable) -> Result<Step> {
         let start = self.offset;
         let avail = (len - start) as usize;
         let mut want = avail.min(CHUNK);
@@ -249,7 +199,7 @@ impl Log {
     }
 
     /// Damage at `pos`: skip to the next valid record, or truncate a torn tail.
-    fn repair(&mut self, pos: u64, len: u64, sync: &Mutex<Durable>) -> Result<()> {
+    fn repair(&mut self, pos: u64, len: u64, sync: &Durable) -> Result<()> {
         let mut rest = vec![0u8; (len - pos) as usize];
         self.seg
             .read_exact_at(&mut rest, pos)
@@ -267,15 +217,10 @@ impl Log {
                 self.seg
                     .set_len(pos)
                     .map_err(io_err(&self.seg_path, "truncate"))?;
-                let d = sync.lock().unwrap_or_else(|e| e.into_inner());
-                d.locked(|d| {
-                    let (s, off) = d.read();
-                    if s == self.seg_no && off > pos {
-                        d.write(s, pos)
-                    } else {
-                        Ok(())
-                    }
-                })?;
+                let (s, off) = sync.read();
+                if s == self.seg_no && off > pos {
+                    sync.write(s, pos)?;
+                }
                 self.offset = pos;
             }
         }
@@ -309,7 +254,7 @@ impl Log {
     }
 
     /// Compacts when the log is big and mostly dead.
-    pub fn maybe_compact(&mut self, min_bytes: u64, now: u64, sync: &Mutex<Durable>) -> Result<()> {
+    pub fn maybe_compact(&mut self, min_bytes: u64, now: u64, sync: &Durable) -> Result<()> {
         if self.offset < min_bytes || self.index.live_bytes.saturating_mul(2) >= self.offset {
             return Ok(());
         }
@@ -317,7 +262,7 @@ impl Log {
     }
 
     /// Writes the live state into segment N+1, seals segment N and switches to N+1.
-    pub fn compact(&mut self, now: u64, sync: &Mutex<Durable>) -> Result<()> {
+    pub fn compact(&mut self, now: u64, sync: &Durable) -> Result<()> {
         if self.seg_no >= format::MAX_SEGMENT {
             // Only a renamed file can get here; keeping the log whole beats compacting it.
             tracing::warn!(
@@ -407,8 +352,7 @@ impl Log {
             tracing::warn!(file = %old.display(), error = %e, "could not remove a compacted segment");
         }
         if self.fsync {
-            let d = sync.lock().unwrap_or_else(|e| e.into_inner());
-            d.locked(|d| d.write(next, written))?;
+            sync.write(next, written)?;
         }
         tracing::info!(segment = next, before = old_len, after = written, jobs = self.index.jobs.len(),
             took = ?t0.elapsed(), "compacted the log");

@@ -7,9 +7,10 @@
 //! up-to-date state, each ready job is reserved by exactly one handle in one process.
 //!
 //! With `fsync`, changes that must survive a power loss (put, delete, release, bury, kick, pause)
-//! then go through group commit: under `<dir>/sync`'s lock, if the shared "durable up to" mark
-//! already covers the record, nothing is left to do; else the handle notes the segment's length,
-//! fdatasyncs it and publishes the new mark, covering every record appended meanwhile by anyone.
+//! then go through group commit (`durable.rs`): if the shared "durable up to" mark already covers
+//! the record, nothing is left to do; else one handle, the leader, catches up, fdatasyncs and
+//! moves the mark past every complete record, covering what everyone appended meanwhile, while
+//! the others sleep on a shared futex word until it is done.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,10 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::durable::Durable;
 use crate::error::{Error, Result, io_err};
 use crate::format::{self, Record, encode};
 use crate::index::{BURIES, Index, JobMeta, KICKS, RELEASES, RESERVES, Slot, TIMEOUTS};
-use crate::log::{Durable, Log, open_file, sync_dir};
+use crate::log::{Log, open_file, sync_dir};
 use crate::notify::Notifier;
 use crate::types::{
     Job, JobState, JobStats, MAX_JOB_SIZE_LIMIT, NewJob, Options, QueueStats, Reserved, TubeStats,
@@ -50,7 +52,7 @@ struct Inner {
     lock_file: File,
     lock_path: PathBuf,
     log: Mutex<Log>,
-    sync: Mutex<Durable>,
+    sync: Durable,
     failed: Mutex<Option<String>>,
     notifier: Notifier,
     waiting: Mutex<HashMap<String, u64>>,
@@ -208,19 +210,11 @@ impl FileQueue {
         let sync = Durable::open(&dir)?;
         lock_file.lock().map_err(io_err(&lock_path, "lock"))?;
         let opened = (|| {
-            let sync = Mutex::new(sync);
             let log = Log::open(&dir, opts.fsync, &sync)?;
-            {
-                let d = sync.lock().unwrap_or_else(|e| e.into_inner());
-                d.locked(|d| {
-                    let (s, off) = d.read();
-                    // A mark from a segment that is not ours (moved aside, foreign) means nothing.
-                    if s > log.seg_no || (s == log.seg_no && off > log.offset) {
-                        d.write(0, 0)
-                    } else {
-                        Ok(())
-                    }
-                })?;
+            let (s, off) = sync.read();
+            // A mark from a segment that is not ours (moved aside, foreign) means nothing.
+            if s > log.seg_no || (s == log.seg_no && off > log.offset) {
+                sync.write(0, 0)?;
             }
             Ok((log, sync))
         })();
@@ -301,33 +295,60 @@ impl FileQueue {
                 log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync)?;
             }
             let commit = (!out.is_empty() && durability == Durability::Sync && inner.opts.fsync)
-                .then(|| (log.seg_no, log.offset, log.seg.clone(), log.seg_path.clone()));
+                .then_some((log.seg_no, log.offset));
             value.map(|v| (v, commit))
         })();
         let _ = inner.lock_file.unlock();
         drop(log);
         let (value, commit) = result?;
-        if let Some((seg_no, end, file, path)) = commit {
-            self.commit(seg_no, end, &file, &path)?;
+        if let Some((seg_no, end)) = commit {
+            self.commit(seg_no, end)?;
         }
         Ok(value)
     }
 
-    /// Group commit: makes sure the log is on disk up to `end` of segment `seg_no`.
-    fn commit(&self, seg_no: u64, end: u64, file: &File, path: &Path) -> Result<()> {
-        let d = self.inner.sync.lock().unwrap_or_else(|e| e.into_inner());
-        d.locked(|d| {
-            let (s, off) = d.read();
-            if s > seg_no || (s == seg_no && off >= end) {
+    /// Group commit (see `durable.rs`): returns once the log is on disk up to `end` of segment
+    /// `seg_no`, fdatasyncing it as the leader or waiting for the leader that will.
+    fn commit(&self, seg_no: u64, end: u64) -> Result<()> {
+        let d = &self.inner.sync;
+        loop {
+            let seen = d.generation();
+            if d.covers(seg_no, end) {
                 return Ok(());
             }
-            let len = file.metadata().map_err(io_err(path, "stat"))?.len();
-            if let Err(e) = file.sync_data() {
-                let err = io_err(path, "fdatasync")(e);
-                return Err(self.failed(err.to_string()));
+            if let Some(_leader) = d.try_lead()? {
+                return self.sync_all_appended(seg_no, end);
             }
-            d.write(seg_no, len.max(end))
-        })
+            self.check()?;
+            d.wait(seen);
+        }
+    }
+
+    /// The leader's part: catches up, so that the mark can claim every record complete now,
+    /// fdatasyncs the segment and moves the mark there.
+    fn sync_all_appended(&self, seg_no: u64, end: u64) -> Result<()> {
+        let d = &self.inner.sync;
+        if d.covers(seg_no, end) {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let (seg, upto, file, path) = {
+            let mut log = self.lock_log();
+            inner.lock_file.lock().map_err(io_err(&inner.lock_path, "lock"))?;
+            let caught = log.catch_up(&inner.sync);
+            let _ = inner.lock_file.unlock();
+            caught?;
+            (log.seg_no, log.offset, log.seg.clone(), log.seg_path.clone())
+        };
+        if let Err(e) = file.sync_data() {
+            let err = io_err(&path, "fdatasync")(e);
+            return Err(self.failed(err.to_string()));
+        }
+        if seg != seg_no {
+            // Our record went into a compaction since; make the switch itself durable too.
+            sync_dir(&inner.dir).map_err(|e| self.failed(e.to_string()))?;
+        }
+        d.write(seg, upto)
     }
 
     /// Puts a job in `tube`; returns its id once the job is durable (with `fsync`).

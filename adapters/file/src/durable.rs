@@ -1,0 +1,223 @@
+//! `<dir>/sync`: the shared "segment N is on disk up to offset X" mark, and the rendezvous of
+//! group commit.
+//!
+//! Layout: `seg u64 | off u64 | crc32 u32` at offset 0, and at [`WORD_AT`] a `u32` generation
+//! that every process maps (`MAP_SHARED`) and waits on with a futex. The file is one page long.
+//!
+//! Group commit: a handle whose record is not yet covered by the mark tries to become the
+//! leader (this handle's leader mutex, then a non-blocking exclusive `flock` on the file). The
+//! leader catches up with the log, fdatasyncs it and moves the mark to the end of every complete
+//! record, so one fdatasync covers what all processes appended meanwhile. The others do not
+//! queue on the lock (a lock's waiters wake too late and lose the race against a leader that
+//! comes straight back, which starved them for milliseconds): they sleep on the generation word,
+//! which a leader bumps and wakes once it has let go of the lock, and then look at the mark again.
+//! A leader that dies leaves the word alone; its waiters look again after [`WAIT_MAX`].
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
+
+use crate::error::{Result, io_err};
+use crate::log::open_file;
+
+/// Size of the sync file (one page: what is mapped).
+const FILE_LEN: u64 = 4096;
+/// Where the generation word lives.
+const WORD_AT: usize = 64;
+/// Longest sleep on the generation word before looking at the mark again.
+pub const WAIT_MAX: Duration = Duration::from_millis(5);
+/// How long a waiter sleeps between looks when the file cannot be mapped.
+const POLL: Duration = Duration::from_micros(100);
+
+/// The mark and the generation word of one queue directory, as one handle sees them.
+pub struct Durable {
+    file: File,
+    path: PathBuf,
+    word: Option<Word>,
+    leader: Mutex<()>,
+}
+
+/// Held by the leader of a group commit; dropping it lets go and wakes the waiters.
+pub struct Leader<'a> {
+    durable: &'a Durable,
+    _in_process: MutexGuard<'a, ()>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let _ = self.durable.file.unlock();
+        if let Some(w) = &self.durable.word {
+            w.bump_and_wake();
+        }
+    }
+}
+
+impl Durable {
+    /// Opens `<dir>/sync`, growing it to a page and mapping its generation word. A file that
+    /// cannot be mapped (an odd filesystem) still works: waiters then poll every [`POLL`].
+    pub fn open(dir: &Path) -> Result<Durable> {
+        let path = dir.join("sync");
+        let file = open_file(&path)?;
+        let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
+        if len < FILE_LEN {
+            file.set_len(FILE_LEN).map_err(io_err(&path, "grow"))?;
+        }
+        let word = match Word::map(&file) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e,
+                    "cannot map the sync file; group-commit waiters will poll");
+                None
+            }
+        };
+        Ok(Durable {
+            file,
+            path,
+            word,
+            leader: Mutex::new(()),
+        })
+    }
+
+    /// The mark; (0, 0) if missing or damaged.
+    pub fn read(&self) -> (u64, u64) {
+        let mut b = [0u8; 20];
+        if self.file.read_exact_at(&mut b, 0).is_err() {
+            return (0, 0);
+        }
+        if crc32fast::hash(&b[..16]).to_le_bytes() != b[16..20] {
+            return (0, 0);
+        }
+        (
+            u64::from_le_bytes(b[..8].try_into().unwrap()),
+            u64::from_le_bytes(b[8..16].try_into().unwrap()),
+        )
+    }
+
+    /// Whether the mark says `off` of segment `seg` is on disk.
+    pub fn covers(&self, seg: u64, off: u64) -> bool {
+        let (s, o) = self.read();
+        s > seg || (s == seg && o >= off)
+    }
+
+    /// Sets the mark. It need not be fsynced: it only ever claims what an fdatasync already
+    /// did. Writers race only with a leader (others hold the directory lock); the loser's value
+    /// is still true, and a reader that catches a torn mark sees (0, 0) and syncs once more.
+    pub fn write(&self, seg: u64, off: u64) -> Result<()> {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&seg.to_le_bytes());
+        b[8..16].copy_from_slice(&off.to_le_bytes());
+        let crc = crc32fast::hash(&b[..16]);
+        b[16..].copy_from_slice(&crc.to_le_bytes());
+        self.file.write_all_at(&b, 0).map_err(io_err(&self.path, "write"))
+    }
+
+    /// The generation; take it before looking at the mark, then [`Durable::wait`] on it.
+    pub fn generation(&self) -> u32 {
+        self.word.as_ref().map_or(0, |w| w.get().load(Ordering::Acquire))
+    }
+
+    /// Becomes the leader, or `None` if another thread or process is.
+    pub fn try_lead(&self) -> Result<Option<Leader<'_>>> {
+        let guard = match self.leader.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(None),
+        };
+        match self.file.try_lock() {
+            Ok(()) => Ok(Some(Leader {
+                durable: self,
+                _in_process: guard,
+            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err(&self.path, "lock")(e)),
+        }
+    }
+
+    /// Sleeps until a leader finishes (the generation moves on from `seen`), at most
+    /// [`WAIT_MAX`]; may return early.
+    pub fn wait(&self, seen: u32) {
+        match &self.word {
+            Some(w) => w.wait(seen, WAIT_MAX),
+            None => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// The generation word in a shared mapping of the sync file.
+struct Word {
+    map: NonNull<libc::c_void>,
+}
+
+// SAFETY: the mapping is only reached through `&AtomicU32`, which is Send + Sync.
+unsafe impl Send for Word {}
+// SAFETY: as above.
+unsafe impl Sync for Word {}
+
+impl Word {
+    fn map(file: &File) -> std::io::Result<Word> {
+        // SAFETY: a fresh shared mapping of one page of a file at least that long (grown by
+        // the caller, and never shrunk by the queue); unmapped in Drop.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                FILE_LEN as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Word {
+            map: NonNull::new(p).expect("mmap returned null"),
+        })
+    }
+
+    fn get(&self) -> &AtomicU32 {
+        // SAFETY: WORD_AT is inside the page and 4-byte aligned (the mapping is page aligned);
+        // the memory lives as long as `self`, and is only ever accessed atomically.
+        unsafe { &*self.map.as_ptr().cast::<u8>().add(WORD_AT).cast::<AtomicU32>() }
+    }
+
+    fn wait(&self, seen: u32, timeout: Duration) {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: a futex wait on a live, aligned u32 with a valid timeout; it returns at once
+        // if the word is no longer `seen`. A shared (not private) futex: other processes wake it.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.get().as_ptr(),
+                libc::FUTEX_WAIT,
+                seen,
+                &ts as *const libc::timespec,
+            );
+        }
+    }
+
+    fn bump_and_wake(&self) {
+        self.get().fetch_add(1, Ordering::Release);
+        // SAFETY: a futex wake on a live, aligned u32.
+        unsafe {
+            libc::syscall(libc::SYS_futex, self.get().as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+        }
+    }
+}
+
+impl Drop for Word {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `map`; no reference to it outlives `self`.
+        unsafe {
+            libc::munmap(self.map.as_ptr(), FILE_LEN as usize);
+        }
+    }
+}

@@ -17,8 +17,16 @@ use crate::format::{
 };
 use crate::index::Index;
 
-/// How much of the log is read at once while catching up.
+/// How much of the log is read at once while catching up with much of it.
 const CHUNK: usize = 4 << 20;
+/// How much is read first: a catch-up usually finds a few records, or none, before the end.
+const FIRST_READ: usize = 4096;
+/// How far a segment is grown past its data, with zeros, when a write reaches its end. An
+/// fdatasync after a write that grows the file must also write the inode (its size); one after a
+/// write into zeros already on disk need not, and takes about two thirds of the time on ext4.
+pub const PREALLOC: u64 = 1 << 20;
+/// Zeros, to grow segments with.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// Opens (creating with mode 0600) a file of the queue.
 pub fn open_file(path: &Path) -> Result<File> {
@@ -53,8 +61,11 @@ pub struct Log {
     pub seg: Arc<File>,
     /// Its path.
     pub seg_path: PathBuf,
-    /// End of what has been applied (= end of the log after a catch-up).
+    /// End of what has been applied (= end of the log after a catch-up). The log ends at the
+    /// first frame header that is all zeros, or at the end of the file.
     pub offset: u64,
+    /// The segment's length when last looked at (data, then zeros).
+    file_len: u64,
     /// The state.
     pub index: Index,
     /// Damaged records skipped.
@@ -63,7 +74,11 @@ pub struct Log {
 }
 
 enum Step {
+    /// Read up to the window's end (or repaired damage): there may be more.
     More,
+    /// Reached the end of the log.
+    End,
+    /// The segment is sealed; the log goes on in the one given.
     Seal(u64),
 }
 
@@ -78,6 +93,7 @@ impl Log {
             seg: Arc::new(seg),
             seg_path,
             offset: SEG_HEADER_LEN,
+            file_len: 0,
             index: Index::new(),
             corrupt: 0,
             buf: Vec::new(),
@@ -87,26 +103,26 @@ impl Log {
             let mut out = Vec::new();
             encode(&Record::NextId { next: floor }, &mut out);
             log.index.apply(&Record::NextId { next: floor }, 0);
-            log.write(&out)?;
+            log.write(&mut out)?;
         }
         Ok(log)
     }
 
     /// Reads and applies everything appended since the last call, repairing damage.
+    ///
+    /// It does not stat the segment: on Linux a stat between a write and the fdatasync that
+    /// follows makes the write update the inode's times, which the fdatasync then writes too
+    /// (measured: a third fewer fdatasyncs per second). The end is found by reading.
     pub fn catch_up(&mut self, sync: &Durable) -> Result<()> {
+        let mut window = FIRST_READ;
         loop {
-            let len = self.seg.metadata().map_err(io_err(&self.seg_path, "stat"))?.len();
-            if len < self.offset {
-                tracing::warn!(file = %self.seg_path.display(), len, offset = self.offset,
-                    "log segment shrank below what was read; rebuilding the index");
-                self.reload()?;
-                continue;
-            }
-            if len == self.offset {
-                return Ok(());
-            }
-            if let Step::Seal(next) = self.read_some(len, sync)? {
-                self.switch(next)?;
+            match self.read_some(window, sync)? {
+                Step::More => window = CHUNK,
+                Step::End => return Ok(()),
+                Step::Seal(next) => {
+                    window = FIRST_READ;
+                    self.switch(next)?;
+                }
             }
         }
     }
@@ -135,21 +151,36 @@ impl Log {
         Ok(())
     }
 
-    fn read_some(&mut self, len: u64, sync: &Durable) -> Result<Step> {
+    /// Reads up to `window` bytes from `self.offset` and applies the records in them.
+    fn read_some(&mut self, window: usize, sync: &Durable) -> Result<Step> {
         let start = self.offset;
-        let avail = (len - start) as usize;
-        let mut want = avail.min(CHUNK);
+        let mut want = window;
         let mut buf = std::mem::take(&mut self.buf);
         let result = 'read: loop {
             buf.resize(want, 0);
-            if let Err(e) = self.seg.read_exact_at(&mut buf, start) {
-                break Err(io_err(&self.seg_path, "read")(e));
+            let got = match read_up_to(&self.seg, &mut buf, start) {
+                Ok(n) => n,
+                Err(e) => break Err(io_err(&self.seg_path, "read")(e)),
+            };
+            if got == 0 {
+                break self.at_eof();
             }
+            // Whether the file ends within what was read (else more may follow the window).
+            let eof = got < want;
             let mut i = 0;
-            while i < want {
-                match parse_frame(&buf[i..]) {
+            while i < got {
+                let pos = start + i as u64;
+                // Zeros where a frame header would be (or as the last bytes of the file): the end.
+                let look = FRAME_LEN.min(got - i);
+                if look < FRAME_LEN && !eof {
+                    break; // the window ends inside a frame header: read on from here
+                }
+                if buf[i..i + look].iter().all(|&b| b == 0) {
+                    self.offset = pos;
+                    break 'read Ok(Step::End);
+                }
+                match parse_frame(&buf[i..got]) {
                     Frame::Complete { total, body } => {
-                        let pos = start + i as u64;
                         i += total;
                         match decode(body) {
                             Some(rec) => {
@@ -166,24 +197,22 @@ impl Log {
                             }
                         }
                     }
-                    Frame::Incomplete { need } => {
-                        let need = need.unwrap_or(FRAME_LEN);
-                        let pos = start + i as u64;
-                        if pos + need as u64 <= len {
-                            if i == 0 {
-                                // A record larger than the chunk: read exactly it.
-                                want = need;
-                                continue 'read;
+                    Frame::Incomplete { need } if !eof => {
+                        if i == 0 {
+                            // A record larger than the window: read exactly it, if the file
+                            // holds that much (a damaged length could ask for 256 MiB).
+                            let need = need.unwrap_or(FRAME_LEN).max(want);
+                            if need > CHUNK && pos + need as u64 > self.file_len()? {
+                                break 'read self.repair(pos, sync).map(|_| Step::More);
                             }
-                            break; // read on from pos
+                            want = need;
+                            continue 'read;
                         }
-                        self.offset = pos;
-                        break 'read self.repair(pos, len, sync).map(|_| Step::More);
+                        break; // read on from pos
                     }
-                    Frame::Bad => {
-                        let pos = start + i as u64;
+                    Frame::Incomplete { .. } | Frame::Bad => {
                         self.offset = pos;
-                        break 'read self.repair(pos, len, sync).map(|_| Step::More);
+                        break 'read self.repair(pos, sync).map(|_| Step::More);
                     }
                 }
             }
@@ -198,9 +227,29 @@ impl Log {
         result
     }
 
+    /// The segment's length, looked up (see [`Log::catch_up`] on why this is done rarely).
+    fn file_len(&mut self) -> Result<u64> {
+        let len = self.seg.metadata().map_err(io_err(&self.seg_path, "stat"))?.len();
+        self.file_len = len;
+        Ok(len)
+    }
+
+    /// Nothing to read at `self.offset`: the end, unless the file shrank below it.
+    fn at_eof(&mut self) -> Result<Step> {
+        let len = self.file_len()?;
+        if len < self.offset {
+            tracing::warn!(file = %self.seg_path.display(), len, offset = self.offset,
+                "log segment shrank below what was read; rebuilding the index");
+            self.reload()?;
+            return Ok(Step::More);
+        }
+        Ok(Step::End)
+    }
+
     /// Damage at `pos`: skip to the next valid record, or truncate a torn tail.
-    fn repair(&mut self, pos: u64, len: u64, sync: &Durable) -> Result<()> {
-        let mut rest = vec![0u8; (len - pos) as usize];
+    fn repair(&mut self, pos: u64, sync: &Durable) -> Result<()> {
+        let len = self.file_len()?;
+        let mut rest = vec![0u8; len.saturating_sub(pos) as usize];
         self.seg
             .read_exact_at(&mut rest, pos)
             .map_err(io_err(&self.seg_path, "read"))?;
@@ -217,6 +266,7 @@ impl Log {
                 self.seg
                     .set_len(pos)
                     .map_err(io_err(&self.seg_path, "truncate"))?;
+                self.file_len = pos;
                 let (s, off) = sync.read();
                 if s == self.seg_no && off > pos {
                     sync.write(s, pos)?;
@@ -227,21 +277,58 @@ impl Log {
         Ok(())
     }
 
-    /// Writes already-applied bytes at the end. On failure the bytes are cut off again and the
-    /// index is rebuilt from the file, so memory never runs ahead of the log.
-    pub fn write(&mut self, out: &[u8]) -> Result<()> {
-        match self.seg.write_all_at(out, self.offset) {
+    /// Writes already-applied bytes at the end, followed by a zero frame header, so that what
+    /// lies after them on disk is never read as log (stale bytes of writes a power loss undid are
+    /// overwritten before they could be). On failure the bytes are cut off again and the index is
+    /// rebuilt from the file, so memory never runs ahead of the log.
+    pub fn write(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        let n = out.len();
+        let end = self.offset + n as u64;
+        self.make_room(end + FRAME_LEN as u64);
+        out.extend_from_slice(&ZEROS[..FRAME_LEN]);
+        let written = self.seg.write_all_at(out, self.offset);
+        out.truncate(n);
+        match written {
             Ok(()) => {
-                self.offset += out.len() as u64;
+                self.offset = end;
+                self.file_len = self.file_len.max(end + FRAME_LEN as u64);
                 Ok(())
             }
             Err(e) => {
                 let err = io_err(&self.seg_path, "append to")(e);
                 let _ = self.seg.set_len(self.offset);
+                self.file_len = self.offset;
                 self.reload()?;
                 Err(err)
             }
         }
+    }
+
+    /// Grows the segment with [`PREALLOC`] bytes of zeros past `need` if it is shorter. Runs
+    /// under the directory lock, after a catch-up: nothing lies past the file's length or past
+    /// `self.offset`, so the zeros never cover data. If the disk is too full to grow, the record
+    /// is written anyway (growing the file itself) and the zeros are cut off again.
+    fn make_room(&mut self, need: u64) {
+        if need <= self.file_len {
+            return;
+        }
+        if self.file_len().is_err() || need <= self.file_len {
+            return;
+        }
+        let from = self.file_len.max(need);
+        let to = need + PREALLOC;
+        let mut at = from;
+        while at < to {
+            let n = ((to - at) as usize).min(ZEROS.len());
+            if let Err(e) = self.seg.write_all_at(&ZEROS[..n], at) {
+                tracing::debug!(file = %self.seg_path.display(), error = %e,
+                    "could not grow the log segment ahead of its data");
+                let _ = self.seg.set_len(self.file_len);
+                return;
+            }
+            at += n as u64;
+        }
+        self.file_len = to;
     }
 
     /// Reads a body from the current segment.
@@ -346,6 +433,7 @@ impl Log {
         self.seg_no = next;
         self.seg = Arc::new(f);
         self.seg_path = path;
+        self.file_len = written;
         self.reload()?;
         self.catch_up(sync)?;
         if let Err(e) = fs::remove_file(&old) {
@@ -358,6 +446,20 @@ impl Log {
             took = ?t0.elapsed(), "compacted the log");
         Ok(())
     }
+}
+
+/// Reads from `at` until `buf` is full or the file ends; returns how much was read.
+fn read_up_to(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Bytes after the body's start in a record (the body comes last in `Put` and `Snapshot`).

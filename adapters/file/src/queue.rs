@@ -289,9 +289,9 @@ impl FileQueue {
             };
             tx.expire();
             let value = f(&mut tx);
-            let out = std::mem::take(&mut tx.out);
+            let mut out = std::mem::take(&mut tx.out);
             if !out.is_empty() {
-                log.write(&out)?;
+                log.write(&mut out)?;
                 log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync)?;
             }
             let commit = (!out.is_empty() && durability == Durability::Sync && inner.opts.fsync)

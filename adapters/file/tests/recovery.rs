@@ -76,18 +76,23 @@ fn a_damaged_only_segment_is_replaced_and_ids_go_on() {
     );
 }
 
-#[test]
-fn a_torn_tail_is_truncated() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let q = FileQueue::open(&path, opts()).unwrap();
-    let ids: Vec<u64> = (0..3).map(|i| q.put("t", i, Z, TTR, b"whole").unwrap()).collect();
-    drop(q);
-    let seg = path.join("log.1");
-    let good_len = fs::metadata(&seg).unwrap().len();
+/// Where the log in `seg` ends: the first frame header of zeros, or the end of the file.
+fn data_end(seg: &Path) -> usize {
+    let bytes = fs::read(seg).unwrap();
+    let mut at = format::SEG_HEADER_LEN as usize;
+    while at < bytes.len() && bytes[at..(at + format::FRAME_LEN).min(bytes.len())] != [0; 10][..] {
+        match format::parse_frame(&bytes[at..]) {
+            format::Frame::Complete { total, .. } => at += total,
+            other => panic!("unexpected frame at {at}: {other:?}"),
+        }
+    }
+    at
+}
+
+fn torn_put(id: u64) -> Vec<u8> {
     let mut rec = Vec::new();
     let put = Record::Put {
-        id: 99,
+        id,
         tube: "t",
         pri: 0,
         delay_ms: 0,
@@ -96,14 +101,37 @@ fn a_torn_tail_is_truncated() {
         body: b"torn",
     };
     format::encode(&put, &mut rec);
-    OpenOptions::new()
-        .append(true)
-        .open(&seg)
-        .unwrap()
-        .write_all(&rec[..rec.len() - 3])
-        .unwrap();
+    rec.truncate(rec.len() - 3);
+    rec
+}
+
+/// A writer killed inside its write leaves part of a record where the log ended: followed by
+/// the zeros the segment was grown with (`in_zeros`), or by the end of the file.
+fn torn_tail_is_cut_off(in_zeros: bool) {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("q");
     let q = FileQueue::open(&path, opts()).unwrap();
-    assert_eq!(fs::metadata(&seg).unwrap().len(), good_len);
+    let ids: Vec<u64> = (0..3).map(|i| q.put("t", i, Z, TTR, b"whole").unwrap()).collect();
+    drop(q);
+    let seg = path.join("log.1");
+    let good_end = data_end(&seg) as u64;
+    let file = OpenOptions::new().write(true).open(&seg).unwrap();
+    if in_zeros {
+        assert!(
+            file.metadata().unwrap().len() > good_end + 100,
+            "the segment was grown"
+        );
+    } else {
+        file.set_len(good_end).unwrap();
+    }
+    std::os::unix::fs::FileExt::write_all_at(&file, &torn_put(99), good_end).unwrap();
+    drop(file);
+    let q = FileQueue::open(&path, opts()).unwrap();
+    assert_eq!(
+        fs::metadata(&seg).unwrap().len(),
+        good_end,
+        "cut off at the last whole record"
+    );
     assert!(matches!(q.peek(99), Err(Error::NotFound { id: 99 })));
     for &id in &ids {
         assert_eq!(q.peek(id).unwrap().body, b"whole");
@@ -114,6 +142,70 @@ fn a_torn_tail_is_truncated() {
     let q = FileQueue::open(&path, opts()).unwrap();
     assert_eq!(q.peek(n).unwrap().body, b"next");
     assert_eq!(q.stats().unwrap().corrupt_records, 0);
+}
+
+#[test]
+fn a_torn_tail_in_the_grown_zeros_is_cut_off() {
+    torn_tail_is_cut_off(true);
+}
+
+#[test]
+fn a_torn_tail_at_the_end_of_the_file_is_cut_off() {
+    torn_tail_is_cut_off(false);
+}
+
+/// Bytes past the end of the log (say, of a write a power loss half kept) are never read as log,
+/// even once new records reach exactly up to them: every write ends with a zero frame header.
+#[test]
+fn a_stale_record_past_the_end_is_never_read() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("q");
+    let q = FileQueue::open(&path, opts()).unwrap();
+    let first = q.put("t", 0, Z, TTR, b"before").unwrap();
+    drop(q);
+    let seg = path.join("log.1");
+    let end = data_end(&seg);
+    // Three puts of "new" will take exactly `3 * len` bytes; a stale record waits right after.
+    let mut one = Vec::new();
+    let put = Record::Put {
+        id: first + 1,
+        tube: "t",
+        pri: 0,
+        delay_ms: 0,
+        ttr_ms: 60_000,
+        created_ms: 1,
+        body: b"new",
+    };
+    format::encode(&put, &mut one);
+    let mut stale = Vec::new();
+    let ghost = Record::Put {
+        id: 999,
+        tube: "t",
+        pri: 0,
+        delay_ms: 0,
+        ttr_ms: 1000,
+        created_ms: 1,
+        body: b"ghost",
+    };
+    format::encode(&ghost, &mut stale);
+    let file = OpenOptions::new().write(true).open(&seg).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &stale, (end + 3 * one.len()) as u64).unwrap();
+    drop(file);
+    let q = FileQueue::open(&path, opts()).unwrap();
+    assert!(matches!(q.peek(999), Err(Error::NotFound { .. })));
+    for _ in 0..3 {
+        q.put("t", 0, Z, TTR, b"new").unwrap();
+    }
+    assert_eq!(
+        data_end(&seg),
+        end + 3 * one.len(),
+        "the puts took the bytes planned"
+    );
+    for q in [q, FileQueue::open(&path, opts()).unwrap()] {
+        assert!(matches!(q.peek(999), Err(Error::NotFound { .. })));
+        assert_eq!(q.stats_tube("t").unwrap().current_jobs_ready, 4);
+        assert_eq!(q.stats().unwrap().corrupt_records, 0);
+    }
 }
 
 #[test]

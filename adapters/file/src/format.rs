@@ -8,6 +8,10 @@
 //!          len counts type + payload; crc32 (crc32fast) covers type + payload
 //! ```
 //!
+//! The records end at the first frame header that is all zeros (the magic is never zero), or at
+//! the end of the file. Writers grow a segment with zeros ahead of its data and end every write
+//! with ten zero bytes, so the bytes after the last record are zeros whatever lay there before.
+//!
 //! All integers are little-endian. Strings are UTF-8: a tube is `u8 len | bytes`, a reason is
 //! `u32 len | bytes` with `u32::MAX` meaning "none". Bodies come last in `Put` and `Snapshot`, so
 //! the in-memory index keeps only their offset and length.

@@ -34,7 +34,9 @@
 //! Durability: with [`Options::fsync`] (the default), `put`, `delete`, `release`, `bury`,
 //! `kick`, `kick_job` and `pause_tube` return only once their record is on disk. Reservations
 //! and touches are not waited for: losing one on power loss only returns a job early. Records are
-//! framed with a CRC; a torn tail left by a dead writer is truncated, damage in the middle is
+//! framed with a CRC; segments are grown with zeros ahead of their data (so that an fdatasync
+//! after an append need not write the file's size) and the log ends at the first zero frame
+//! header; a torn tail left by a dead writer is truncated, damage in the middle is
 //! skipped (and counted in [`QueueStats::corrupt_records`]), foreign segments are moved aside.
 
 mod durable;

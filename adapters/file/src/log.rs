@@ -177,6 +177,12 @@ impl Log {
                 }
                 if buf[i..i + look].iter().all(|&b| b == 0) {
                     self.offset = pos;
+                    // Zeros below the durable mark are damage (say, a block the disk lost),
+                    // not the end: the records after them were synced, so they are kept.
+                    let (s, o) = sync.read();
+                    if s == self.seg_no && pos < o {
+                        break 'read self.repair(pos, sync).map(|_| Step::More);
+                    }
                     break 'read Ok(Step::End);
                 }
                 match parse_frame(&buf[i..got]) {

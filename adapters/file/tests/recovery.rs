@@ -1,7 +1,6 @@
 //! Damaged and foreign files, and file permissions.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -281,4 +280,41 @@ fn io_errors_name_the_file_and_what_to_do() {
     };
     let msg = e.to_string();
     assert!(msg.contains("/q/log.1") && msg.contains("free space"), "{msg}");
+}
+
+/// A block of zeros inside records that were synced (a disk that lost a block) is damage, not
+/// the end of the log: the records after it are kept and the damaged one is counted.
+#[test]
+fn zeros_over_synced_records_are_skipped_not_taken_for_the_end() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("q");
+    let synced = Options {
+        fsync: true,
+        ..Options::default()
+    };
+    let q = FileQueue::open(&path, synced.clone()).unwrap();
+    let a = q.put("t", 0, Z, TTR, b"first job").unwrap();
+    let b = q.put("t", 0, Z, TTR, b"SECOND-JOB").unwrap();
+    let c = q.put("t", 0, Z, TTR, b"third job").unwrap();
+    drop(q);
+    let seg = path.join("log.1");
+    let mut bytes = fs::read(&seg).unwrap();
+    let body_at = bytes.windows(10).position(|w| w == b"SECOND-JOB").unwrap();
+    // Zero everything from the header of b's record to the end of its body.
+    let mut start = format::SEG_HEADER_LEN as usize;
+    while let format::Frame::Complete { total, .. } = format::parse_frame(&bytes[start..]) {
+        if start + total > body_at {
+            break;
+        }
+        start += total;
+    }
+    bytes[start..body_at + 10].fill(0);
+    fs::write(&seg, &bytes).unwrap();
+    let q = FileQueue::open(&path, synced).unwrap();
+    assert_eq!(q.peek(a).unwrap().body, b"first job");
+    assert!(matches!(q.peek(b), Err(Error::NotFound { .. })));
+    assert_eq!(q.peek(c).unwrap().body, b"third job");
+    assert_eq!(q.stats().unwrap().corrupt_records, 1);
+    let n = q.put("t", 0, Z, TTR, b"after").unwrap();
+    assert!(n > c);
 }

@@ -2,7 +2,8 @@
 //! group commit.
 //!
 //! Layout: `seg u64 | off u64 | crc32 u32` at offset 0, and at [`WORD_AT`] a `u32` generation
-//! that every process maps (`MAP_SHARED`) and waits on with a futex. The file is one page long.
+//! that every process maps (`MAP_SHARED`, read-only) and waits on with a futex; leaders move it
+//! on with `pwrite`. The file is one page long.
 //!
 //! Group commit: a handle whose record is not yet covered by the mark tries to become the
 //! leader (this handle's leader mutex, then a non-blocking exclusive `flock` on the file). The
@@ -45,15 +46,16 @@ pub struct Durable {
 /// Held by the leader of a group commit; dropping it lets go and wakes the waiters.
 pub struct Leader<'a> {
     durable: &'a Durable,
-    _in_process: MutexGuard<'a, ()>,
+    in_process: Option<MutexGuard<'a, ()>>,
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
+        // In this order: a waiter woken by the bump must find both locks free, or it would
+        // sleep on a generation nobody moves until WAIT_MAX.
+        self.in_process.take();
         let _ = self.durable.file.unlock();
-        if let Some(w) = &self.durable.word {
-            w.bump_and_wake();
-        }
+        self.durable.bump_and_wake();
     }
 }
 
@@ -131,10 +133,26 @@ impl Durable {
         match self.file.try_lock() {
             Ok(()) => Ok(Some(Leader {
                 durable: self,
-                _in_process: guard,
+                in_process: Some(guard),
             })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(io_err(&self.path, "lock")(e)),
+        }
+    }
+
+    /// Moves the generation on and wakes its sleepers. The word is written with `pwrite`, never
+    /// through the mapping (which is read-only): a write fault on a full or copy-on-write
+    /// filesystem would kill the process with SIGBUS, where `pwrite` just fails, and then the
+    /// sleepers look again after [`WAIT_MAX`].
+    fn bump_and_wake(&self) {
+        let Some(w) = &self.word else { return };
+        let next = w.get().load(Ordering::Acquire).wrapping_add(1);
+        if self
+            .file
+            .write_all_at(&next.to_ne_bytes(), WORD_AT as u64)
+            .is_ok()
+        {
+            w.wake();
         }
     }
 
@@ -160,13 +178,15 @@ unsafe impl Sync for Word {}
 
 impl Word {
     fn map(file: &File) -> std::io::Result<Word> {
-        // SAFETY: a fresh shared mapping of one page of a file at least that long (grown by
-        // the caller, and never shrunk by the queue); unmapped in Drop.
+        // SAFETY: a fresh read-only shared mapping of one page of a file at least that long
+        // (grown by the caller, and never shrunk by the queue); unmapped in Drop. Reading a page
+        // that is a hole in the file maps the zero page; only a file cut shorter from outside
+        // could fault.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 FILE_LEN as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
+                libc::PROT_READ,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
                 0,
@@ -204,8 +224,7 @@ impl Word {
         }
     }
 
-    fn bump_and_wake(&self) {
-        self.get().fetch_add(1, Ordering::Release);
+    fn wake(&self) {
         // SAFETY: a futex wake on a live, aligned u32.
         unsafe {
             libc::syscall(libc::SYS_futex, self.get().as_ptr(), libc::FUTEX_WAKE, i32::MAX);

@@ -118,7 +118,22 @@ impl Log {
         loop {
             match self.read_some(window, sync)? {
                 Step::More => window = CHUNK,
-                Step::End => return Ok(()),
+                Step::End => {
+                    // A compaction renames `log.<N+1>` into place, then seals N, all under the
+                    // lock; N+1 beside an unsealed N means the compactor died in between. N+1 is
+                    // whole (synced before the rename): go on there, never append to N again.
+                    let before = self.seg_no;
+                    if before < format::MAX_SEGMENT && segment_path(&self.dir, before + 1).exists() {
+                        tracing::warn!(file = %self.seg_path.display(), next = before + 1,
+                            "found the next segment of an unsealed one (a compaction died); switching");
+                        self.switch(before + 1)?;
+                        if self.seg_no != before {
+                            window = FIRST_READ;
+                            continue;
+                        }
+                    }
+                    return Ok(());
+                }
                 Step::Seal(next) => {
                     window = FIRST_READ;
                     self.switch(next)?;
@@ -243,6 +258,14 @@ impl Log {
     /// Nothing to read at `self.offset`: the end, unless the file shrank below it.
     fn at_eof(&mut self) -> Result<Step> {
         let len = self.file_len()?;
+        if len < SEG_HEADER_LEN {
+            return Err(Error::Corrupt {
+                path: self.seg_path.clone(),
+                detail: "the segment was cut shorter than its header by something other than \
+                         the queue; move it out of the directory and open the queue again"
+                    .into(),
+            });
+        }
         if len < self.offset {
             tracing::warn!(file = %self.seg_path.display(), len, offset = self.offset,
                 "log segment shrank below what was read; rebuilding the index");

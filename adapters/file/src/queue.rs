@@ -340,12 +340,23 @@ impl FileQueue {
             caught?;
             (log.seg_no, log.offset, log.seg.clone(), log.seg_path.clone())
         };
+        if seg == seg_no && upto < end {
+            // Another process cut the log below our record (it found damage there).
+            return Err(Error::Corrupt {
+                path,
+                detail: format!(
+                    "the record ending at byte {end} was cut off the log by a repair after a \
+                     damaged write; the command did not take effect, run it again"
+                ),
+            });
+        }
         if let Err(e) = file.sync_data() {
             let err = io_err(&path, "fdatasync")(e);
             return Err(self.failed(err.to_string()));
         }
-        if seg != seg_no {
-            // Our record went into a compaction since; make the switch itself durable too.
+        if d.read().0 < seg {
+            // The first sync of this segment (new queue, or after a compaction, which may have
+            // been made by a handle without fsync): make its directory entry durable too.
             sync_dir(&inner.dir).map_err(|e| self.failed(e.to_string()))?;
         }
         d.write(seg, upto)

@@ -318,3 +318,60 @@ fn zeros_over_synced_records_are_skipped_not_taken_for_the_end() {
     let n = q.put("t", 0, Z, TTR, b"after").unwrap();
     assert!(n > c);
 }
+
+/// A compactor killed after renaming `log.2` into place but before sealing `log.1`: a handle
+/// still on `log.1` must go on in `log.2`, not append to `log.1`, which the next opener deletes.
+#[test]
+fn a_compaction_that_died_before_its_seal_does_not_split_the_log() {
+    let d = tempfile::tempdir().unwrap();
+    // Make a compacted `log.2` of three jobs, and a copy of the unsealed `log.1` it came from.
+    let src = d.path().join("src");
+    let q = FileQueue::open(&src, opts()).unwrap();
+    let ids: Vec<u64> = (0..3).map(|_| q.put("t", 0, Z, TTR, b"old").unwrap()).collect();
+    let unsealed = fs::read(src.join("log.1")).unwrap();
+    q.compact().unwrap();
+    let compacted = fs::read(src.join("log.2")).unwrap();
+    drop(q);
+    // The queue as the dead compactor left it, with a handle that opened before the rename.
+    let path = d.path().join("q");
+    fs::create_dir(&path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(path.join("log.1"), &unsealed).unwrap();
+    let early = FileQueue::open(&path, opts()).unwrap();
+    fs::write(path.join("log.2"), &compacted).unwrap();
+    let new = early.put("t", 0, Z, TTR, b"new").unwrap();
+    assert!(new > ids[2]);
+    drop(early);
+    let q = FileQueue::open(&path, opts()).unwrap();
+    assert_eq!(
+        q.peek(new).unwrap().body,
+        b"new",
+        "the put after the rename was lost"
+    );
+    for id in ids {
+        assert_eq!(q.peek(id).unwrap().body, b"old");
+    }
+}
+
+/// A segment cut shorter than its header under an open handle: the commands say so, no hang.
+#[test]
+fn a_segment_cut_below_its_header_is_an_error_not_a_hang() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("q");
+    let q = FileQueue::open(&path, opts()).unwrap();
+    q.put("t", 0, Z, TTR, b"job").unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path.join("log.1"))
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(q.stats().map(|_| ())).unwrap());
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("stats hung on a cut segment");
+    let err = got.expect_err("stats of a cut segment");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("log.1"), "{err}");
+}

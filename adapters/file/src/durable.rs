@@ -1,9 +1,16 @@
 //! `<dir>/sync`: the shared "segment N is on disk up to offset X" mark, and the rendezvous of
 //! group commit.
 //!
-//! Layout: `seg u64 | off u64 | crc32 u32` at offset 0, and at [`WORD_AT`] a `u32` generation
-//! that every process maps (`MAP_SHARED`, read-only) and waits on with a futex; leaders move it
-//! on with `pwrite`. The file is one page long.
+//! Layout (one page, all integers little-endian):
+//! - at 0, the mark: `seg u64 | off u64 | seq u32 | batch u32 | crc32 u32`: segment `seg` is on
+//!   disk up to `off`, covering the durable transactions numbered up to `seq`, `batch` of them
+//!   in the last fdatasync;
+//! - at [`WORD_AT`], a `u32` generation that every process maps (`MAP_SHARED`, read-only) and
+//!   waits on with a futex; leaders move it on with `pwrite`;
+//! - at [`APPENDED_AT`], the end of the log: `seg u64 | end u64 | seq u32 | crc32 u32`, written by
+//!   every writer (under the directory lock) once its records are completely in the file, `seq`
+//!   counting the transactions that wait for durability. `seq` is also a futex word: a leader
+//!   sleeps on it while it lets a group gather, and the writer that completes the group wakes it.
 //!
 //! Group commit: a handle whose record is not yet covered by the mark tries to become the
 //! leader (this handle's leader mutex, then a non-blocking exclusive `flock` on the file). The
@@ -13,6 +20,12 @@
 //! comes straight back, which starved them for milliseconds): they sleep on the generation word,
 //! which a leader bumps and wakes once it has let go of the lock, and then look at the mark again.
 //! A leader that dies leaves the word alone; its waiters look again after [`WAIT_MAX`].
+//!
+//! The leader needs no directory lock: the published end says how far the log is complete, and
+//! an fdatasync started after that was published covers it. Before it syncs, a leader waits a
+//! little (at most as long as its last fdatasync took) until as many transactions wait as the last sync
+//! covered: the producers it released then are appending again, and one fdatasync serves them
+//! all instead of every other one.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -30,6 +43,8 @@ use crate::log::open_file;
 const FILE_LEN: u64 = 4096;
 /// Where the generation word lives.
 const WORD_AT: usize = 64;
+/// Where the published end of the log lives; its `seq` (at +16) is the appenders' futex word.
+const APPENDED_AT: usize = 128;
 /// Longest sleep on the generation word before looking at the mark again.
 pub const WAIT_MAX: Duration = Duration::from_millis(5);
 /// How long a waiter sleeps between looks when the file cannot be mapped.
@@ -41,6 +56,30 @@ pub struct Durable {
     path: PathBuf,
     word: Option<Word>,
     leader: Mutex<()>,
+}
+
+/// What the mark says: segment `seg` is on disk up to `off`, covering the durable transactions
+/// up to number `seq`; the last fdatasync covered `batch` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Mark {
+    pub seg: u64,
+    pub off: u64,
+    pub seq: u32,
+    pub batch: u32,
+}
+
+/// The log's published end: complete up to `end` of segment `seg`, after `seq` transactions that
+/// wait for durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub seg: u64,
+    pub end: u64,
+    pub seq: u32,
+}
+
+/// Whether position (`seg`, `off`) lies past (`s`, `o`).
+pub fn beyond(seg: u64, off: u64, s: u64, o: u64) -> bool {
+    seg > s || (seg == s && off > o)
 }
 
 /// Held by the leader of a group commit; dropping it lets go and wakes the waiters.
@@ -85,37 +124,106 @@ impl Durable {
         })
     }
 
-    /// The mark; (0, 0) if missing or damaged.
-    pub fn read(&self) -> (u64, u64) {
-        let mut b = [0u8; 20];
-        if self.file.read_exact_at(&mut b, 0).is_err() {
-            return (0, 0);
+    /// The mark; all zeros if missing or damaged.
+    pub fn read(&self) -> Mark {
+        let mut b = [0u8; 28];
+        if self.file.read_exact_at(&mut b, 0).is_err() || !crc_ok(&b) {
+            return Mark::default();
         }
-        if crc32fast::hash(&b[..16]).to_le_bytes() != b[16..20] {
-            return (0, 0);
+        Mark {
+            seg: u64_at(&b, 0),
+            off: u64_at(&b, 8),
+            seq: u32_at(&b, 16),
+            batch: u32_at(&b, 20),
         }
-        (
-            u64::from_le_bytes(b[..8].try_into().unwrap()),
-            u64::from_le_bytes(b[8..16].try_into().unwrap()),
-        )
     }
 
     /// Whether the mark says `off` of segment `seg` is on disk.
     pub fn covers(&self, seg: u64, off: u64) -> bool {
-        let (s, o) = self.read();
-        s > seg || (s == seg && o >= off)
+        let m = self.read();
+        !beyond(seg, off, m.seg, m.off)
     }
 
     /// Sets the mark. It need not be fsynced: it only ever claims what an fdatasync already
     /// did. Writers race only with a leader (others hold the directory lock); the loser's value
-    /// is still true, and a reader that catches a torn mark sees (0, 0) and syncs once more.
-    pub fn write(&self, seg: u64, off: u64) -> Result<()> {
+    /// is still true, and a reader that catches a torn mark sees zeros and syncs once more.
+    pub fn write(&self, m: Mark) -> Result<()> {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&m.seg.to_le_bytes());
+        b[8..16].copy_from_slice(&m.off.to_le_bytes());
+        b[16..20].copy_from_slice(&m.seq.to_le_bytes());
+        b[20..24].copy_from_slice(&m.batch.to_le_bytes());
+        self.file
+            .write_all_at(&with_crc(&b), 0)
+            .map_err(io_err(&self.path, "write"))
+    }
+
+    /// The published end of the log; `None` if missing or torn (being written).
+    pub fn appended(&self) -> Option<Appended> {
+        let mut b = [0u8; 24];
+        self.file.read_exact_at(&mut b, APPENDED_AT as u64).ok()?;
+        crc_ok(&b).then(|| Appended {
+            seg: u64_at(&b, 0),
+            end: u64_at(&b, 8),
+            seq: u32_at(&b, 16),
+        })
+    }
+
+    /// Publishes the end of the log after a write, counting one more waiting transaction if
+    /// `waits`. Caller holds the directory lock, and the records up to `end` are completely in
+    /// the file. Returns whether a leader gathering a group may want waking (with
+    /// [`Durable::wake_gatherer`], once the directory lock is let go): the group is complete.
+    pub fn publish(&self, seg: u64, end: u64, waits: bool) -> Result<bool> {
+        let seq = self.appended().map_or(0, |a| a.seq);
+        let seq = if waits { seq.wrapping_add(1) } else { seq };
+        self.put_appended(seg, end, seq)?;
+        if !waits {
+            return Ok(false);
+        }
+        let m = self.read();
+        Ok(seq.wrapping_sub(m.seq) >= m.batch.max(1))
+    }
+
+    /// Wakes a leader sleeping in [`Durable::wait_appended`].
+    pub fn wake_gatherer(&self) {
+        if let Some(w) = &self.word {
+            w.wake_at(APPENDED_AT + 16);
+        }
+    }
+
+    fn put_appended(&self, seg: u64, end: u64, seq: u32) -> Result<()> {
         let mut b = [0u8; 20];
         b[..8].copy_from_slice(&seg.to_le_bytes());
-        b[8..16].copy_from_slice(&off.to_le_bytes());
-        let crc = crc32fast::hash(&b[..16]);
-        b[16..].copy_from_slice(&crc.to_le_bytes());
-        self.file.write_all_at(&b, 0).map_err(io_err(&self.path, "write"))
+        b[8..16].copy_from_slice(&end.to_le_bytes());
+        b[16..20].copy_from_slice(&seq.to_le_bytes());
+        self.file
+            .write_all_at(&with_crc(&b), APPENDED_AT as u64)
+            .map_err(io_err(&self.path, "write"))
+    }
+
+    /// The log was found to end at `end` of segment `seg` (a repair cut it, it shrank, or it was
+    /// just opened): neither the mark nor the published end may claim anything past it, or later
+    /// records written there would count as on disk before any fdatasync. Caller holds the
+    /// directory lock.
+    pub fn clamp(&self, seg: u64, end: u64) -> Result<()> {
+        let m = self.read();
+        if beyond(m.seg, m.off, seg, end) {
+            self.write(Mark { seg: 0, off: 0, ..m })?;
+        }
+        match self.appended() {
+            Some(a) if !beyond(a.seg, a.end, seg, end) => Ok(()),
+            a => self.put_appended(seg, end, a.map_or(0, |a| a.seq)),
+        }
+    }
+
+    /// Sleeps until the published `seq` moves on from `seen`, at most `timeout`; may return
+    /// early.
+    pub fn wait_appended(&self, seen: u32, timeout: Duration) {
+        match &self.word {
+            // The word holds the little-endian bytes of `seq`; the futex compares raw words.
+            Some(w) => w.wait_at(APPENDED_AT + 16, u32::from_ne_bytes(seen.to_le_bytes()), timeout),
+            None => std::thread::sleep(POLL.min(timeout)),
+        }
     }
 
     /// The generation; take it before looking at the mark, then [`Durable::wait`] on it.
@@ -201,12 +309,25 @@ impl Word {
     }
 
     fn get(&self) -> &AtomicU32 {
-        // SAFETY: WORD_AT is inside the page and 4-byte aligned (the mapping is page aligned);
-        // the memory lives as long as `self`, and is only ever accessed atomically.
-        unsafe { &*self.map.as_ptr().cast::<u8>().add(WORD_AT).cast::<AtomicU32>() }
+        self.at(WORD_AT)
+    }
+
+    fn at(&self, off: usize) -> &AtomicU32 {
+        assert!(off % 4 == 0 && off + 4 <= FILE_LEN as usize);
+        // SAFETY: `off` is inside the page and 4-byte aligned (the mapping is page aligned); the
+        // memory lives as long as `self`, and is only ever accessed atomically.
+        unsafe { &*self.map.as_ptr().cast::<u8>().add(off).cast::<AtomicU32>() }
     }
 
     fn wait(&self, seen: u32, timeout: Duration) {
+        self.wait_at(WORD_AT, seen, timeout)
+    }
+
+    fn wake(&self) {
+        self.wake_at(WORD_AT)
+    }
+
+    fn wait_at(&self, off: usize, seen: u32, timeout: Duration) {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -216,7 +337,7 @@ impl Word {
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                self.get().as_ptr(),
+                self.at(off).as_ptr(),
                 libc::FUTEX_WAIT,
                 seen,
                 &ts as *const libc::timespec,
@@ -224,10 +345,10 @@ impl Word {
         }
     }
 
-    fn wake(&self) {
+    fn wake_at(&self, off: usize) {
         // SAFETY: a futex wake on a live, aligned u32.
         unsafe {
-            libc::syscall(libc::SYS_futex, self.get().as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+            libc::syscall(libc::SYS_futex, self.at(off).as_ptr(), libc::FUTEX_WAKE, i32::MAX);
         }
     }
 }
@@ -239,4 +360,25 @@ impl Drop for Word {
             libc::munmap(self.map.as_ptr(), FILE_LEN as usize);
         }
     }
+}
+
+/// `b` followed by its crc32.
+fn with_crc<const N: usize>(b: &[u8; N]) -> Vec<u8> {
+    let mut v = b.to_vec();
+    v.extend_from_slice(&crc32fast::hash(b).to_le_bytes());
+    v
+}
+
+/// Whether the last four bytes of `b` are the crc32 of the rest.
+fn crc_ok(b: &[u8]) -> bool {
+    let (data, crc) = b.split_at(b.len() - 4);
+    crc32fast::hash(data).to_le_bytes() == crc
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }

@@ -178,7 +178,7 @@ impl Log {
                 Err(e) => break Err(io_err(&self.seg_path, "read")(e)),
             };
             if got == 0 {
-                break self.at_eof();
+                break self.at_eof(sync);
             }
             // Whether the file ends within what was read (else more may follow the window).
             let eof = got < want;
@@ -194,8 +194,8 @@ impl Log {
                     self.offset = pos;
                     // Zeros below the durable mark are damage (say, a block the disk lost),
                     // not the end: the records after them were synced, so they are kept.
-                    let (s, o) = sync.read();
-                    if s == self.seg_no && pos < o {
+                    let m = sync.read();
+                    if m.seg == self.seg_no && pos < m.off {
                         break 'read self.repair(pos, sync).map(|_| Step::More);
                     }
                     break 'read Ok(Step::End);
@@ -256,7 +256,7 @@ impl Log {
     }
 
     /// Nothing to read at `self.offset`: the end, unless the file shrank below it.
-    fn at_eof(&mut self) -> Result<Step> {
+    fn at_eof(&mut self, sync: &Durable) -> Result<Step> {
         let len = self.file_len()?;
         if len < SEG_HEADER_LEN {
             return Err(Error::Corrupt {
@@ -269,6 +269,7 @@ impl Log {
         if len < self.offset {
             tracing::warn!(file = %self.seg_path.display(), len, offset = self.offset,
                 "log segment shrank below what was read; rebuilding the index");
+            sync.clamp(self.seg_no, len)?;
             self.reload()?;
             return Ok(Step::More);
         }
@@ -296,10 +297,7 @@ impl Log {
                     .set_len(pos)
                     .map_err(io_err(&self.seg_path, "truncate"))?;
                 self.file_len = pos;
-                let (s, off) = sync.read();
-                if s == self.seg_no && off > pos {
-                    sync.write(s, pos)?;
-                }
+                sync.clamp(self.seg_no, pos)?;
                 self.offset = pos;
             }
         }
@@ -469,7 +467,12 @@ impl Log {
             tracing::warn!(file = %old.display(), error = %e, "could not remove a compacted segment");
         }
         if self.fsync {
-            sync.write(next, written)?;
+            let m = sync.read();
+            sync.write(crate::durable::Mark {
+                seg: next,
+                off: written,
+                ..m
+            })?;
         }
         tracing::info!(segment = next, before = old_len, after = written, jobs = self.index.jobs.len(),
             took = ?t0.elapsed(), "compacted the log");

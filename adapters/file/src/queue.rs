@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::durable::Durable;
+use crate::durable::{Durable, Mark, beyond};
 use crate::error::{Error, Result, io_err};
 use crate::format::{self, Record, encode};
 use crate::index::{BURIES, Index, JobMeta, KICKS, RELEASES, RESERVES, Slot, TIMEOUTS};
@@ -33,6 +33,11 @@ use crate::types::{
 
 /// How often [`FileQueue::reserve_unless`] asks whether to stop while it waits.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
+/// Shortest and longest time a group-commit leader lets a group gather (as long as its last
+/// fdatasync took, within these bounds), and the largest group it waits for.
+const GATHER_MIN: Duration = Duration::from_micros(20);
+const GATHER_MAX: Duration = Duration::from_millis(1);
+const GATHER_BATCH_MAX: u32 = 64;
 
 /// A handle on a queue directory. Cheap to clone (clones share the handle, its reservations
 /// and its index); `Send + Sync`, so async code can call it through `spawn_blocking`.
@@ -53,6 +58,8 @@ struct Inner {
     lock_path: PathBuf,
     log: Mutex<Log>,
     sync: Durable,
+    /// How long this handle's last fdatasync took, in nanoseconds (bounds a leader's wait).
+    last_sync_ns: AtomicU64,
     failed: Mutex<Option<String>>,
     notifier: Notifier,
     waiting: Mutex<HashMap<String, u64>>,
@@ -211,11 +218,9 @@ impl FileQueue {
         lock_file.lock().map_err(io_err(&lock_path, "lock"))?;
         let opened = (|| {
             let log = Log::open(&dir, opts.fsync, &sync)?;
-            let (s, off) = sync.read();
-            // A mark from a segment that is not ours (moved aside, foreign) means nothing.
-            if s > log.seg_no || (s == log.seg_no && off > log.offset) {
-                sync.write(0, 0)?;
-            }
+            // A mark or published end past the log (from a segment moved aside, or written
+            // before a power loss undid the records) means nothing.
+            sync.clamp(log.seg_no, log.offset)?;
             Ok((log, sync))
         })();
         let _ = lock_file.unlock();
@@ -230,6 +235,7 @@ impl FileQueue {
                 lock_path,
                 log: Mutex::new(log),
                 sync,
+                last_sync_ns: AtomicU64::new(0),
                 failed: Mutex::new(None),
                 notifier,
                 waiting: Mutex::new(HashMap::new()),
@@ -290,17 +296,25 @@ impl FileQueue {
             tx.expire();
             let value = f(&mut tx);
             let mut out = std::mem::take(&mut tx.out);
+            let seg_before = log.seg_no;
             if !out.is_empty() {
                 log.write(&mut out)?;
                 log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync)?;
             }
-            let commit = (!out.is_empty() && durability == Durability::Sync && inner.opts.fsync)
-                .then_some((log.seg_no, log.offset));
-            value.map(|v| (v, commit))
+            let waits = !out.is_empty() && durability == Durability::Sync && inner.opts.fsync;
+            let mut wake = false;
+            if inner.opts.fsync && (!out.is_empty() || log.seg_no != seg_before) {
+                wake = inner.sync.publish(log.seg_no, log.offset, waits)?;
+            }
+            let commit = waits.then_some((log.seg_no, log.offset));
+            value.map(|v| (v, commit, wake))
         })();
         let _ = inner.lock_file.unlock();
         drop(log);
-        let (value, commit) = result?;
+        let (value, commit, wake) = result?;
+        if wake {
+            inner.sync.wake_gatherer();
+        }
         if let Some((seg_no, end)) = commit {
             self.commit(seg_no, end)?;
         }
@@ -324,21 +338,45 @@ impl FileQueue {
         }
     }
 
-    /// The leader's part: catches up, so that the mark can claim every record complete now,
-    /// fdatasyncs the segment and moves the mark there.
+    /// The leader's part: lets a group gather (see `durable.rs`), fdatasyncs the segment and
+    /// moves the mark to the published end of the log; where that end does not cover the
+    /// caller's record (another segment, a torn or missing record), it catches up under the
+    /// directory lock instead.
     fn sync_all_appended(&self, seg_no: u64, end: u64) -> Result<()> {
         let d = &self.inner.sync;
-        if d.covers(seg_no, end) {
+        let inner = &*self.inner;
+        let mark = d.read();
+        if !beyond(seg_no, end, mark.seg, mark.off) {
             return Ok(());
         }
-        let inner = &*self.inner;
-        let (seg, upto, file, path) = {
+        let mut appended = d.appended();
+        let gather =
+            Duration::from_nanos(inner.last_sync_ns.load(Ordering::Relaxed)).clamp(GATHER_MIN, GATHER_MAX);
+        let deadline = Instant::now() + gather;
+        while let Some(a) = appended {
+            let waiting = a.seq.wrapping_sub(mark.seq);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if a.seg != seg_no || waiting >= mark.batch.max(1) || left.is_zero() {
+                break;
+            }
+            d.wait_appended(a.seq, left);
+            appended = d.appended();
+        }
+        let (seg, upto, seq, file, path) = {
             let mut log = self.lock_log();
-            inner.lock_file.lock().map_err(io_err(&inner.lock_path, "lock"))?;
-            let caught = log.catch_up(&inner.sync);
-            let _ = inner.lock_file.unlock();
-            caught?;
-            (log.seg_no, log.offset, log.seg.clone(), log.seg_path.clone())
+            match appended {
+                Some(a) if a.seg == seg_no && log.seg_no == seg_no && a.end >= end => {
+                    (a.seg, a.end, a.seq, log.seg.clone(), log.seg_path.clone())
+                }
+                _ => {
+                    inner.lock_file.lock().map_err(io_err(&inner.lock_path, "lock"))?;
+                    let caught = log.catch_up(&inner.sync);
+                    let seq = d.appended().map_or(mark.seq, |a| a.seq);
+                    let _ = inner.lock_file.unlock();
+                    caught?;
+                    (log.seg_no, log.offset, seq, log.seg.clone(), log.seg_path.clone())
+                }
+            }
         };
         if seg == seg_no && upto < end {
             // Another process cut the log below our record (it found damage there).
@@ -350,16 +388,26 @@ impl FileQueue {
                 ),
             });
         }
+        let t0 = Instant::now();
         if let Err(e) = file.sync_data() {
             let err = io_err(&path, "fdatasync")(e);
             return Err(self.failed(err.to_string()));
         }
-        if d.read().0 < seg {
+        inner.last_sync_ns.store(
+            t0.elapsed().as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+        if d.read().seg < seg {
             // The first sync of this segment (new queue, or after a compaction, which may have
             // been made by a handle without fsync): make its directory entry durable too.
             sync_dir(&inner.dir).map_err(|e| self.failed(e.to_string()))?;
         }
-        d.write(seg, upto)
+        d.write(Mark {
+            seg,
+            off: upto,
+            seq,
+            batch: seq.wrapping_sub(mark.seq).clamp(1, GATHER_BATCH_MAX),
+        })
     }
 
     /// Puts a job in `tube`; returns its id once the job is durable (with `fsync`).

@@ -313,7 +313,7 @@ impl Word {
     }
 
     fn at(&self, off: usize) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= FILE_LEN as usize);
+        assert!(off.is_multiple_of(4) && off + 4 <= FILE_LEN as usize);
         // SAFETY: `off` is inside the page and 4-byte aligned (the mapping is page aligned); the
         // memory lives as long as `self`, and is only ever accessed atomically.
         unsafe { &*self.map.as_ptr().cast::<u8>().add(off).cast::<AtomicU32>() }

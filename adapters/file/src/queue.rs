@@ -397,7 +397,7 @@ impl FileQueue {
             t0.elapsed().as_nanos().min(u64::MAX as u128) as u64,
             Ordering::Relaxed,
         );
-        if d.read().seg < seg {
+        if mark.seg < seg {
             // The first sync of this segment (new queue, or after a compaction, which may have
             // been made by a handle without fsync): make its directory entry durable too.
             sync_dir(&inner.dir).map_err(|e| self.failed(e.to_string()))?;

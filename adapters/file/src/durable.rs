@@ -1,5 +1,10 @@
-//! `<dir>/sync`: the shared "segment N is on disk up to offset X" mark, and the rendezvous of
+//! `<dir>/run/sync`: the shared "segment N is on disk up to offset X" mark, and the rendezvous of
 //! group commit.
+//!
+//! It lives in a subdirectory of its own because every write to a file of the queue directory
+//! is an inotify event for every handle that watches it (the wake-ups of blocked reserves): the
+//! three small writes per commit here would otherwise wake idle reservers and cost each writer
+//! an event per watching handle.
 //!
 //! Layout (one page, all integers little-endian):
 //! - at 0, the mark: `seg u64 | off u64 | seq u32 | batch u32 | crc32 u32`: segment `seg` is on
@@ -29,7 +34,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,6 +44,8 @@ use std::time::Duration;
 use crate::error::{Result, io_err};
 use crate::log::open_file;
 
+/// The subdirectory of runtime state shared by the processes (not queue data).
+pub const RUN_DIR: &str = "run";
 /// Size of the sync file (one page: what is mapped).
 const FILE_LEN: u64 = 4096;
 /// Where the generation word lives.
@@ -99,10 +106,17 @@ impl Drop for Leader<'_> {
 }
 
 impl Durable {
-    /// Opens `<dir>/sync`, growing it to a page and mapping its generation word. A file that
-    /// cannot be mapped (an odd filesystem) still works: waiters then poll every [`POLL`].
+    /// Opens `<dir>/run/sync` (creating `run/` with mode 0700), growing it to a page and mapping
+    /// its generation word. A file that cannot be mapped (an odd filesystem) still works:
+    /// waiters then poll every [`POLL`].
     pub fn open(dir: &Path) -> Result<Durable> {
-        let path = dir.join("sync");
+        let run = dir.join(RUN_DIR);
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&run)
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(io_err(&run, "create directory")(e));
+        }
+        let path = run.join("sync");
         let file = open_file(&path)?;
         let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
         if len < FILE_LEN {
@@ -499,7 +513,10 @@ mod tests {
             batch: 1,
         })
         .unwrap();
-        let f = File::options().write(true).open(d.path().join("sync")).unwrap();
+        let f = File::options()
+            .write(true)
+            .open(d.path().join(RUN_DIR).join("sync"))
+            .unwrap();
         f.write_all_at(&[0xff], 3).unwrap();
         f.write_all_at(&[0xff], APPENDED_AT as u64 + 9).unwrap();
         assert_eq!(s.read(), Mark::default());

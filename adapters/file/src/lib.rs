@@ -19,8 +19,9 @@
 //! ```text
 //! <dir>/            mode 0700; refused if group/others may write to it
 //!   lock            flock'ed around every transaction (catch-up + decide + append)
-//!   sync            group commit: "segment N durable up to X", the leader's flock, and a
-//!                   futex word (mapped by every process) on which the others wait
+//!   run/sync        group commit (not data): "segment N durable up to X", the log's
+//!                   published end, the leader's flock, and futex words (mapped by every
+//!                   process) on which waiters and a gathering leader sleep
 //!   log.<N>         the shared append-only log (highest N is current); see `format`
 //!   corrupt/        files moved aside because they could not be used
 //! ```

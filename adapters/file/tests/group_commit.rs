@@ -64,7 +64,7 @@ fn a_leader_that_vanishes_without_waking_anyone_does_not_hang_a_put() {
     let dead = File::options()
         .read(true)
         .write(true)
-        .open(path.join("sync"))
+        .open(path.join("run").join("sync"))
         .unwrap();
     dead.lock().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -149,7 +149,7 @@ fn a_garbage_sync_file_is_only_a_slower_start() {
     let junk: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    std::fs::write(path.join("sync"), &junk).unwrap();
+    std::fs::write(path.join("run").join("sync"), &junk).unwrap();
     let q = FileQueue::open(&path, synced()).unwrap();
     let second = q.put("t", 0, Z, TTR, b"second").unwrap();
     drop(q);

@@ -245,7 +245,8 @@ fn created_with_private_modes_and_group_writable_dirs_refused() {
     q.reserve(&["t"], Some(Z)).unwrap();
     q.bury(id, 0, None).unwrap();
     assert_eq!(mode(&path), 0o700);
-    for f in ["lock", "sync", "log.1"] {
+    assert_eq!(mode(&path.join("run")), 0o700);
+    for f in ["lock", "run/sync", "log.1"] {
         assert_eq!(mode(&path.join(f)), 0o600, "{f}");
     }
     drop(q);

@@ -96,8 +96,8 @@ struct Durable {
 }
 
 fn durable_rounds(cfg: &Cfg) -> Durable {
-    let rounds = if cfg.quick { 1 } else { 7 };
-    let n = cfg.n(600);
+    let rounds = if cfg.quick { 1 } else { 9 };
+    let n = cfg.n(1000);
     let mut d = Durable {
         raw: vec![],
         overwrite: vec![],

@@ -14,23 +14,23 @@
 //!   waits on with a futex; leaders move it on with `pwrite`;
 //! - at [`APPENDED_AT`], the end of the log: `seg u64 | end u64 | seq u32 | crc32 u32`, written by
 //!   every writer (under the directory lock) once its records are completely in the file, `seq`
-//!   counting the transactions that wait for durability. `seq` is also a futex word: a leader
-//!   sleeps on it while it lets a group gather, and the writer that completes the group wakes it.
+//!   counting the transactions that wait for durability.
 //!
 //! Group commit: a handle whose record is not yet covered by the mark tries to become the
 //! leader (this handle's leader mutex, then a non-blocking exclusive `flock` on the file). The
-//! leader catches up with the log, fdatasyncs it and moves the mark to the end of every complete
-//! record, so one fdatasync covers what all processes appended meanwhile. The others do not
+//! leader fdatasyncs the log and moves the mark to the end of every complete record, so one
+//! fdatasync covers what all processes appended meanwhile. The others do not
 //! queue on the lock (a lock's waiters wake too late and lose the race against a leader that
 //! comes straight back, which starved them for milliseconds): they sleep on the generation word,
 //! which a leader bumps and wakes once it has let go of the lock, and then look at the mark again.
 //! A leader that dies leaves the word alone; its waiters look again after [`WAIT_MAX`].
 //!
 //! The leader needs no directory lock: the published end says how far the log is complete, and
-//! an fdatasync started after that was published covers it. Before it syncs, a leader waits a
-//! little (at most as long as its last fdatasync took) until as many transactions wait as the last sync
-//! covered: the producers it released then are appending again, and one fdatasync serves them
-//! all instead of every other one.
+//! an fdatasync started after that was published covers it. A handle only tries to lead once its
+//! group is complete, that is once as many transactions wait as the last fdatasync covered (or
+//! once it has waited as long as its last fdatasync took): the producers the last sync released
+//! are appending again, and the one that completes the group syncs for all of them, instead of
+//! the first one syncing alone and the rest waiting for the next round.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -153,6 +153,7 @@ impl Durable {
     }
 
     /// Whether the mark says `off` of segment `seg` is on disk.
+    #[cfg(test)]
     pub fn covers(&self, seg: u64, off: u64) -> bool {
         let m = self.read();
         !beyond(seg, off, m.seg, m.off)
@@ -185,28 +186,16 @@ impl Durable {
 
     /// Publishes the end of the log after a write, counting one more waiting transaction if
     /// `waits`. Caller holds the directory lock, and the records up to `end` are completely in
-    /// the file. Returns whether a leader gathering a group may want waking (with
-    /// [`Durable::wake_gatherer`], once the directory lock is let go): the group is complete.
-    pub fn publish(&self, seg: u64, end: u64, waits: bool) -> Result<bool> {
-        // The counters are read through the mapping where there is one (no system call while
-        // the directory lock is held); a torn value only miscounts a heuristic.
+    /// the file.
+    pub fn publish(&self, seg: u64, end: u64, waits: bool) -> Result<()> {
+        // The count is read through the mapping where there is one (no system call while the
+        // directory lock is held); a torn value only miscounts a heuristic.
         let seq = match self.peek(APPENDED_AT + 16) {
             Some(seq) => seq,
             None => self.appended().map_or(0, |a| a.seq),
         };
         let seq = if waits { seq.wrapping_add(1) } else { seq };
-        self.put_appended(seg, end, seq)?;
-        if !waits {
-            return Ok(false);
-        }
-        let (synced, batch) = match (self.peek(16), self.peek(20)) {
-            (Some(synced), Some(batch)) => (synced, batch),
-            _ => {
-                let m = self.read();
-                (m.seq, m.batch)
-            }
-        };
-        Ok(seq.wrapping_sub(synced) >= batch.max(1))
+        self.put_appended(seg, end, seq)
     }
 
     /// The little-endian `u32` at `off` of the sync file, read through the mapping.
@@ -215,13 +204,6 @@ impl Durable {
         Some(u32::from_le_bytes(
             w.at(off).load(Ordering::Acquire).to_ne_bytes(),
         ))
-    }
-
-    /// Wakes a leader sleeping in [`Durable::wait_appended`].
-    pub fn wake_gatherer(&self) {
-        if let Some(w) = &self.word {
-            w.wake_at(APPENDED_AT + 16);
-        }
     }
 
     fn put_appended(&self, seg: u64, end: u64, seq: u32) -> Result<()> {
@@ -246,16 +228,6 @@ impl Durable {
         match self.appended() {
             Some(a) if !beyond(a.seg, a.end, seg, end) => Ok(()),
             a => self.put_appended(seg, end, a.map_or(0, |a| a.seq)),
-        }
-    }
-
-    /// Sleeps until the published `seq` moves on from `seen`, at most `timeout`; may return
-    /// early.
-    pub fn wait_appended(&self, seen: u32, timeout: Duration) {
-        match &self.word {
-            // The word holds the little-endian bytes of `seq`; the futex compares raw words.
-            Some(w) => w.wait_at(APPENDED_AT + 16, u32::from_ne_bytes(seen.to_le_bytes()), timeout),
-            None => std::thread::sleep(POLL.min(timeout)),
         }
     }
 
@@ -297,12 +269,13 @@ impl Durable {
         }
     }
 
-    /// Sleeps until a leader finishes (the generation moves on from `seen`), at most
-    /// [`WAIT_MAX`]; may return early.
-    pub fn wait(&self, seen: u32) {
+    /// Sleeps until a leader finishes (the generation moves on from `seen`), at most `timeout`
+    /// (and at most [`WAIT_MAX`]); may return early.
+    pub fn wait(&self, seen: u32, timeout: Duration) {
+        let timeout = timeout.min(WAIT_MAX);
         match &self.word {
-            Some(w) => w.wait(seen, WAIT_MAX),
-            None => std::thread::sleep(POLL),
+            Some(w) => w.wait(seen, timeout),
+            None => std::thread::sleep(POLL.min(timeout)),
         }
     }
 }
@@ -353,14 +326,6 @@ impl Word {
     }
 
     fn wait(&self, seen: u32, timeout: Duration) {
-        self.wait_at(WORD_AT, seen, timeout)
-    }
-
-    fn wake(&self) {
-        self.wake_at(WORD_AT)
-    }
-
-    fn wait_at(&self, off: usize, seen: u32, timeout: Duration) {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -370,7 +335,7 @@ impl Word {
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                self.at(off).as_ptr(),
+                self.get().as_ptr(),
                 libc::FUTEX_WAIT,
                 seen,
                 &ts as *const libc::timespec,
@@ -378,10 +343,10 @@ impl Word {
         }
     }
 
-    fn wake_at(&self, off: usize) {
+    fn wake(&self) {
         // SAFETY: a futex wake on a live, aligned u32.
         unsafe {
-            libc::syscall(libc::SYS_futex, self.at(off).as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+            libc::syscall(libc::SYS_futex, self.get().as_ptr(), libc::FUTEX_WAKE, i32::MAX);
         }
     }
 }
@@ -435,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn publish_counts_waiting_transactions_and_says_when_the_group_is_complete() {
+    fn publish_counts_waiting_transactions() {
         let (_d, s) = open();
         s.write(Mark {
             seg: 1,
@@ -444,13 +409,10 @@ mod tests {
             batch: 3,
         })
         .unwrap();
-        assert!(!s.publish(1, 200, true).unwrap());
-        assert!(!s.publish(1, 250, false).unwrap(), "a lazy write is not counted");
-        assert!(!s.publish(1, 300, true).unwrap());
-        assert!(
-            s.publish(1, 400, true).unwrap(),
-            "the third waiter completes the group"
-        );
+        s.publish(1, 200, true).unwrap();
+        s.publish(1, 250, false).unwrap(); // a lazy write is not counted
+        s.publish(1, 300, true).unwrap();
+        s.publish(1, 400, true).unwrap();
         assert_eq!(
             s.appended(),
             Some(Appended {
@@ -459,7 +421,7 @@ mod tests {
                 seq: 3
             })
         );
-        // The futex word is the published count, as the leader's wait compares it.
+        // The mapping shows the count as written.
         assert_eq!(s.peek(APPENDED_AT + 16), Some(3));
     }
 
@@ -524,21 +486,26 @@ mod tests {
     }
 
     #[test]
-    fn a_gathering_leader_wakes_when_the_count_moves() {
+    fn a_waiter_wakes_when_a_leader_lets_go() {
         let (_d, s) = open();
-        s.publish(1, 100, true).unwrap();
-        let seen = s.appended().unwrap().seq;
+        let seen = s.generation();
+        let leader = s.try_lead().unwrap().expect("nobody else leads");
+        assert!(s.try_lead().unwrap().is_none(), "one leader at a time");
         std::thread::scope(|sc| {
-            sc.spawn(|| {
-                std::thread::sleep(Duration::from_millis(50));
-                s.publish(1, 200, true).unwrap();
-                s.wake_gatherer();
+            let waiter = sc.spawn(|| {
+                let t = std::time::Instant::now();
+                while s.generation() == seen {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(10),
+                        "the generation never moved"
+                    );
+                    s.wait(seen, Duration::from_secs(1));
+                }
             });
-            let t = std::time::Instant::now();
-            while s.appended().unwrap().seq == seen {
-                s.wait_appended(seen, Duration::from_secs(10));
-            }
-            assert!(t.elapsed() < Duration::from_secs(5), "woken, not timed out");
+            std::thread::sleep(Duration::from_millis(20));
+            drop(leader);
+            waiter.join().unwrap();
         });
+        assert!(s.try_lead().unwrap().is_some(), "free again");
     }
 }

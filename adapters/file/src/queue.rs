@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::durable::{Durable, Mark, beyond};
+use crate::durable::{Durable, Mark, WAIT_MAX, beyond};
 use crate::error::{Error, Result, io_err};
 use crate::format::{self, Record, encode};
 use crate::index::{BURIES, Index, JobMeta, KICKS, RELEASES, RESERVES, Slot, TIMEOUTS};
@@ -33,8 +33,8 @@ use crate::types::{
 
 /// How often [`FileQueue::reserve_unless`] asks whether to stop while it waits.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
-/// Shortest and longest time a group-commit leader lets a group gather (as long as its last
-/// fdatasync took, within these bounds), and the largest group it waits for.
+/// Shortest and longest time a group commit waits for its group to complete (as long as the
+/// handle's last fdatasync took, within these bounds), and the largest group it waits for.
 const GATHER_MIN: Duration = Duration::from_micros(20);
 const GATHER_MAX: Duration = Duration::from_millis(1);
 const GATHER_BATCH_MAX: u32 = 64;
@@ -302,19 +302,15 @@ impl FileQueue {
                 log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync)?;
             }
             let waits = !out.is_empty() && durability == Durability::Sync && inner.opts.fsync;
-            let mut wake = false;
             if inner.opts.fsync && (!out.is_empty() || log.seg_no != seg_before) {
-                wake = inner.sync.publish(log.seg_no, log.offset, waits)?;
+                inner.sync.publish(log.seg_no, log.offset, waits)?;
             }
             let commit = waits.then_some((log.seg_no, log.offset));
-            value.map(|v| (v, commit, wake))
+            value.map(|v| (v, commit))
         })();
         let _ = inner.lock_file.unlock();
         drop(log);
-        let (value, commit, wake) = result?;
-        if wake {
-            inner.sync.wake_gatherer();
-        }
+        let (value, commit) = result?;
         if let Some((seg_no, end)) = commit {
             self.commit(seg_no, end)?;
         }
@@ -323,25 +319,39 @@ impl FileQueue {
 
     /// Group commit (see `durable.rs`): returns once the log is on disk up to `end` of segment
     /// `seg_no`, fdatasyncing it as the leader or waiting for the leader that will.
+    ///
+    /// A handle leads only once its group is complete (as many transactions wait as the last
+    /// fdatasync covered), or once it has waited as long as its last fdatasync took: the
+    /// producers that the last sync released are appending again, and the one that completes the
+    /// group syncs for all of them. With one producer every group is complete at once.
     fn commit(&self, seg_no: u64, end: u64) -> Result<()> {
         let d = &self.inner.sync;
+        let start = Instant::now();
+        let gather = Duration::from_nanos(self.inner.last_sync_ns.load(Ordering::Relaxed))
+            .clamp(GATHER_MIN, GATHER_MAX);
         loop {
             let seen = d.generation();
-            if d.covers(seg_no, end) {
+            let mark = d.read();
+            if !beyond(seg_no, end, mark.seg, mark.off) {
                 return Ok(());
             }
-            if let Some(_leader) = d.try_lead()? {
+            let complete = match d.appended() {
+                Some(a) => a.seg != seg_no || a.seq.wrapping_sub(mark.seq) >= mark.batch.max(1),
+                None => true,
+            };
+            let waited = start.elapsed();
+            let ready = complete || waited >= gather;
+            if ready && let Some(_leader) = d.try_lead()? {
                 return self.sync_all_appended(seg_no, end);
             }
             self.check()?;
-            d.wait(seen);
+            d.wait(seen, if ready { WAIT_MAX } else { gather - waited });
         }
     }
 
-    /// The leader's part: lets a group gather (see `durable.rs`), fdatasyncs the segment and
-    /// moves the mark to the published end of the log; where that end does not cover the
-    /// caller's record (another segment, a torn or missing record), it catches up under the
-    /// directory lock instead.
+    /// The leader's part: fdatasyncs the segment and moves the mark to the published end of the
+    /// log; where that end does not cover the caller's record (another segment, a torn or
+    /// missing record), it catches up under the directory lock instead.
     fn sync_all_appended(&self, seg_no: u64, end: u64) -> Result<()> {
         let d = &self.inner.sync;
         let inner = &*self.inner;
@@ -349,19 +359,7 @@ impl FileQueue {
         if !beyond(seg_no, end, mark.seg, mark.off) {
             return Ok(());
         }
-        let mut appended = d.appended();
-        let gather =
-            Duration::from_nanos(inner.last_sync_ns.load(Ordering::Relaxed)).clamp(GATHER_MIN, GATHER_MAX);
-        let deadline = Instant::now() + gather;
-        while let Some(a) = appended {
-            let waiting = a.seq.wrapping_sub(mark.seq);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if a.seg != seg_no || waiting >= mark.batch.max(1) || left.is_zero() {
-                break;
-            }
-            d.wait_appended(a.seq, left);
-            appended = d.appended();
-        }
+        let appended = d.appended();
         let (seg, upto, seq, file, path) = {
             let mut log = self.lock_log();
             match appended {

@@ -14,7 +14,11 @@
 //!   waits on with a futex; leaders move it on with `pwrite`;
 //! - at [`APPENDED_AT`], the end of the log: `seg u64 | end u64 | seq u32 | crc32 u32`, written by
 //!   every writer (under the directory lock) once its records are completely in the file, `seq`
-//!   counting the transactions that wait for durability.
+//!   counting the transactions that wait for durability;
+//! - at [`COMPACTING_AT`], a `u32`: the (low bits of the) segment a compaction is moving the log
+//!   to, from just before its rename until it has sealed the old segment, else 0. A compactor
+//!   that dies in between leaves it set, and readers at the end of the old segment then look for
+//!   the new one; after a power loss every process opens afresh and takes the highest segment.
 //!
 //! Group commit: a handle whose record is not yet covered by the mark tries to become the
 //! leader (this handle's leader mutex, then a non-blocking exclusive `flock` on the file). The
@@ -50,8 +54,10 @@ pub const RUN_DIR: &str = "run";
 const FILE_LEN: u64 = 4096;
 /// Where the generation word lives.
 const WORD_AT: usize = 64;
-/// Where the published end of the log lives; its `seq` (at +16) is the appenders' futex word.
+/// Where the published end of the log lives (its `seq` at +16).
 const APPENDED_AT: usize = 128;
+/// Where a compaction notes the segment it is moving to, until it has sealed the old one.
+const COMPACTING_AT: usize = 192;
 /// Longest sleep on the generation word before looking at the mark again.
 pub const WAIT_MAX: Duration = Duration::from_millis(5);
 /// How long a waiter sleeps between looks when the file cannot be mapped.
@@ -196,6 +202,20 @@ impl Durable {
         };
         let seq = if waits { seq.wrapping_add(1) } else { seq };
         self.put_appended(seg, end, seq)
+    }
+
+    /// Notes that a compaction is moving the log to segment `next` (0: none is unfinished).
+    /// Caller holds the directory lock.
+    pub fn note_compaction(&self, next: u64) -> Result<()> {
+        self.file
+            .write_all_at(&(next as u32).to_le_bytes(), COMPACTING_AT as u64)
+            .map_err(io_err(&self.path, "write"))
+    }
+
+    /// Whether a reader at the end of segment `next - 1` must look for segment `next`: a
+    /// compaction to it may have died before sealing (always, when the file is not mapped).
+    pub fn compaction_noted(&self, next: u64) -> bool {
+        self.peek(COMPACTING_AT).is_none_or(|n| n == next as u32)
     }
 
     /// The little-endian `u32` at `off` of the sync file, read through the mapping.
@@ -507,5 +527,16 @@ mod tests {
             waiter.join().unwrap();
         });
         assert!(s.try_lead().unwrap().is_some(), "free again");
+    }
+
+    #[test]
+    fn a_compaction_note_names_the_next_segment_until_cleared() {
+        let (_d, s) = open();
+        assert!(!s.compaction_noted(2), "a new file notes nothing");
+        s.note_compaction(2).unwrap();
+        assert!(s.compaction_noted(2));
+        assert!(!s.compaction_noted(3));
+        s.note_compaction(0).unwrap();
+        assert!(!s.compaction_noted(2));
     }
 }

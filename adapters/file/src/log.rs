@@ -122,8 +122,13 @@ impl Log {
                     // A compaction renames `log.<N+1>` into place, then seals N, all under the
                     // lock; N+1 beside an unsealed N means the compactor died in between. N+1 is
                     // whole (synced before the rename): go on there, never append to N again.
+                    // The note spares the look-up (a path walk, a fifth of a transaction's time)
+                    // while no compaction is unfinished.
                     let before = self.seg_no;
-                    if before < format::MAX_SEGMENT && segment_path(&self.dir, before + 1).exists() {
+                    if before < format::MAX_SEGMENT
+                        && sync.compaction_noted(before + 1)
+                        && segment_path(&self.dir, before + 1).exists()
+                    {
                         tracing::warn!(file = %self.seg_path.display(), next = before + 1,
                             "found the next segment of an unsealed one (a compaction died); switching");
                         self.switch(before + 1)?;
@@ -447,14 +452,20 @@ impl Log {
         if self.fsync {
             f.sync_all().map_err(io_err(&tmp, "fsync"))?;
         }
+        // From the rename until the seal, a reader at the end of this segment must look for the
+        // next one (should this process die in between); the note tells it to.
+        sync.note_compaction(next)?;
         fs::rename(&tmp, &path).map_err(io_err(&tmp, "rename"))?;
         if self.fsync {
             sync_dir(&self.dir)?;
         }
         let mut seal = Vec::new();
         encode(&Record::Seal { next_segment: next }, &mut seal);
-        // The new segment is complete; a lost seal only means readers find it by listing.
-        let _ = self.seg.write_all_at(&seal, self.offset);
+        // The new segment is complete; a lost seal only means readers find it by listing (the
+        // note stays for them).
+        if self.seg.write_all_at(&seal, self.offset).is_ok() {
+            sync.note_compaction(0)?;
+        }
         let old = self.seg_path.clone();
         let old_len = self.offset;
         self.seg_no = next;

@@ -1,7 +1,7 @@
 //! Damaged and foreign files, and file permissions.
 
 use std::fs::{self, OpenOptions};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -339,6 +339,14 @@ fn a_compaction_that_died_before_its_seal_does_not_split_the_log() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
     fs::write(path.join("log.1"), &unsealed).unwrap();
     let early = FileQueue::open(&path, opts()).unwrap();
+    // What the compactor did before it died: note the compaction (at byte 192 of run/sync, see
+    // the crate's durable.rs), then rename the new segment into place.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path.join("run").join("sync"))
+        .unwrap()
+        .write_all_at(&2u32.to_le_bytes(), 192)
+        .unwrap();
     fs::write(path.join("log.2"), &compacted).unwrap();
     let new = early.put("t", 0, Z, TTR, b"new").unwrap();
     assert!(new > ids[2]);

@@ -147,7 +147,7 @@ impl Durable {
     /// The mark; all zeros if missing or damaged.
     pub fn read(&self) -> Mark {
         let mut b = [0u8; 28];
-        if self.file.read_exact_at(&mut b, 0).is_err() || !crc_ok(&b) {
+        if !self.fetch(&mut b, 0) || !crc_ok(&b) {
             return Mark::default();
         }
         Mark {
@@ -182,7 +182,9 @@ impl Durable {
     /// The published end of the log; `None` if missing or torn (being written).
     pub fn appended(&self) -> Option<Appended> {
         let mut b = [0u8; 24];
-        self.file.read_exact_at(&mut b, APPENDED_AT as u64).ok()?;
+        if !self.fetch(&mut b, APPENDED_AT) {
+            return None;
+        }
         crc_ok(&b).then(|| Appended {
             seg: u64_at(&b, 0),
             end: u64_at(&b, 8),
@@ -216,6 +218,22 @@ impl Durable {
     /// compaction to it may have died before sealing (always, when the file is not mapped).
     pub fn compaction_noted(&self, next: u64) -> bool {
         self.peek(COMPACTING_AT).is_none_or(|n| n == next as u32)
+    }
+
+    /// Copies bytes at `off` of the sync file into `b`: through the mapping where there is one
+    /// (no system call; the page is the one `pwrite` writes), else with `pread`. A record read
+    /// while it is being written fails its crc, as with `pread`.
+    fn fetch(&self, b: &mut [u8], off: usize) -> bool {
+        match &self.word {
+            Some(w) => {
+                for (i, chunk) in b.chunks_mut(4).enumerate() {
+                    let v = w.at(off + 4 * i).load(Ordering::Acquire).to_ne_bytes();
+                    chunk.copy_from_slice(&v[..chunk.len()]);
+                }
+                true
+            }
+            None => self.file.read_exact_at(b, off as u64).is_ok(),
+        }
     }
 
     /// The little-endian `u32` at `off` of the sync file, read through the mapping.

@@ -251,21 +251,34 @@ fn killed_writers_lose_nothing_acknowledged_and_leave_nothing_torn() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    let mut total = 0;
-    for round in 0..5u64 {
+    let mut next = move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let mut c = child(
-            "crash_entry",
-            &[
-                ("PULPO_FQ_CRASH_DIR", dir.display().to_string()),
-                ("PULPO_FQ_CRASH_ROUND", round.to_string()),
-            ],
-        );
-        std::thread::sleep(Duration::from_millis(150 + seed % 500));
-        c.kill().unwrap(); // SIGKILL
-        c.wait().unwrap();
+        seed
+    };
+    let mut total = 0;
+    // Rounds of one, two and three writers at once: with several, group commits are under way
+    // (leaders, waiters, groups gathering) when the kills land.
+    for round in 0..6u64 {
+        let writers = 1 + round % 3;
+        let mut children: Vec<Child> = (0..writers)
+            .map(|w| {
+                child(
+                    "crash_entry",
+                    &[
+                        ("PULPO_FQ_CRASH_DIR", dir.display().to_string()),
+                        ("PULPO_FQ_CRASH_ROUND", (round * 10 + w).to_string()),
+                    ],
+                )
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(150 + next() % 300));
+        for c in &mut children {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+            std::thread::sleep(Duration::from_millis(next() % 40));
+        }
         total = check_store(&dir);
     }
     assert!(total > 0, "the children acknowledged nothing");

@@ -7,12 +7,17 @@
 //! events bumps a sequence number, so a waiter that took its snapshot of the sequence before
 //! looking at the queue never misses a write made after it looked.
 //!
+//! The watch is made when a handle first waits, not when it opens: a handle that only puts (a
+//! producer) holds no inotify instance (a per-user limit, 128 by default) and its writers make no
+//! events for it. The first wait returns at once, and the caller looks at the queue again with
+//! the watch in place.
+//!
 //! Without inotify (not Linux, or the per-user instance limit is reached) waiters fall back to
 //! polling every [`FALLBACK_POLL`]: a write by another process is then seen within that time.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
-use std::sync::{Condvar, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often waiters look again when inotify is unavailable.
@@ -26,26 +31,33 @@ struct State {
 
 /// Change notification for one handle.
 pub struct Notifier {
-    fd: Option<OwnedFd>,
+    dir: PathBuf,
+    /// The watch, made at the first wait; `None` inside if inotify cannot be used.
+    fd: OnceLock<Option<OwnedFd>>,
     state: Mutex<State>,
     cv: Condvar,
 }
 
 impl Notifier {
-    /// Watches `dir`; falls back to polling (with a warning) if inotify cannot be used.
+    /// A notifier for `dir`; the watch is made at the first [`Notifier::wait`].
     pub fn new(dir: &Path) -> Notifier {
-        let fd = match watch(dir) {
+        Notifier {
+            dir: dir.to_path_buf(),
+            fd: OnceLock::new(),
+            state: Mutex::default(),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Makes the watch; falls back to polling (with a warning) if inotify cannot be used.
+    fn watch(&self) -> Option<OwnedFd> {
+        match watch(&self.dir) {
             Ok(fd) => Some(fd),
             Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e,
+                tracing::warn!(dir = %self.dir.display(), error = %e,
                     "inotify unavailable; blocked reserves poll every {FALLBACK_POLL:?}");
                 None
             }
-        };
-        Notifier {
-            fd,
-            state: Mutex::default(),
-            cv: Condvar::new(),
         }
     }
 
@@ -57,6 +69,11 @@ impl Notifier {
     /// Blocks until something was written after `seen` was taken, or until `deadline`.
     /// May return early (spuriously); callers look at the queue again and call back.
     pub fn wait(&self, seen: u64, deadline: Instant) {
+        if self.fd.get().is_none() {
+            // Writes made before the watch existed were not seen: the caller looks again.
+            self.fd.get_or_init(|| self.watch());
+            return;
+        }
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if g.seq != seen {
@@ -67,7 +84,7 @@ impl Notifier {
                 return;
             }
             let left = deadline - now;
-            let Some(fd) = &self.fd else {
+            let Some(fd) = self.fd.get().and_then(Option::as_ref) else {
                 drop(g);
                 std::thread::sleep(left.min(FALLBACK_POLL));
                 return;

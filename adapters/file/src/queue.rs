@@ -3,14 +3,15 @@
 //! A transaction takes the handle's mutex, then the directory lock (`<dir>/lock`, `flock`),
 //! catches up with the log, turns expired reservations back into ready jobs (appending a
 //! `Timeout` record: whichever process notices first), decides, appends its records with one
-//! `pwrite` at the end it knows, and unlocks. Because every decision is made under the lock on
-//! up-to-date state, each ready job is reserved by exactly one handle in one process.
+//! `pwrite` at the end it knows, publishes that end in `run/sync` (with `fsync`), and unlocks.
+//! Because every decision is made under the lock on up-to-date state, each ready job is reserved
+//! by exactly one handle in one process.
 //!
 //! With `fsync`, changes that must survive a power loss (put, delete, release, bury, kick, pause)
 //! then go through group commit (`durable.rs`): if the shared "durable up to" mark already covers
-//! the record, nothing is left to do; else one handle, the leader, catches up, fdatasyncs and
-//! moves the mark past every complete record, covering what everyone appended meanwhile, while
-//! the others sleep on a shared futex word until it is done.
+//! the record, nothing is left to do; else, once its group is complete, one handle, the leader,
+//! fdatasyncs and moves the mark to the published end, covering what everyone appended
+//! meanwhile, while the others sleep on a shared futex word until it is done.
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -3,8 +3,8 @@
 //!
 //! It lives in a subdirectory of its own because every write to a file of the queue directory
 //! is an inotify event for every handle that watches it (the wake-ups of blocked reserves): the
-//! three small writes per commit here would otherwise wake idle reservers and cost each writer
-//! an event per watching handle.
+//! small writes of every commit here would otherwise wake idle reservers and cost each writer an
+//! event per watching handle.
 //!
 //! Layout (one page, all integers little-endian):
 //! - at 0, the mark: `seg u64 | off u64 | seq u32 | batch u32 | crc32 u32`: segment `seg` is on

@@ -126,7 +126,10 @@ impl Durable {
         let file = open_file(&path)?;
         let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
         if len < FILE_LEN {
-            file.set_len(FILE_LEN).map_err(io_err(&path, "grow"))?;
+            // Written, not just extended: the page then has its disk block, and the small writes
+            // of every commit never need a new one (they would fail on a full disk).
+            file.write_all_at(&[0u8; FILE_LEN as usize][len as usize..], len)
+                .map_err(io_err(&path, "grow"))?;
         }
         let word = match Word::map(&file) {
             Ok(w) => Some(w),
@@ -234,6 +237,12 @@ impl Durable {
             }
             None => self.file.read_exact_at(b, off as u64).is_ok(),
         }
+    }
+
+    /// Whether the mark or the published end lies in a segment after `seg`: the log has gone on
+    /// to a later segment.
+    pub fn moved_past(&self, seg: u64) -> bool {
+        self.read().seg > seg || self.appended().is_some_and(|a| a.seg > seg)
     }
 
     /// The little-endian `u32` at `off` of the sync file, read through the mapping.

@@ -123,16 +123,36 @@ impl Log {
                     // lock; N+1 beside an unsealed N means the compactor died in between. N+1 is
                     // whole (synced before the rename): go on there, never append to N again.
                     // The note spares the look-up (a path walk, a fifth of a transaction's time)
-                    // while no compaction is unfinished.
+                    // while no compaction is unfinished. A mark or published end in a later
+                    // segment says the same once the note is gone (N+1 opened by another process,
+                    // which deleted N, and perhaps compacted in turn).
                     let before = self.seg_no;
-                    if before < format::MAX_SEGMENT
-                        && sync.compaction_noted(before + 1)
-                        && segment_path(&self.dir, before + 1).exists()
-                    {
-                        tracing::warn!(file = %self.seg_path.display(), next = before + 1,
-                            "found the next segment of an unsealed one (a compaction died); switching");
+                    let look = before < format::MAX_SEGMENT
+                        && (sync.moved_past(before)
+                            || (sync.compaction_noted(before + 1)
+                                && segment_path(&self.dir, before + 1).exists()));
+                    if look {
+                        let (old, old_end) = (self.seg.clone(), self.offset);
                         self.switch(before + 1)?;
                         if self.seg_no != before {
+                            tracing::warn!(
+                                segment = before,
+                                now = self.seg_no,
+                                "the log went on past an unsealed segment (a compaction died); sealing it and switching"
+                            );
+                            // Seal N as the compactor would have, so that a handle still reading
+                            // it (a process idle since) follows too.
+                            let mut seal = Vec::new();
+                            encode(
+                                &Record::Seal {
+                                    next_segment: self.seg_no,
+                                },
+                                &mut seal,
+                            );
+                            if let Err(e) = old.write_all_at(&seal, old_end) {
+                                tracing::warn!(segment = before, error = %e,
+                                    "could not seal the segment of a compaction that died");
+                            }
                             window = FIRST_READ;
                             continue;
                         }
@@ -449,22 +469,23 @@ impl Log {
             }
         }
         flush(&mut out, &mut written)?;
-        if self.fsync {
-            f.sync_all().map_err(io_err(&tmp, "fsync"))?;
-        }
+        // Always synced, whatever `fsync` says: the old segment is deleted next, and with it what
+        // other handles (with fsync) had made durable there.
+        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
         // From the rename until the seal, a reader at the end of this segment must look for the
         // next one (should this process die in between); the note tells it to.
         sync.note_compaction(next)?;
         fs::rename(&tmp, &path).map_err(io_err(&tmp, "rename"))?;
-        if self.fsync {
-            sync_dir(&self.dir)?;
-        }
+        sync_dir(&self.dir)?;
         let mut seal = Vec::new();
         encode(&Record::Seal { next_segment: next }, &mut seal);
         // The new segment is complete; a lost seal only means readers find it by listing (the
         // note stays for them).
-        if self.seg.write_all_at(&seal, self.offset).is_ok() {
-            sync.note_compaction(0)?;
+        if self.seg.write_all_at(&seal, self.offset).is_ok()
+            && let Err(e) = sync.note_compaction(0)
+        {
+            // A note left set only costs readers a look-up at the end of the old segment.
+            tracing::warn!(error = %e, "could not clear the compaction note");
         }
         let old = self.seg_path.clone();
         let old_len = self.offset;
@@ -477,13 +498,15 @@ impl Log {
         if let Err(e) = fs::remove_file(&old) {
             tracing::warn!(file = %old.display(), error = %e, "could not remove a compacted segment");
         }
-        if self.fsync {
-            let m = sync.read();
-            sync.write(crate::durable::Mark {
-                seg: next,
-                off: written,
-                ..m
-            })?;
+        // The new segment was synced up to `written` above. A mark that cannot be written only
+        // costs one more fdatasync.
+        let m = sync.read();
+        if let Err(e) = sync.write(crate::durable::Mark {
+            seg: next,
+            off: written,
+            ..m
+        }) {
+            tracing::warn!(error = %e, "could not move the durable mark after compacting");
         }
         tracing::info!(segment = next, before = old_len, after = written, jobs = self.index.jobs.len(),
             took = ?t0.elapsed(), "compacted the log");

@@ -9,8 +9,9 @@
 //!
 //! The watch is made when a handle first waits, not when it opens: a handle that only puts (a
 //! producer) holds no inotify instance (a per-user limit, 128 by default) and its writers make no
-//! events for it. The first wait returns at once, and the caller looks at the queue again with
-//! the watch in place.
+//! events for it. Making the watch moves the sequence number on, so the first wait returns at
+//! once, and so does any wait on a snapshot taken before the watch existed: their callers look at
+//! the queue again with the watch in place.
 //!
 //! Without inotify (not Linux, or the per-user instance limit is reached) waiters fall back to
 //! polling every [`FALLBACK_POLL`]: a write by another process is then seen within that time.
@@ -70,8 +71,13 @@ impl Notifier {
     /// May return early (spuriously); callers look at the queue again and call back.
     pub fn wait(&self, seen: u64, deadline: Instant) {
         if self.fd.get().is_none() {
-            // Writes made before the watch existed were not seen: the caller looks again.
+            // Writes made before the watch existed were not seen. Moving the sequence on once the
+            // watch is in place sends every waiter of this handle (whenever it took its snapshot)
+            // back to look at the queue again, this caller included.
             self.fd.get_or_init(|| self.watch());
+            let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            g.seq += 1;
+            self.cv.notify_all();
             return;
         }
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -143,5 +149,43 @@ fn drain(fd: &OwnedFd) -> bool {
             return got;
         }
         got = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_taken_before_the_watch_existed_does_not_sleep() {
+        // Two threads of one handle: one took its snapshot and looked before the other's first
+        // wait made the watch. A write in between made no event, so that snapshot must not be
+        // waited on.
+        let d = tempfile::tempdir().unwrap();
+        let n = Notifier::new(d.path());
+        let early = n.seq();
+        let t = Instant::now();
+        n.wait(n.seq(), Instant::now() + Duration::from_secs(30));
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the first wait returns at once"
+        );
+        let t = Instant::now();
+        n.wait(early, Instant::now() + Duration::from_secs(30));
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "an early snapshot sent to sleep"
+        );
+        // With the watch in place, a write wakes a waiter.
+        let seen = n.seq();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                std::fs::write(d.path().join("log.1"), b"x").unwrap();
+            });
+            let t = Instant::now();
+            n.wait(seen, Instant::now() + Duration::from_secs(30));
+            assert!(t.elapsed() < Duration::from_secs(10), "not woken by a write");
+        });
     }
 }

@@ -286,6 +286,7 @@ impl FileQueue {
         inner.lock_file.lock().map_err(io_err(&inner.lock_path, "lock"))?;
         let result = (|| {
             log.catch_up(&inner.sync)?;
+            let seg_before = log.seg_no;
             let now = now_ms();
             log.index.promote(now);
             let mut tx = Txn {
@@ -297,14 +298,22 @@ impl FileQueue {
             tx.expire();
             let value = f(&mut tx);
             let mut out = std::mem::take(&mut tx.out);
-            let seg_before = log.seg_no;
             if !out.is_empty() {
                 log.write(&mut out)?;
-                log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync)?;
+                // The records are in the log now: what follows must not fail the command, or
+                // its caller would run it again. A compaction left undone is tried again later.
+                if let Err(e) = log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync) {
+                    tracing::warn!(error = %e, "could not compact the log; will try again");
+                }
             }
             let waits = !out.is_empty() && durability == Durability::Sync && inner.opts.fsync;
-            if inner.opts.fsync && (!out.is_empty() || log.seg_no != seg_before) {
-                inner.sync.publish(log.seg_no, log.offset, waits)?;
+            if inner.opts.fsync
+                && (!out.is_empty() || log.seg_no != seg_before)
+                && let Err(e) = inner.sync.publish(log.seg_no, log.offset, waits)
+            {
+                // Leaders then find the published end short of the record and catch up under
+                // the lock instead.
+                tracing::warn!(error = %e, "could not publish the end of the log");
             }
             let commit = waits.then_some((log.seg_no, log.offset));
             value.map(|v| (v, commit))

@@ -362,6 +362,54 @@ fn a_compaction_that_died_before_its_seal_does_not_split_the_log() {
     }
 }
 
+/// The same dead compactor, but the handle on the unsealed `log.1` stays idle while another
+/// process opens (taking `log.2` and deleting `log.1`) and compacts again, clearing the note:
+/// the idle handle must still follow the log, not append to the deleted segment.
+#[test]
+fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let q = FileQueue::open(&src, opts()).unwrap();
+    let ids: Vec<u64> = (0..3).map(|_| q.put("t", 0, Z, TTR, b"old").unwrap()).collect();
+    let unsealed = fs::read(src.join("log.1")).unwrap();
+    q.compact().unwrap();
+    let compacted = fs::read(src.join("log.2")).unwrap();
+    drop(q);
+    let path = d.path().join("q");
+    fs::create_dir(&path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(path.join("log.1"), &unsealed).unwrap();
+    let idle = FileQueue::open(&path, opts()).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path.join("run").join("sync"))
+        .unwrap()
+        .write_all_at(&2u32.to_le_bytes(), 192)
+        .unwrap();
+    fs::write(path.join("log.2"), &compacted).unwrap();
+    // Another process: opens (log.2 is the highest; log.1 is deleted), then compacts to log.3.
+    let other = FileQueue::open(&path, opts()).unwrap();
+    assert!(!path.join("log.1").exists());
+    other.compact().unwrap();
+    assert!(path.join("log.3").exists() && !path.join("log.2").exists());
+    let new = idle.put("t", 0, Z, TTR, b"new").unwrap();
+    assert_eq!(
+        other.peek(new).unwrap().body,
+        b"new",
+        "the other process sees the put"
+    );
+    drop((idle, other));
+    let q = FileQueue::open(&path, opts()).unwrap();
+    assert_eq!(
+        q.peek(new).unwrap().body,
+        b"new",
+        "the idle handle's put was lost"
+    );
+    for id in ids {
+        assert_eq!(q.peek(id).unwrap().body, b"old");
+    }
+}
+
 /// A segment cut shorter than its header under an open handle: the commands say so, no hang.
 #[test]
 fn a_segment_cut_below_its_header_is_an_error_not_a_hang() {

@@ -7,9 +7,10 @@
 //! event per watching handle.
 //!
 //! Layout (one page, all integers little-endian):
-//! - at 0, the mark: `seg u64 | off u64 | seq u32 | batch u32 | crc32 u32`: segment `seg` is on
-//!   disk up to `off`, covering the durable transactions numbered up to `seq`, `batch` of them
-//!   in the last fdatasync;
+//! - at 0, the mark: `seg u64 | off u64 | seq u32 | batch u32 | epoch u32 | crc32 u32`:
+//!   segment `seg` is on disk up to `off`, covering the durable transactions numbered up to
+//!   `seq`, `batch` of them in the last fdatasync; it counts only while its `epoch` is the
+//!   current one;
 //! - at [`WORD_AT`], a `u32` generation that every process maps (`MAP_SHARED`, read-only) and
 //!   waits on with a futex; leaders move it on with `pwrite`;
 //! - at [`APPENDED_AT`], the end of the log: `seg u64 | end u64 | seq u32 | crc32 u32`, written by
@@ -18,7 +19,10 @@
 //! - at [`COMPACTING_AT`], a `u32`: the (low bits of the) segment a compaction is moving the log
 //!   to, from just before its rename until it has sealed the old segment, else 0. A compactor
 //!   that dies in between leaves it set, and readers at the end of the old segment then look for
-//!   the new one; after a power loss every process opens afresh and takes the highest segment.
+//!   the new one; after a power loss every process opens afresh and takes the highest segment;
+//! - at [`EPOCH_AT`], a `u32` epoch, moved on whenever the log is found shorter than what the
+//!   file claims (a repair cut it, it shrank) and at every open: a mark written by a leader that
+//!   read the published end before that is void, however late it lands.
 //!
 //! Group commit: a handle whose record is not yet covered by the mark tries to become the
 //! leader (this handle's leader mutex, then a non-blocking exclusive `flock` on the file). The
@@ -58,6 +62,8 @@ const WORD_AT: usize = 64;
 const APPENDED_AT: usize = 128;
 /// Where a compaction notes the segment it is moving to, until it has sealed the old one.
 const COMPACTING_AT: usize = 192;
+/// Where the epoch lives.
+const EPOCH_AT: usize = 196;
 /// Longest sleep on the generation word before looking at the mark again.
 pub const WAIT_MAX: Duration = Duration::from_millis(5);
 /// How long a waiter sleeps between looks when the file cannot be mapped.
@@ -72,13 +78,14 @@ pub struct Durable {
 }
 
 /// What the mark says: segment `seg` is on disk up to `off`, covering the durable transactions
-/// up to number `seq`; the last fdatasync covered `batch` of them.
+/// up to number `seq`; the last fdatasync covered `batch` of them. Written in `epoch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Mark {
     pub seg: u64,
     pub off: u64,
     pub seq: u32,
     pub batch: u32,
+    pub epoch: u32,
 }
 
 /// The log's published end: complete up to `end` of segment `seg`, after `seq` transactions that
@@ -147,18 +154,46 @@ impl Durable {
         })
     }
 
-    /// The mark; all zeros if missing or damaged.
+    /// The mark; all zeros if missing or damaged, and no position (segment and offset 0) if
+    /// written in an earlier epoch.
     pub fn read(&self) -> Mark {
-        let mut b = [0u8; 28];
+        let mut b = [0u8; 32];
         if !self.fetch(&mut b, 0) || !crc_ok(&b) {
             return Mark::default();
         }
-        Mark {
+        let m = Mark {
             seg: u64_at(&b, 0),
             off: u64_at(&b, 8),
             seq: u32_at(&b, 16),
             batch: u32_at(&b, 20),
+            epoch: u32_at(&b, 24),
+        };
+        if m.epoch == self.epoch() {
+            m
+        } else {
+            Mark { seg: 0, off: 0, ..m }
         }
+    }
+
+    /// The current epoch; a leader takes it before it reads the published end, and writes its
+    /// mark with it.
+    pub fn epoch(&self) -> u32 {
+        match self.peek(EPOCH_AT) {
+            Some(e) => e,
+            None => {
+                let mut b = [0u8; 4];
+                let _ = self.file.read_exact_at(&mut b, EPOCH_AT as u64);
+                u32::from_le_bytes(b)
+            }
+        }
+    }
+
+    /// Voids every mark written so far. Caller holds the directory lock, after lowering what
+    /// it had to (in that order: a leader that reads the new epoch then reads the lowered end).
+    pub fn new_epoch(&self) -> Result<()> {
+        self.file
+            .write_all_at(&self.epoch().wrapping_add(1).to_le_bytes(), EPOCH_AT as u64)
+            .map_err(io_err(&self.path, "write"))
     }
 
     /// Whether the mark says `off` of segment `seg` is on disk.
@@ -172,11 +207,12 @@ impl Durable {
     /// did. Writers race only with a leader (others hold the directory lock); the loser's value
     /// is still true, and a reader that catches a torn mark sees zeros and syncs once more.
     pub fn write(&self, m: Mark) -> Result<()> {
-        let mut b = [0u8; 24];
+        let mut b = [0u8; 28];
         b[..8].copy_from_slice(&m.seg.to_le_bytes());
         b[8..16].copy_from_slice(&m.off.to_le_bytes());
         b[16..20].copy_from_slice(&m.seq.to_le_bytes());
         b[20..24].copy_from_slice(&m.batch.to_le_bytes());
+        b[24..28].copy_from_slice(&m.epoch.to_le_bytes());
         self.file
             .write_all_at(&with_crc(&b), 0)
             .map_err(io_err(&self.path, "write"))
@@ -269,13 +305,19 @@ impl Durable {
     /// directory lock.
     pub fn clamp(&self, seg: u64, end: u64) -> Result<()> {
         let m = self.read();
-        if beyond(m.seg, m.off, seg, end) {
-            self.write(Mark { seg: 0, off: 0, ..m })?;
+        let mark_past = beyond(m.seg, m.off, seg, end);
+        let end_past = match self.appended() {
+            Some(a) if !beyond(a.seg, a.end, seg, end) => false,
+            a => {
+                self.put_appended(seg, end, a.map_or(0, |a| a.seq))?;
+                true
+            }
+        };
+        if mark_past || end_past {
+            // After the end is lowered: a leader that read the old end holds the old epoch.
+            self.new_epoch()?;
         }
-        match self.appended() {
-            Some(a) if !beyond(a.seg, a.end, seg, end) => Ok(()),
-            a => self.put_appended(seg, end, a.map_or(0, |a| a.seq)),
-        }
+        Ok(())
     }
 
     /// The generation; take it before looking at the mark, then [`Durable::wait`] on it.
@@ -454,6 +496,7 @@ mod tests {
             off: 100,
             seq: 0,
             batch: 3,
+            epoch: s.epoch(),
         })
         .unwrap();
         s.publish(1, 200, true).unwrap();
@@ -480,6 +523,7 @@ mod tests {
             off: 5000,
             seq: 7,
             batch: 2,
+            epoch: s.epoch(),
         })
         .unwrap();
         s.publish(2, 6000, true).unwrap();
@@ -493,6 +537,7 @@ mod tests {
             off: 10,
             seq: 7,
             batch: 2,
+            epoch: s.epoch(),
         })
         .unwrap();
         s.clamp(2, 4000).unwrap();
@@ -503,6 +548,7 @@ mod tests {
             off: 100,
             seq: 7,
             batch: 2,
+            epoch: s.epoch(),
         })
         .unwrap();
         s.publish(2, 3000, false).unwrap();
@@ -520,6 +566,7 @@ mod tests {
             off: 300,
             seq: 1,
             batch: 1,
+            epoch: s.epoch(),
         })
         .unwrap();
         let f = File::options()
@@ -565,5 +612,42 @@ mod tests {
         assert!(!s.compaction_noted(3));
         s.note_compaction(0).unwrap();
         assert!(!s.compaction_noted(2));
+    }
+
+    #[test]
+    fn a_mark_from_before_a_clamp_is_void_however_late_it_lands() {
+        let (_d, s) = open();
+        s.publish(1, 1000, true).unwrap();
+        // A leader takes the epoch, then the published end...
+        let epoch = s.epoch();
+        let end = s.appended().unwrap().end;
+        // ...a repair cuts the log below that end meanwhile...
+        s.clamp(1, 500).unwrap();
+        // ...and the leader's mark lands after the clamp.
+        s.write(Mark {
+            seg: 1,
+            off: end,
+            seq: 1,
+            batch: 1,
+            epoch,
+        })
+        .unwrap();
+        assert!(!s.covers(1, 600), "a late mark claims bytes past the cut");
+        assert_eq!(s.read().seq, 1, "the counters of a void mark still count");
+        // A leader starting now sees the new epoch and the lowered end.
+        let epoch = s.epoch();
+        assert_eq!(s.appended().unwrap().end, 500);
+        s.write(Mark {
+            seg: 1,
+            off: 500,
+            seq: 1,
+            batch: 1,
+            epoch,
+        })
+        .unwrap();
+        assert!(s.covers(1, 500));
+        // A new epoch voids every mark.
+        s.new_epoch().unwrap();
+        assert!(!s.covers(1, 1));
     }
 }

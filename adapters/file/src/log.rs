@@ -504,6 +504,7 @@ impl Log {
         if let Err(e) = sync.write(crate::durable::Mark {
             seg: next,
             off: written,
+            epoch: sync.epoch(),
             ..m
         }) {
             tracing::warn!(error = %e, "could not move the durable mark after compacting");

@@ -222,6 +222,10 @@ impl FileQueue {
             // A mark or published end past the log (from a segment moved aside, or written
             // before a power loss undid the records) means nothing.
             sync.clamp(log.seg_no, log.offset)?;
+            // And a mark from before this open may come from another copy of the directory or
+            // another boot, where the segment's directory entry was not made durable: void it
+            // (the next leader then syncs the directory once).
+            sync.new_epoch()?;
             Ok((log, sync))
         })();
         let _ = lock_file.unlock();
@@ -369,6 +373,9 @@ impl FileQueue {
         if !beyond(seg_no, end, mark.seg, mark.off) {
             return Ok(());
         }
+        // The epoch before the published end: should a repair cut the log below that end
+        // meanwhile, it moves the epoch on and the mark written below is void.
+        let epoch = d.epoch();
         let appended = d.appended();
         let (seg, upto, seq, file, path) = {
             let mut log = self.lock_log();
@@ -415,6 +422,7 @@ impl FileQueue {
             off: upto,
             seq,
             batch: seq.wrapping_sub(mark.seq).clamp(1, GATHER_BATCH_MAX),
+            epoch,
         })
     }
 

@@ -20,9 +20,13 @@
 //!   to, from just before its rename until it has sealed the old segment, else 0. A compactor
 //!   that dies in between leaves it set, and readers at the end of the old segment then look for
 //!   the new one; after a power loss every process opens afresh and takes the highest segment;
+//! - at [`HIGHEST_AT`], `seg u64 | crc32 u32`: the highest segment the log has reached, written
+//!   under the directory lock by every handle that opens, switches to or compacts into a segment
+//!   (with or without fsync). A handle at the end of an unsealed segment below it knows that
+//!   the log went on without it (a compactor died before its seal) and follows;
 //! - at [`EPOCH_AT`], a `u32` epoch, moved on whenever the log is found shorter than what the
-//!   file claims (a repair cut it, it shrank) and at every open: a mark written by a leader that
-//!   read the published end before that is void, however late it lands.
+//!   file claims (a repair cut it, it shrank): a mark written by a leader that read the
+//!   published end before that is void, however late it lands.
 //!
 //! Group commit: a handle whose record is not yet covered by the mark tries to become the
 //! leader (this handle's leader mutex, then a non-blocking exclusive `flock` on the file). The
@@ -64,6 +68,8 @@ const APPENDED_AT: usize = 128;
 const COMPACTING_AT: usize = 192;
 /// Where the epoch lives.
 const EPOCH_AT: usize = 196;
+/// Where the highest segment the log has reached is noted: `seg u64 | crc32 u32`.
+const HIGHEST_AT: usize = 200;
 /// Longest sleep on the generation word before looking at the mark again.
 pub const WAIT_MAX: Duration = Duration::from_millis(5);
 /// How long a waiter sleeps between looks when the file cannot be mapped.
@@ -133,10 +139,15 @@ impl Durable {
         let file = open_file(&path)?;
         let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
         if len < FILE_LEN {
-            // Written, not just extended: the page then has its disk block, and the small writes
-            // of every commit never need a new one (they would fail on a full disk).
-            file.write_all_at(&[0u8; FILE_LEN as usize][len as usize..], len)
-                .map_err(io_err(&path, "grow"))?;
+            // Allocated, not just extended, so that the small writes of every commit never need
+            // a new disk block (they would fail on a full disk); and never written over, since
+            // another process may be opening the same file and already using it.
+            // SAFETY: fallocate on an open descriptor, mode 0 (allocate, extend the size).
+            let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, FILE_LEN as libc::off_t) };
+            if r != 0 {
+                // Not supported here: extending is what is left.
+                file.set_len(FILE_LEN).map_err(io_err(&path, "grow"))?;
+            }
         }
         let word = match Word::map(&file) {
             Ok(w) => Some(w),
@@ -275,10 +286,27 @@ impl Durable {
         }
     }
 
-    /// Whether the mark or the published end lies in a segment after `seg`: the log has gone on
-    /// to a later segment.
+    /// Whether the log has reached a segment after `seg` (see [`HIGHEST_AT`]).
     pub fn moved_past(&self, seg: u64) -> bool {
-        self.read().seg > seg || self.appended().is_some_and(|a| a.seg > seg)
+        self.highest().is_some_and(|h| h > seg)
+    }
+
+    /// The highest segment noted; `None` if missing or torn.
+    fn highest(&self) -> Option<u64> {
+        let mut b = [0u8; 12];
+        (self.fetch(&mut b, HIGHEST_AT) && crc_ok(&b)).then(|| u64_at(&b, 0))
+    }
+
+    /// Notes that the log has reached segment `seg`: raises the highest segment noted, or sets
+    /// it to `seg` if `reset` (at open, where `seg` is the highest segment in the directory, so
+    /// anything above it is stale). Caller holds the directory lock.
+    pub fn note_segment(&self, seg: u64, reset: bool) -> Result<()> {
+        if !reset && self.highest().is_some_and(|h| h >= seg) {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(&with_crc(&seg.to_le_bytes()), HIGHEST_AT as u64)
+            .map_err(io_err(&self.path, "write"))
     }
 
     /// The little-endian `u32` at `off` of the sync file, read through the mapping.
@@ -649,5 +677,18 @@ mod tests {
         // A new epoch voids every mark.
         s.new_epoch().unwrap();
         assert!(!s.covers(1, 1));
+    }
+
+    #[test]
+    fn the_highest_segment_only_rises_except_at_open() {
+        let (_d, s) = open();
+        assert!(!s.moved_past(1), "a new file notes nothing");
+        s.note_segment(3, false).unwrap();
+        assert!(s.moved_past(2));
+        assert!(!s.moved_past(3));
+        s.note_segment(2, false).unwrap();
+        assert!(s.moved_past(2), "a lower segment does not lower it");
+        s.note_segment(2, true).unwrap();
+        assert!(!s.moved_past(2), "an open sets what the directory holds");
     }
 }

@@ -123,9 +123,9 @@ impl Log {
                     // lock; N+1 beside an unsealed N means the compactor died in between. N+1 is
                     // whole (synced before the rename): go on there, never append to N again.
                     // The note spares the look-up (a path walk, a fifth of a transaction's time)
-                    // while no compaction is unfinished. A mark or published end in a later
-                    // segment says the same once the note is gone (N+1 opened by another process,
-                    // which deleted N, and perhaps compacted in turn).
+                    // while no compaction is unfinished. A higher segment noted in run/sync says
+                    // the same once the note is gone (N+1 opened by another process, which
+                    // deleted N, and perhaps compacted in turn).
                     let before = self.seg_no;
                     let look = before < format::MAX_SEGMENT
                         && (sync.moved_past(before)
@@ -135,6 +135,9 @@ impl Log {
                         let (old, old_end) = (self.seg.clone(), self.offset);
                         self.switch(before + 1)?;
                         if self.seg_no != before {
+                            if let Err(e) = sync.note_segment(self.seg_no, false) {
+                                tracing::warn!(error = %e, "could not note the new segment");
+                            }
                             tracing::warn!(
                                 segment = before,
                                 now = self.seg_no,
@@ -477,6 +480,11 @@ impl Log {
         sync.note_compaction(next)?;
         fs::rename(&tmp, &path).map_err(io_err(&tmp, "rename"))?;
         sync_dir(&self.dir)?;
+        // After the rename (the note covers a death before this line): a handle idle at the end
+        // of this segment follows, even once the note is cleared.
+        if let Err(e) = sync.note_segment(next, false) {
+            tracing::warn!(error = %e, "could not note the new segment");
+        }
         let mut seal = Vec::new();
         encode(&Record::Seal { next_segment: next }, &mut seal);
         // The new segment is complete; a lost seal only means readers find it by listing (the

@@ -70,17 +70,17 @@ impl Notifier {
     /// Blocks until something was written after `seen` was taken, or until `deadline`.
     /// May return early (spuriously); callers look at the queue again and call back.
     pub fn wait(&self, seen: u64, deadline: Instant) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.fd.get().is_none() {
-            // Writes made before the watch existed were not seen. Moving the sequence on once the
-            // watch is in place sends every waiter of this handle (whenever it took its snapshot)
-            // back to look at the queue again, this caller included.
+            // Writes made before the watch existed were not seen. The watch is made and the
+            // sequence moved on in one step under the lock, so whoever finds the watch in place
+            // also finds the sequence moved past any snapshot taken before it: every waiter of
+            // this handle goes back to look at the queue again, this caller included.
             self.fd.get_or_init(|| self.watch());
-            let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
             g.seq += 1;
             self.cv.notify_all();
             return;
         }
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if g.seq != seen {
                 return;

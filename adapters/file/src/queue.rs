@@ -222,10 +222,7 @@ impl FileQueue {
             // A mark or published end past the log (from a segment moved aside, or written
             // before a power loss undid the records) means nothing.
             sync.clamp(log.seg_no, log.offset)?;
-            // And a mark from before this open may come from another copy of the directory or
-            // another boot, where the segment's directory entry was not made durable: void it
-            // (the next leader then syncs the directory once).
-            sync.new_epoch()?;
+            sync.note_segment(log.seg_no, true)?;
             Ok((log, sync))
         })();
         let _ = lock_file.unlock();

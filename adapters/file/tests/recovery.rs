@@ -363,13 +363,20 @@ fn a_compaction_that_died_before_its_seal_does_not_split_the_log() {
 }
 
 /// The same dead compactor, but the handle on the unsealed `log.1` stays idle while another
-/// process opens (taking `log.2` and deleting `log.1`) and compacts again, clearing the note:
-/// the idle handle must still follow the log, not append to the deleted segment.
+/// process opens (taking `log.2` and deleting `log.1`) and compacts again, clearing the note, and
+/// a third opens: the idle handle must still follow the log, not append to the deleted segment.
+/// With and without fsync (handles without it publish no end of the log).
 #[test]
 fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
+    for fsync in [true, false] {
+        idle_handle_follows(Options { fsync, ..opts() });
+    }
+}
+
+fn idle_handle_follows(opts: Options) {
     let d = tempfile::tempdir().unwrap();
     let src = d.path().join("src");
-    let q = FileQueue::open(&src, opts()).unwrap();
+    let q = FileQueue::open(&src, opts.clone()).unwrap();
     let ids: Vec<u64> = (0..3).map(|_| q.put("t", 0, Z, TTR, b"old").unwrap()).collect();
     let unsealed = fs::read(src.join("log.1")).unwrap();
     q.compact().unwrap();
@@ -379,7 +386,7 @@ fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
     fs::create_dir(&path).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
     fs::write(path.join("log.1"), &unsealed).unwrap();
-    let idle = FileQueue::open(&path, opts()).unwrap();
+    let idle = FileQueue::open(&path, opts.clone()).unwrap();
     fs::OpenOptions::new()
         .write(true)
         .open(path.join("run").join("sync"))
@@ -388,18 +395,25 @@ fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
         .unwrap();
     fs::write(path.join("log.2"), &compacted).unwrap();
     // Another process: opens (log.2 is the highest; log.1 is deleted), then compacts to log.3.
-    let other = FileQueue::open(&path, opts()).unwrap();
+    let other = FileQueue::open(&path, opts.clone()).unwrap();
     assert!(!path.join("log.1").exists());
     other.compact().unwrap();
     assert!(path.join("log.3").exists() && !path.join("log.2").exists());
+    // And a third opens meanwhile.
+    let third = FileQueue::open(&path, opts.clone()).unwrap();
     let new = idle.put("t", 0, Z, TTR, b"new").unwrap();
     assert_eq!(
         other.peek(new).unwrap().body,
         b"new",
         "the other process sees the put"
     );
-    drop((idle, other));
-    let q = FileQueue::open(&path, opts()).unwrap();
+    assert_eq!(
+        third.peek(new).unwrap().body,
+        b"new",
+        "the third process sees the put"
+    );
+    drop((idle, other, third));
+    let q = FileQueue::open(&path, opts).unwrap();
     assert_eq!(
         q.peek(new).unwrap().body,
         b"new",

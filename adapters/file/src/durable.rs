@@ -126,7 +126,7 @@ impl Drop for Leader<'_> {
 
 impl Durable {
     /// Opens `<dir>/run/sync` (creating `run/` with mode 0700), growing it to a page and mapping
-    /// its generation word. A file that cannot be mapped (an odd filesystem) still works:
+    /// it. Caller holds the directory lock. A file that cannot be mapped (an odd filesystem) still works:
     /// waiters then poll every [`POLL`].
     pub fn open(dir: &Path) -> Result<Durable> {
         let run = dir.join(RUN_DIR);
@@ -139,15 +139,11 @@ impl Durable {
         let file = open_file(&path)?;
         let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
         if len < FILE_LEN {
-            // Allocated, not just extended, so that the small writes of every commit never need
-            // a new disk block (they would fail on a full disk); and never written over, since
-            // another process may be opening the same file and already using it.
-            // SAFETY: fallocate on an open descriptor, mode 0 (allocate, extend the size).
-            let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, FILE_LEN as libc::off_t) };
-            if r != 0 {
-                // Not supported here: extending is what is left.
-                file.set_len(FILE_LEN).map_err(io_err(&path, "grow"))?;
-            }
+            // Written, not just extended: the page then has its disk block, and the small writes
+            // of every commit never need a new one (they would fail on a full disk). The caller
+            // holds the directory lock, so no other process uses a file this short.
+            file.write_all_at(&[0u8; FILE_LEN as usize][len as usize..], len)
+                .map_err(io_err(&path, "grow"))?;
         }
         let word = match Word::map(&file) {
             Ok(w) => Some(w),

@@ -215,9 +215,11 @@ impl FileQueue {
         prepare_dir(&dir)?;
         let lock_path = dir.join("lock");
         let lock_file = open_file(&lock_path)?;
-        let sync = Durable::open(&dir)?;
         lock_file.lock().map_err(io_err(&lock_path, "lock"))?;
         let opened = (|| {
+            // Under the lock: a new run/sync is grown with zeros, which must not land on one that
+            // another process has started to use.
+            let sync = Durable::open(&dir)?;
             let log = Log::open(&dir, opts.fsync, &sync)?;
             // A mark or published end past the log (from a segment moved aside, or written
             // before a power loss undid the records) means nothing.

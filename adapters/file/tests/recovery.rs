@@ -2,7 +2,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pulpo_filequeue::format::{self, Record};
@@ -320,25 +320,23 @@ fn zeros_over_synced_records_are_skipped_not_taken_for_the_end() {
     assert!(n > c);
 }
 
-/// A compactor killed after renaming `log.2` into place but before sealing `log.1`: a handle
-/// still on `log.1` must go on in `log.2`, not append to `log.1`, which the next opener deletes.
-#[test]
-fn a_compaction_that_died_before_its_seal_does_not_split_the_log() {
-    let d = tempfile::tempdir().unwrap();
+/// A queue as a compactor killed after renaming `log.2` into place, but before sealing `log.1`,
+/// leaves it: three jobs, and a handle that opened before the rename (still on `log.1`).
+/// Returns the queue's path, the jobs' ids and that handle.
+fn dead_compaction(d: &Path, opts: &Options) -> (PathBuf, Vec<u64>, FileQueue) {
     // Make a compacted `log.2` of three jobs, and a copy of the unsealed `log.1` it came from.
-    let src = d.path().join("src");
-    let q = FileQueue::open(&src, opts()).unwrap();
+    let src = d.join("src");
+    let q = FileQueue::open(&src, opts.clone()).unwrap();
     let ids: Vec<u64> = (0..3).map(|_| q.put("t", 0, Z, TTR, b"old").unwrap()).collect();
     let unsealed = fs::read(src.join("log.1")).unwrap();
     q.compact().unwrap();
     let compacted = fs::read(src.join("log.2")).unwrap();
     drop(q);
-    // The queue as the dead compactor left it, with a handle that opened before the rename.
-    let path = d.path().join("q");
+    let path = d.join("q");
     fs::create_dir(&path).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
     fs::write(path.join("log.1"), &unsealed).unwrap();
-    let early = FileQueue::open(&path, opts()).unwrap();
+    let early = FileQueue::open(&path, opts.clone()).unwrap();
     // What the compactor did before it died: note the compaction (at byte 192 of run/sync, see
     // the crate's durable.rs), then rename the new segment into place.
     fs::OpenOptions::new()
@@ -348,18 +346,32 @@ fn a_compaction_that_died_before_its_seal_does_not_split_the_log() {
         .write_all_at(&2u32.to_le_bytes(), 192)
         .unwrap();
     fs::write(path.join("log.2"), &compacted).unwrap();
-    let new = early.put("t", 0, Z, TTR, b"new").unwrap();
-    assert!(new > ids[2]);
-    drop(early);
-    let q = FileQueue::open(&path, opts()).unwrap();
+    (path, ids, early)
+}
+
+/// Checks that a fresh handle finds the three old jobs and the new one.
+fn all_there(path: &Path, opts: Options, ids: &[u64], new: u64) {
+    let q = FileQueue::open(path, opts).unwrap();
     assert_eq!(
         q.peek(new).unwrap().body,
         b"new",
         "the put after the rename was lost"
     );
-    for id in ids {
+    for &id in ids {
         assert_eq!(q.peek(id).unwrap().body, b"old");
     }
+}
+
+/// A dead compactor: a handle still on `log.1` must go on in `log.2`, not append to `log.1`,
+/// which the next opener deletes.
+#[test]
+fn a_compaction_that_died_before_its_seal_does_not_split_the_log() {
+    let d = tempfile::tempdir().unwrap();
+    let (path, ids, early) = dead_compaction(d.path(), &opts());
+    let new = early.put("t", 0, Z, TTR, b"new").unwrap();
+    assert!(new > ids[2]);
+    drop(early);
+    all_there(&path, opts(), &ids, new);
 }
 
 /// The same dead compactor, but the handle on the unsealed `log.1` stays idle while another
@@ -369,58 +381,26 @@ fn a_compaction_that_died_before_its_seal_does_not_split_the_log() {
 #[test]
 fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
     for fsync in [true, false] {
-        idle_handle_follows(Options { fsync, ..opts() });
-    }
-}
-
-fn idle_handle_follows(opts: Options) {
-    let d = tempfile::tempdir().unwrap();
-    let src = d.path().join("src");
-    let q = FileQueue::open(&src, opts.clone()).unwrap();
-    let ids: Vec<u64> = (0..3).map(|_| q.put("t", 0, Z, TTR, b"old").unwrap()).collect();
-    let unsealed = fs::read(src.join("log.1")).unwrap();
-    q.compact().unwrap();
-    let compacted = fs::read(src.join("log.2")).unwrap();
-    drop(q);
-    let path = d.path().join("q");
-    fs::create_dir(&path).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(path.join("log.1"), &unsealed).unwrap();
-    let idle = FileQueue::open(&path, opts.clone()).unwrap();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(path.join("run").join("sync"))
-        .unwrap()
-        .write_all_at(&2u32.to_le_bytes(), 192)
-        .unwrap();
-    fs::write(path.join("log.2"), &compacted).unwrap();
-    // Another process: opens (log.2 is the highest; log.1 is deleted), then compacts to log.3.
-    let other = FileQueue::open(&path, opts.clone()).unwrap();
-    assert!(!path.join("log.1").exists());
-    other.compact().unwrap();
-    assert!(path.join("log.3").exists() && !path.join("log.2").exists());
-    // And a third opens meanwhile.
-    let third = FileQueue::open(&path, opts.clone()).unwrap();
-    let new = idle.put("t", 0, Z, TTR, b"new").unwrap();
-    assert_eq!(
-        other.peek(new).unwrap().body,
-        b"new",
-        "the other process sees the put"
-    );
-    assert_eq!(
-        third.peek(new).unwrap().body,
-        b"new",
-        "the third process sees the put"
-    );
-    drop((idle, other, third));
-    let q = FileQueue::open(&path, opts).unwrap();
-    assert_eq!(
-        q.peek(new).unwrap().body,
-        b"new",
-        "the idle handle's put was lost"
-    );
-    for id in ids {
-        assert_eq!(q.peek(id).unwrap().body, b"old");
+        let opts = Options { fsync, ..opts() };
+        let d = tempfile::tempdir().unwrap();
+        let (path, ids, idle) = dead_compaction(d.path(), &opts);
+        // Another process: opens (log.2 is the highest; log.1 is deleted), compacts to log.3.
+        let other = FileQueue::open(&path, opts.clone()).unwrap();
+        assert!(!path.join("log.1").exists());
+        other.compact().unwrap();
+        assert!(path.join("log.3").exists() && !path.join("log.2").exists());
+        // And a third opens meanwhile.
+        let third = FileQueue::open(&path, opts.clone()).unwrap();
+        let new = idle.put("t", 0, Z, TTR, b"new").unwrap();
+        for q in [&other, &third] {
+            assert_eq!(
+                q.peek(new).unwrap().body,
+                b"new",
+                "another process misses the put"
+            );
+        }
+        drop((idle, other, third));
+        all_there(&path, opts, &ids, new);
     }
 }
 

@@ -185,22 +185,13 @@ impl Durable {
     /// The current epoch; a leader takes it before it reads the published end, and writes its
     /// mark with it.
     pub fn epoch(&self) -> u32 {
-        match self.peek(EPOCH_AT) {
-            Some(e) => e,
-            None => {
-                let mut b = [0u8; 4];
-                let _ = self.file.read_exact_at(&mut b, EPOCH_AT as u64);
-                u32::from_le_bytes(b)
-            }
-        }
+        self.word_at(EPOCH_AT)
     }
 
     /// Voids every mark written so far. Caller holds the directory lock, after lowering what
     /// it had to (in that order: a leader that reads the new epoch then reads the lowered end).
     pub fn new_epoch(&self) -> Result<()> {
-        self.file
-            .write_all_at(&self.epoch().wrapping_add(1).to_le_bytes(), EPOCH_AT as u64)
-            .map_err(io_err(&self.path, "write"))
+        self.put(EPOCH_AT, &self.epoch().wrapping_add(1).to_le_bytes())
     }
 
     /// Whether the mark says `off` of segment `seg` is on disk.
@@ -220,9 +211,7 @@ impl Durable {
         b[16..20].copy_from_slice(&m.seq.to_le_bytes());
         b[20..24].copy_from_slice(&m.batch.to_le_bytes());
         b[24..28].copy_from_slice(&m.epoch.to_le_bytes());
-        self.file
-            .write_all_at(&with_crc(&b), 0)
-            .map_err(io_err(&self.path, "write"))
+        self.put(0, &with_crc(&b))
     }
 
     /// The published end of the log; `None` if missing or torn (being written).
@@ -242,12 +231,10 @@ impl Durable {
     /// `waits`. Caller holds the directory lock, and the records up to `end` are completely in
     /// the file.
     pub fn publish(&self, seg: u64, end: u64, waits: bool) -> Result<()> {
-        // The count is read through the mapping where there is one (no system call while the
-        // directory lock is held); a torn value only miscounts a heuristic.
-        let seq = match self.peek(APPENDED_AT + 16) {
-            Some(seq) => seq,
-            None => self.appended().map_or(0, |a| a.seq),
-        };
+        // The count alone, without its crc (it is read through the mapping where there is one:
+        // no system call while the directory lock is held); a torn value only miscounts a
+        // heuristic.
+        let seq = self.word_at(APPENDED_AT + 16);
         let seq = if waits { seq.wrapping_add(1) } else { seq };
         self.put_appended(seg, end, seq)
     }
@@ -255,15 +242,13 @@ impl Durable {
     /// Notes that a compaction is moving the log to segment `next` (0: none is unfinished).
     /// Caller holds the directory lock.
     pub fn note_compaction(&self, next: u64) -> Result<()> {
-        self.file
-            .write_all_at(&(next as u32).to_le_bytes(), COMPACTING_AT as u64)
-            .map_err(io_err(&self.path, "write"))
+        self.put(COMPACTING_AT, &(next as u32).to_le_bytes())
     }
 
     /// Whether a reader at the end of segment `next - 1` must look for segment `next`: a
-    /// compaction to it may have died before sealing (always, when the file is not mapped).
+    /// compaction to it may have died before sealing.
     pub fn compaction_noted(&self, next: u64) -> bool {
-        self.peek(COMPACTING_AT).is_none_or(|n| n == next as u32)
+        self.word_at(COMPACTING_AT) == next as u32
     }
 
     /// Copies bytes at `off` of the sync file into `b`: through the mapping where there is one
@@ -300,17 +285,23 @@ impl Durable {
         if !reset && self.highest().is_some_and(|h| h >= seg) {
             return Ok(());
         }
-        self.file
-            .write_all_at(&with_crc(&seg.to_le_bytes()), HIGHEST_AT as u64)
-            .map_err(io_err(&self.path, "write"))
+        self.put(HIGHEST_AT, &with_crc(&seg.to_le_bytes()))
     }
 
-    /// The little-endian `u32` at `off` of the sync file, read through the mapping.
-    fn peek(&self, off: usize) -> Option<u32> {
-        let w = self.word.as_ref()?;
-        Some(u32::from_le_bytes(
-            w.at(off).load(Ordering::Acquire).to_ne_bytes(),
-        ))
+    /// The little-endian `u32` at `off` of the sync file (0 if it cannot be read).
+    fn word_at(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        if !self.fetch(&mut b, off) {
+            return 0;
+        }
+        u32::from_le_bytes(b)
+    }
+
+    /// Writes `bytes` at `off` of the sync file.
+    fn put(&self, off: usize, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(bytes, off as u64)
+            .map_err(io_err(&self.path, "write"))
     }
 
     fn put_appended(&self, seg: u64, end: u64, seq: u32) -> Result<()> {
@@ -318,9 +309,7 @@ impl Durable {
         b[..8].copy_from_slice(&seg.to_le_bytes());
         b[8..16].copy_from_slice(&end.to_le_bytes());
         b[16..20].copy_from_slice(&seq.to_le_bytes());
-        self.file
-            .write_all_at(&with_crc(&b), APPENDED_AT as u64)
-            .map_err(io_err(&self.path, "write"))
+        self.put(APPENDED_AT, &with_crc(&b))
     }
 
     /// The log was found to end at `end` of segment `seg` (a repair cut it, it shrank, or it was
@@ -536,7 +525,7 @@ mod tests {
             })
         );
         // The mapping shows the count as written.
-        assert_eq!(s.peek(APPENDED_AT + 16), Some(3));
+        assert_eq!(s.word_at(APPENDED_AT + 16), 3);
     }
 
     #[test]

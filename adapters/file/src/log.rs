@@ -145,14 +145,7 @@ impl Log {
                             );
                             // Seal N as the compactor would have, so that a handle still reading
                             // it (a process idle since) follows too.
-                            let mut seal = Vec::new();
-                            encode(
-                                &Record::Seal {
-                                    next_segment: self.seg_no,
-                                },
-                                &mut seal,
-                            );
-                            if let Err(e) = old.write_all_at(&seal, old_end) {
+                            if let Err(e) = seal(&old, old_end, self.seg_no) {
                                 tracing::warn!(segment = before, error = %e,
                                     "could not seal the segment of a compaction that died");
                             }
@@ -485,11 +478,9 @@ impl Log {
         if let Err(e) = sync.note_segment(next, false) {
             tracing::warn!(error = %e, "could not note the new segment");
         }
-        let mut seal = Vec::new();
-        encode(&Record::Seal { next_segment: next }, &mut seal);
         // The new segment is complete; a lost seal only means readers find it by listing (the
         // note stays for them).
-        if self.seg.write_all_at(&seal, self.offset).is_ok()
+        if seal(&self.seg, self.offset, next).is_ok()
             && let Err(e) = sync.note_compaction(0)
         {
             // A note left set only costs readers a look-up at the end of the old segment.
@@ -521,6 +512,13 @@ impl Log {
             took = ?t0.elapsed(), "compacted the log");
         Ok(())
     }
+}
+
+/// Appends a seal at `at` of a segment: the log goes on in segment `next`.
+fn seal(seg: &File, at: u64, next: u64) -> std::io::Result<()> {
+    let mut rec = Vec::new();
+    encode(&Record::Seal { next_segment: next }, &mut rec);
+    seg.write_all_at(&rec, at)
 }
 
 /// Reads from `at` until `buf` is full or the file ends; returns how much was read.

@@ -36,10 +36,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pulpo::config::{Settings, from_toml_str};
-use pulpo::handler::{Context, Outcome};
+use pulpo::handlers::Registry;
+use pulpo::handlers::{Context, Outcome};
 use pulpo::message::Message;
 use pulpo::queue::{self, NewJob};
-use pulpo::registry::Registry;
 use pulpo::runner::Runner;
 use pulpo_beanstalkd::Client;
 use pulpo_filequeue::{FileQueue, Options as FileOptions};

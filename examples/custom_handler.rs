@@ -31,9 +31,9 @@ use std::time::Duration;
 
 use pulpo::config::{ConfigError, HandlerSettings};
 use pulpo::duration::parse_duration;
-use pulpo::handler::{Context, Handler, Outcome};
+use pulpo::handlers::Registry;
+use pulpo::handlers::{Context, Handler, Outcome};
 use pulpo::message::Message;
-use pulpo::registry::Registry;
 use serde_json::Value;
 
 /// The options of one `word_count` table, checked once when the runner starts.

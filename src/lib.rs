@@ -5,10 +5,8 @@
 pub mod cli;
 pub mod config;
 pub mod duration;
-pub mod handler;
+pub mod handlers;
 pub mod message;
-pub mod process;
 pub mod publish;
 pub mod queue;
-pub mod registry;
 pub mod runner;

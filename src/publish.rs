@@ -1,7 +1,7 @@
 //! Turning a [`Message`] into a job to store: its priority, delay and TTR
 //! from the message's header, its request type's handler table, or the
 //! `[defaults]`; shared by `pulpo publish`, the runner's follow-ups and
-//! [`crate::handler::Context::publish`].
+//! [`crate::handlers::Context::publish`].
 
 use std::time::Duration;
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pulpo::config::{HandlerSettings, RetrySettings};
-use pulpo::handler::{BoxFuture, Context, Handler, JobServices, Outcome};
+use pulpo::handlers::Registry;
+use pulpo::handlers::{BoxFuture, Context, Handler, JobServices, Outcome};
 use pulpo::message::Message;
-use pulpo::registry::Registry;
 use serde_json::{Value, json};
 
 struct NoServices;

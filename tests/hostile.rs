@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pulpo::config::from_toml_str;
+use pulpo::handlers::Registry;
 use pulpo::queue::{self, JobState, NewJob};
-use pulpo::registry::Registry;
 use pulpo::runner::Runner;
 use tokio_util::sync::CancellationToken;
 

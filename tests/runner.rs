@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pulpo::config::{Settings, from_toml_str};
-use pulpo::handler::{Context, Outcome};
+use pulpo::handlers::Registry;
+use pulpo::handlers::{Context, Outcome};
 use pulpo::message::Message;
 use pulpo::queue::{self, JobState, Queue, QueueError};
-use pulpo::registry::Registry;
 use pulpo::runner::{RunReport, Runner, StopReason, run_until_stopped};
 use pulpo_testkit::{Beanstalkd, Options};
 use tokio_util::sync::CancellationToken;

@@ -15,9 +15,9 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{self, Overrides, QueueKind, Settings};
 use crate::duration::parse_duration;
+use crate::handlers::Registry;
 use crate::message::{Message, parse_time};
 use crate::queue::{self, NewJob, PeekState, Queue, QueueError};
-use crate::registry::Registry;
 use crate::runner;
 
 /// How many messages `publish --count` hands the queue at once: each batch's

@@ -3,7 +3,7 @@
 //! reservation belongs to the connection that made it), routes each job to
 //! the handler of its `request_type`, keeps the job's TTR lease alive while
 //! the handler runs, and settles the job by the outcome table
-//! ([`policy`]).
+//! ([`outcome`]).
 //!
 //! It stops in one of two ways, and loses no job either way:
 //!
@@ -19,7 +19,9 @@
 //! with back-off by each worker; jobs it held come back by themselves.
 
 mod counters;
-pub mod policy;
+mod idle;
+pub mod outcome;
+mod phase;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -34,11 +36,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 pub use counters::{Counters, NOT_A_MESSAGE, Tally, render, total};
+use idle::IdleRule;
+use phase::{Phase, Phases};
 
 use crate::config::{ConfigError, OnIdle, QueueKind, Settings};
-use crate::handler::Handler;
+use crate::handlers::Handler;
+use crate::handlers::Registry;
 use crate::queue::{self, Queue, QueueError};
-use crate::registry::Registry;
 
 /// How often the counters are logged while the runner works.
 pub const COUNTERS_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -84,17 +88,6 @@ pub enum RunError {
     /// Every worker failed (a bug; the log says how).
     #[error("every worker of the runner failed; see the log")]
     WorkersFailed,
-}
-
-/// The stage of a run, sent to every worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Reserving and running jobs.
-    Running,
-    /// No more reserving; in-flight handlers finish.
-    Stopping,
-    /// In-flight handlers are cancelled and their jobs released.
-    Abandon,
 }
 
 /// What the workers share.
@@ -155,15 +148,15 @@ impl Runner {
                 restarts: 0,
             });
         };
-        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let (phases, phase) = Phases::new();
         let shared = Arc::new(Shared {
             settings: settings.clone(),
             handlers: self.handlers,
             tally: Tally::default(),
             active: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
-            phase: phase_rx,
-            stopping: CancellationToken::new(),
+            phase,
+            stopping: phases.stopping(),
         });
         info!(
             queue = %queues[0].describe(),
@@ -173,98 +166,12 @@ impl Runner {
             "runner started"
         );
         let mut workers = JoinSet::new();
-        let count = queues.len();
         for (n, queue) in queues.into_iter().enumerate() {
             workers.spawn(worker::run(shared.clone(), queue, n));
         }
-
-        let mut stop = None;
-        let mut abandon_at: Option<tokio::time::Instant> = None;
-        let mut empty_iterations = 0u32;
-        let limit = settings.shutdown_after_number_of_empty_iterations;
-        let iteration = settings.sleep_duration.max(Duration::from_millis(1));
-        let mut idle_tick = tokio::time::interval_at(tokio::time::Instant::now() + iteration, iteration);
-        let mut counters_tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + COUNTERS_LOG_INTERVAL,
-            COUNTERS_LOG_INTERVAL,
-        );
-        let mut failed = 0;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled(), if stop.is_none() => {
-                    let running = shared.busy.load(Ordering::SeqCst);
-                    info!(
-                        in_flight = running,
-                        shutdown_timeout = %humantime::format_duration(settings.shutdown_timeout),
-                        "shutting down: no more reserving; waiting for in-flight handlers"
-                    );
-                    stop = Some(StopReason::Shutdown);
-                    abandon_at = Some(tokio::time::Instant::now() + settings.shutdown_timeout);
-                    let _ = phase_tx.send(Phase::Stopping);
-                    shared.stopping.cancel();
-                }
-                _ = sleep_until_some(abandon_at) => {
-                    abandon_at = None;
-                    let running = shared.busy.load(Ordering::SeqCst);
-                    if running > 0 {
-                        warn!(
-                            in_flight = running,
-                            "shutdown_timeout passed: cancelling in-flight handlers and releasing their jobs"
-                        );
-                    }
-                    let _ = phase_tx.send(Phase::Abandon);
-                }
-                _ = idle_tick.tick(), if stop.is_none() => {
-                    let active = shared.active.swap(false, Ordering::SeqCst)
-                        || shared.busy.load(Ordering::SeqCst) > 0;
-                    if active {
-                        empty_iterations = 0;
-                    } else {
-                        empty_iterations += 1;
-                        tracing::debug!(empty_iterations, limit, "empty iteration");
-                        if limit > 0 && empty_iterations >= limit {
-                            info!(
-                                empty_iterations,
-                                sleep_duration = %humantime::format_duration(settings.sleep_duration),
-                                on_idle = %settings.on_idle,
-                                "idle: no job for {empty_iterations} iterations in a row; stopping"
-                            );
-                            stop = Some(StopReason::Idle);
-                            let _ = phase_tx.send(Phase::Stopping);
-                            shared.stopping.cancel();
-                        }
-                    }
-                }
-                _ = counters_tick.tick() => {
-                    let snapshot = shared.tally.snapshot();
-                    let sum = total(&snapshot);
-                    if sum.reserved > 0 {
-                        info!(
-                            reserved = sum.reserved,
-                            succeeded = sum.succeeded,
-                            released = sum.released,
-                            buried = sum.buried,
-                            timed_out = sum.timed_out,
-                            "counters so far\n{}",
-                            render(&snapshot)
-                        );
-                    }
-                }
-                joined = workers.join_next() => match joined {
-                    None => break,
-                    Some(Ok(())) => {}
-                    Some(Err(err)) => {
-                        failed += 1;
-                        error!("a worker failed: {err}");
-                    }
-                },
-            }
-        }
-        if failed == count {
-            return Err(RunError::WorkersFailed);
-        }
+        let stop = supervise(&shared, &phases, workers, &shutdown).await?;
         let report = RunReport {
-            stop: stop.unwrap_or(StopReason::Shutdown),
+            stop,
             counters: shared.tally.snapshot(),
             elapsed: millis(started.elapsed()),
             restarts: 0,
@@ -281,6 +188,100 @@ impl Runner {
             "runner stopped"
         );
         Ok(report)
+    }
+}
+
+/// Watches the workers until they have all returned, moving the run
+/// through its phases: on `shutdown` (or by the idle rule) to stopping,
+/// and `shutdown_timeout` later to abandon. Logs the counters every
+/// [`COUNTERS_LOG_INTERVAL`]. Returns why the run stopped.
+async fn supervise(
+    shared: &Shared,
+    phases: &Phases,
+    mut workers: JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Result<StopReason, RunError> {
+    let settings = &shared.settings;
+    let count = workers.len();
+    let mut stop = None;
+    let mut abandon_at: Option<tokio::time::Instant> = None;
+    let mut idle = IdleRule::new(settings.shutdown_after_number_of_empty_iterations);
+    let iteration = settings.sleep_duration.max(Duration::from_millis(1));
+    let mut idle_tick = tokio::time::interval_at(tokio::time::Instant::now() + iteration, iteration);
+    let mut counters_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + COUNTERS_LOG_INTERVAL,
+        COUNTERS_LOG_INTERVAL,
+    );
+    let mut failed = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled(), if stop.is_none() => {
+                info!(
+                    in_flight = shared.busy.load(Ordering::SeqCst),
+                    shutdown_timeout = %humantime::format_duration(settings.shutdown_timeout),
+                    "shutting down: no more reserving; waiting for in-flight handlers"
+                );
+                stop = Some(StopReason::Shutdown);
+                abandon_at = Some(tokio::time::Instant::now() + settings.shutdown_timeout);
+                phases.stop();
+            }
+            _ = sleep_until_some(abandon_at) => {
+                abandon_at = None;
+                let running = shared.busy.load(Ordering::SeqCst);
+                if running > 0 {
+                    warn!(
+                        in_flight = running,
+                        "shutdown_timeout passed: cancelling in-flight handlers and releasing their jobs"
+                    );
+                }
+                phases.abandon();
+            }
+            _ = idle_tick.tick(), if stop.is_none() => {
+                let active = shared.active.swap(false, Ordering::SeqCst)
+                    || shared.busy.load(Ordering::SeqCst) > 0;
+                if idle.iteration(active) {
+                    let empty_iterations = idle.empty_iterations();
+                    info!(
+                        empty_iterations,
+                        sleep_duration = %humantime::format_duration(settings.sleep_duration),
+                        on_idle = %settings.on_idle,
+                        "idle: no job for {empty_iterations} iterations in a row; stopping"
+                    );
+                    stop = Some(StopReason::Idle);
+                    phases.stop();
+                }
+            }
+            _ = counters_tick.tick() => log_counters_so_far(&shared.tally),
+            joined = workers.join_next() => match joined {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(err)) => {
+                    failed += 1;
+                    error!("a worker failed: {err}");
+                }
+            },
+        }
+    }
+    if failed == count {
+        return Err(RunError::WorkersFailed);
+    }
+    Ok(stop.unwrap_or(StopReason::Shutdown))
+}
+
+/// Logs the counters so far, once the runner has reserved anything.
+fn log_counters_so_far(tally: &Tally) {
+    let snapshot = tally.snapshot();
+    let sum = total(&snapshot);
+    if sum.reserved > 0 {
+        info!(
+            reserved = sum.reserved,
+            succeeded = sum.succeeded,
+            released = sum.released,
+            buried = sum.buried,
+            timed_out = sum.timed_out,
+            "counters so far\n{}",
+            render(&snapshot)
+        );
     }
 }
 

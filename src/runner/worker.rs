@@ -14,11 +14,12 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, warn};
 
-use super::counters::{Counters, NOT_A_MESSAGE};
-use super::policy::{after_transient, too_many_attempts};
-use super::{Phase, RESERVE_SLICE, Shared, queue_backoff};
-use crate::config::{HandlerSettings, OnExpired};
-use crate::handler::{BoxFuture, Context, JobServices, Outcome};
+use super::counters::NOT_A_MESSAGE;
+use super::outcome::{self, Count, Facts, Happened, random_fraction, too_many_attempts};
+use super::phase::{Phase, reached};
+use super::{RESERVE_SLICE, Shared, queue_backoff};
+use crate::config::HandlerSettings;
+use crate::handlers::{BoxFuture, Context, JobServices, Outcome};
 use crate::message::Message;
 use crate::publish::prepare;
 use crate::queue::{Queue, QueueError, Reservation, Settlement};
@@ -221,34 +222,19 @@ fn report_settled(shared: &Shared, p: &Pending, settled: Result<(), QueueError>)
     }
 }
 
-/// Runs one reserved job to its settlement.
+/// Runs one reserved job to its settlement: finds out what happened
+/// ([`what_happened`]) and asks the outcome table what follows.
 async fn run_job(
     shared: &Shared,
     queue: &mut dyn Queue,
     job: Reservation,
     phase: &mut watch::Receiver<Phase>,
 ) -> Pending {
-    let mut message = match Message::from_json(&job.body) {
-        Ok(message) => message,
-        Err(err) => {
-            shared.tally.update(NOT_A_MESSAGE, |c| {
-                c.reserved += 1;
-                c.buried += 1;
-            });
-            let reason = format!("the job body is not a pulpo message: {err}");
-            warn!(id = job.id, tube = %job.tube, attempt = job.reserves, "burying job {}: {reason}", job.id);
-            return Pending {
-                id: job.id,
-                settlement: Settlement::Bury {
-                    priority: job.priority,
-                    reason: Some(reason),
-                },
-                request_type: NOT_A_MESSAGE.to_owned(),
-            };
-        }
+    let message = Message::from_json(&job.body);
+    let request_type = match &message {
+        Ok(message) => message.request_type().to_owned(),
+        Err(_) => NOT_A_MESSAGE.to_owned(),
     };
-    message.set_job_id(job.id);
-    let request_type = message.request_type().to_owned();
     shared.tally.update(&request_type, |c| c.reserved += 1);
     let span = tracing::info_span!(
         "job",
@@ -260,16 +246,40 @@ async fn run_job(
         duration_ms = tracing::field::Empty,
     );
     let started = Instant::now();
-    let settlement = decide(shared, queue, &job, message, phase)
-        .instrument(span.clone())
-        .await;
-    let (settlement, change): (Settlement, fn(&mut Counters)) = settlement;
-    shared.tally.update(&request_type, change);
+    let happened = match message {
+        Ok(mut message) => {
+            message.set_job_id(job.id);
+            what_happened(shared, queue, &job, message, phase)
+                .instrument(span.clone())
+                .await
+        }
+        Err(err) => Happened::NotAMessage(err.to_string()),
+    };
+    let facts = Facts {
+        request_type: &request_type,
+        attempt: job.reserves,
+        priority: job.priority,
+        retry: shared
+            .settings
+            .handler(&request_type)
+            .map_or(&shared.settings.retry, |handler| &handler.retry),
+        on_expired: shared.settings.on_expired,
+        random: random_fraction(),
+    };
+    let expired_at = match &happened {
+        Happened::Expired(at) => at.clone(),
+        _ => String::new(),
+    };
+    let (settlement, count) = outcome::decide(happened, &facts);
+    shared.tally.update(&request_type, |c| count.apply(c));
     let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     span.record("outcome", settlement.name());
     span.record("duration_ms", duration_ms);
     let _entered = span.enter();
     match &settlement {
+        Settlement::Delete if count == Count::ExpiredDeleted => {
+            info!("deleting job {}: expired at {expired_at} before it ran", job.id)
+        }
         Settlement::Delete => debug!("job {} done in {duration_ms:.1} ms", job.id),
         Settlement::Release { delay, reason, .. } => info!(
             "releasing job {} for {}: {}",
@@ -288,30 +298,21 @@ async fn run_job(
     }
 }
 
-/// The outcome table: what to do with the job, and which counter says so.
-async fn decide(
+/// What happened to a job that is a message: the checks before it runs,
+/// then its handler's run (with its follow-ups published on success).
+async fn what_happened(
     shared: &Shared,
     queue: &mut dyn Queue,
     job: &Reservation,
     message: Message,
     phase: &mut watch::Receiver<Phase>,
-) -> (Settlement, fn(&mut Counters)) {
-    let bury = |reason: String| Settlement::Bury {
-        priority: job.priority,
-        reason: Some(reason),
-    };
-    let buried: fn(&mut Counters) = |c| c.buried += 1;
+) -> Happened {
     let request_type = message.request_type().to_owned();
     let (Some(handler), Some(handler_settings)) = (
         shared.handlers.get(&request_type),
         shared.settings.handler(&request_type),
     ) else {
-        return (
-            bury(format!(
-                "no handler for request type {request_type:?}: add a [handlers.{request_type}] table to the config"
-            )),
-            buried,
-        );
+        return Happened::NoHandler;
     };
     if message.is_expired(Utc::now()) {
         let expired_at = message
@@ -319,19 +320,11 @@ async fn decide(
             .expiration
             .map(crate::message::format_time)
             .unwrap_or_default();
-        return match shared.settings.on_expired {
-            OnExpired::Bury => (bury(format!("expired at {expired_at} before it ran")), buried),
-            OnExpired::Delete => {
-                info!("deleting job {}: expired at {expired_at} before it ran", job.id);
-                (Settlement::Delete, |c| c.expired_deleted += 1)
-            }
-        };
+        return Happened::Expired(expired_at);
     }
-    let retry = &handler_settings.retry;
-    if let Some(reason) = too_many_attempts(retry, job.reserves) {
-        return (bury(reason), buried);
+    if too_many_attempts(&handler_settings.retry, job.reserves) {
+        return Happened::TooManyAttempts;
     }
-
     let ran = run_handler(
         shared,
         queue,
@@ -342,51 +335,24 @@ async fn decide(
         phase,
     )
     .await;
-    let transient = |reason: &str, delay| after_transient(retry, job.reserves, job.priority, reason, delay);
-    let counted = |settlement: Settlement| -> (Settlement, fn(&mut Counters)) {
-        match settlement {
-            s @ Settlement::Release { .. } => (s, |c| c.released += 1),
-            s => (s, |c| c.buried += 1),
-        }
-    };
     match ran {
         Ran::Finished(Outcome::Success { follow_ups }) => {
             for mut follow_up in follow_ups {
                 let new = prepare(&mut follow_up, &shared.settings, Utc::now());
                 if let Err(err) = queue.put(&shared.settings.tube, new).await {
-                    let reason = format!(
+                    return Happened::FollowUpFailed(format!(
                         "succeeded, but publishing a follow-up {:?} message failed: {err}",
                         follow_up.request_type()
-                    );
-                    return counted(transient(&reason, None));
+                    ));
                 }
             }
-            (Settlement::Delete, |c| c.succeeded += 1)
+            Happened::Succeeded
         }
-        Ran::Finished(Outcome::Transient { reason, delay }) => counted(transient(&reason, delay)),
-        Ran::Finished(Outcome::Fatal { reason }) => (bury(reason), buried),
-        Ran::Panicked(what) => (bury(format!("the handler panicked: {what}")), buried),
-        Ran::TimedOut(limit) => {
-            let reason = format!("timed out after {}", humantime::format_duration(limit));
-            match transient(&reason, None) {
-                s @ Settlement::Release { .. } => (s, |c| {
-                    c.released += 1;
-                    c.timed_out += 1;
-                }),
-                s => (s, |c| {
-                    c.buried += 1;
-                    c.timed_out += 1;
-                }),
-            }
-        }
-        Ran::Abandoned => (
-            Settlement::Release {
-                priority: job.priority,
-                delay: Duration::ZERO,
-                reason: Some("shutdown: the handler did not finish within shutdown_timeout".to_owned()),
-            },
-            |c| c.released += 1,
-        ),
+        Ran::Finished(Outcome::Transient { reason, delay }) => Happened::Transient { reason, delay },
+        Ran::Finished(Outcome::Fatal { reason }) => Happened::Fatal(reason),
+        Ran::Panicked(what) => Happened::Panicked(what),
+        Ran::TimedOut(limit) => Happened::TimedOut(limit),
+        Ran::Abandoned => Happened::Abandoned,
     }
 }
 
@@ -398,7 +364,7 @@ async fn run_handler(
     queue: &mut dyn Queue,
     job: &Reservation,
     message: Message,
-    handler: Arc<dyn crate::handler::Handler>,
+    handler: Arc<dyn crate::handlers::Handler>,
     settings: &HandlerSettings,
     phase: &mut watch::Receiver<Phase>,
 ) -> Ran {
@@ -469,19 +435,6 @@ async fn run_handler(
                 }
             },
         }
-    }
-}
-
-/// Waits until the run reaches `stage` or a later one.
-async fn reached(phase: &mut watch::Receiver<Phase>, stage: Phase) {
-    let later = |p: &Phase| match stage {
-        Phase::Running => true,
-        Phase::Stopping => *p != Phase::Running,
-        Phase::Abandon => *p == Phase::Abandon,
-    };
-    if phase.wait_for(later).await.is_err() {
-        // The runner is gone: nothing will change any more.
-        std::future::pending::<()>().await;
     }
 }
 

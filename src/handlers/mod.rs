@@ -1,6 +1,8 @@
-//! The handler API: what a job's code gets (the whole [`Message`] and a
-//! [`Context`]) and what it returns (an [`Outcome`]). The runner — never the
-//! handler — deletes, releases or buries the job by that outcome.
+//! Handlers: the API a job's code is written against (the whole [`Message`]
+//! and a [`Context`] in, an [`Outcome`] out), the [`Registry`] of handler
+//! kinds, and the kinds pulpo ships: [`exec`] and the [`samples`]. The
+//! runner — never the handler — deletes, releases or buries the job by the
+//! outcome.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::message::Message;
+
+pub mod exec;
+pub mod registry;
+pub mod samples;
+
+pub use registry::{Factory, Registry};
 
 /// What a handler decided about its job.
 #[derive(Debug, Clone, PartialEq)]

@@ -34,7 +34,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{ConfigError, HandlerSettings};
-use crate::handler::{BoxFuture, Context, Handler, Outcome};
+use crate::handlers::{BoxFuture, Context, Handler, Outcome};
 use crate::message::Message;
 
 /// The exit code of a transient failure (`EX_TEMPFAIL` of sysexits.h).
@@ -205,7 +205,7 @@ fn resolve_program(name: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("program {name:?} is not in PATH; install it or give its full path"))
 }
 
-/// The `exec` kind's factory, for [`crate::registry::Registry`].
+/// The `exec` kind's factory, for [`crate::handlers::registry::Registry`].
 pub fn factory(settings: &HandlerSettings) -> Result<Arc<dyn Handler>, ConfigError> {
     Ok(Arc::new(Exec {
         spec: Arc::new(ExecSpec::from_settings(settings)?),

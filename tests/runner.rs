@@ -252,10 +252,6 @@ async fn until_buried(queue: &mut dyn Queue, id: u64) -> queue::JobInfo {
     }
 }
 
-fn file_queue(env: &Env) -> bool {
-    env.server.is_none()
-}
-
 // ---------------------------------------------------------------- scenarios
 
 /// success → delete; success with follow-ups → published, then delete;
@@ -296,7 +292,7 @@ async fn fatal_and_panic_bury(env: Env) {
     let fatal_info = until_buried(q.as_mut(), fatal).await;
     let panic_info = until_buried(q.as_mut(), panic).await;
     assert_eq!((fatal_info.reserves, fatal_info.buries), (1, 1));
-    if file_queue(&env) {
+    if q.capabilities().keeps_reasons {
         assert_eq!(fatal_info.reason.as_deref(), Some("scripted fatal"));
         let reason = panic_info.reason.unwrap();
         assert!(
@@ -341,7 +337,7 @@ async fn unknown_foreign_and_expired_jobs_are_buried(env: Env) {
     let foreign_info = until_buried(q.as_mut(), foreign).await;
     until_buried(q.as_mut(), expired).await;
     assert_eq!(foreign_info.pri, 10, "a bury keeps the priority");
-    if file_queue(&env) {
+    if q.capabilities().keeps_reasons {
         let reason = unknown_info.reason.unwrap();
         assert!(
             reason.contains("no handler") && reason.contains("nobody_handles_this"),
@@ -398,7 +394,7 @@ async fn transient_retries_with_backoff_then_buries(env: Env) {
         );
     }
     assert_eq!((info.reserves, info.releases, info.buries), (3, 2, 1));
-    if file_queue(&env) {
+    if q.capabilities().keeps_reasons {
         assert!(info.reason.unwrap().contains("attempt 3 of 3"));
     }
     let c = report.counters["script"];
@@ -449,7 +445,7 @@ async fn attempts_are_counted_by_the_queue(env: Env) {
     running.stop().await;
     assert!(journal.runs().is_empty(), "a poison job is not run again");
     assert_eq!(info.reserves, 3);
-    if file_queue(&env) {
+    if q.capabilities().keeps_reasons {
         assert!(info.reason.unwrap().contains("max_attempts"));
     }
 }
@@ -474,7 +470,7 @@ async fn timeout_cancels_then_retries(env: Env) {
     assert_eq!((info.reserves, info.releases), (2, 1));
     let c = report.counters["script"];
     assert_eq!((c.timed_out, c.released, c.buried, c.succeeded), (2, 1, 1, 0));
-    if file_queue(&env) {
+    if q.capabilities().keeps_reasons {
         assert!(info.reason.unwrap().contains("timed out after 300ms"));
     }
 }
@@ -678,7 +674,7 @@ async fn exec_handlers_through_the_runner(env: Env) {
         "the timed-out child {pid} is gone"
     );
     assert_eq!(report.counters["slow"].timed_out, 1);
-    if file_queue(&env) {
+    if q.capabilities().keeps_reasons {
         assert!(slow_info.reason.unwrap().contains("timed out after 300ms"));
         assert!(flaky_info.reason.unwrap().contains("code 75"));
     }

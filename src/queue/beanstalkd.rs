@@ -9,10 +9,12 @@ use pulpo_beanstalkd::proto::{JobState as WireState, JobStats, ServerStats, Tube
 use pulpo_beanstalkd::{Client, Command, ConnectOptions, Error, Reply, ServerError};
 use serde_json::{Map, Value};
 
+use super::lease::{Lease, unavailable_after};
 use super::{
-    Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement, TubeInfo,
-    whole_seconds_ceil,
+    Capabilities, Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Reservation, Result,
+    Settlement, TubeInfo, whole_seconds_ceil,
 };
+use crate::config::Settings;
 
 /// A beanstalkd connection behind the [`Queue`] trait.
 #[derive(Debug)]
@@ -21,6 +23,12 @@ pub struct BeanstalkdQueue {
 }
 
 impl BeanstalkdQueue {
+    /// Connects to the server of the settings' `[beanstalkd]` table.
+    pub async fn open(settings: &Settings) -> Result<BeanstalkdQueue> {
+        let beanstalkd = &settings.beanstalkd;
+        BeanstalkdQueue::connect(&beanstalkd.address, beanstalkd.connect_timeout).await
+    }
+
     /// Connects to `address` (`HOST:PORT` or `unix:/path`), failing after
     /// `connect_timeout`.
     pub async fn connect(address: &str, connect_timeout: Duration) -> Result<BeanstalkdQueue> {
@@ -37,6 +45,16 @@ impl BeanstalkdQueue {
     /// The client underneath, for what the trait does not cover.
     pub fn client(&mut self) -> &mut Client {
         &mut self.client
+    }
+
+    /// Reserves like [`Queue::reserve`] and returns the job with its tube,
+    /// priority, TTR and reserve count, from its `stats-job`.
+    async fn reserve_for_run(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {
+        let Some(job) = Queue::reserve(self, watch, timeout).await? else {
+            return Ok(None);
+        };
+        let info = self.stats_job(job.id).await?;
+        Ok(Some(Reservation::from_stats(job, info)))
     }
 
     async fn use_tube(&mut self, tube: &str) -> Result<()> {
@@ -425,6 +443,17 @@ impl Queue for BeanstalkdQueue {
         }
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { keeps_reasons: false }
+    }
+}
+
+#[async_trait]
+impl Lease for BeanstalkdQueue {
+    fn describe(&self) -> String {
+        Queue::describe(self)
+    }
+
     async fn settle_and_reserve(
         &mut self,
         settle: Option<(u64, Settlement)>,
@@ -435,7 +464,9 @@ impl Queue for BeanstalkdQueue {
             return (Ok(()), self.reserve_for_run(watch, timeout).await);
         };
         if let Err(err) = self.set_watch_list(watch).await {
-            return (self.settle(id, &settlement).await, Err(err));
+            let settled = Lease::settle(self, id, &settlement).await;
+            let again = unavailable_after(&settled).unwrap_or(err);
+            return (settled, Err(again));
         }
         // The settling command and the next reserve in one round trip.
         let commands = [
@@ -474,14 +505,53 @@ impl Queue for BeanstalkdQueue {
         (settled, reserved)
     }
 
-    async fn reconnect(&mut self) -> Result<()> {
+    /// Drops the waiting call when `stop` comes, which leaves the connection
+    /// unusable (a reply is owed): after a stop the runner drops the handle,
+    /// and beanstalkd hands back anything it reserved in that instant.
+    async fn reserve(
+        &mut self,
+        watch: &[String],
+        timeout: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<Reservation>> {
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
+        tokio::select! {
+            reserved = self.reserve_for_run(watch, timeout) => reserved,
+            _ = stop.cancelled() => Ok(None),
+        }
+    }
+
+    async fn settle(&mut self, id: u64, settlement: &Settlement) -> Result<()> {
+        match settlement {
+            Settlement::Delete => self.delete(id).await,
+            Settlement::Release {
+                priority,
+                delay,
+                reason,
+            } => self.release(id, *priority, *delay, reason.as_deref()).await,
+            Settlement::Bury { priority, reason } => self.bury(id, *priority, reason.as_deref()).await,
+        }
+    }
+
+    async fn touch(&mut self, id: u64) -> Result<()> {
+        Queue::touch(self, id).await
+    }
+
+    async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64> {
+        Queue::put(self, tube, job).await
+    }
+
+    async fn reopen(&mut self) -> Result<bool> {
         self.client
             .reconnect()
             .await
-            .map_err(|err| map_error(err, None, "connect"))
+            .map_err(|err| map_error(err, None, "connect"))?;
+        Ok(true)
     }
 
-    async fn another(&mut self) -> Result<Box<dyn Queue>> {
+    async fn another(&mut self) -> Result<Box<dyn Lease>> {
         let client = Client::connect_with(&self.client.address().to_string(), self.client.options().clone())
             .await
             .map_err(|err| map_error(err, None, "connect"))?;

@@ -13,9 +13,12 @@ use bytes::Bytes;
 use pulpo_filequeue::{self as fq, FileQueue};
 use serde_json::{Map, Value};
 
+use super::lease::{Lease, unavailable_after};
 use super::{
-    Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement, TubeInfo,
+    Capabilities, Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Reservation, Result,
+    Settlement, TubeInfo,
 };
+use crate::config::Settings;
 
 /// A file-queue handle behind the [`Queue`] trait.
 #[derive(Debug, Clone)]
@@ -24,6 +27,19 @@ pub struct FileQueueAdapter {
 }
 
 impl FileQueueAdapter {
+    /// Opens (creating if needed) the queue of the settings' `[file]` table.
+    /// A directory that cannot be used is [`QueueError::Unusable`]: waiting
+    /// would not help.
+    pub async fn open_with(settings: &Settings) -> Result<FileQueueAdapter> {
+        let file = &settings.file;
+        FileQueueAdapter::open(&file.path, file.fsync, file.max_job_size as usize)
+            .await
+            .map_err(|err| match err {
+                QueueError::Unavailable(reason) => QueueError::Unusable(reason),
+                other => other,
+            })
+    }
+
     /// Opens (creating if needed) the queue in `dir`.
     pub async fn open(dir: &Path, fsync: bool, max_job_size: usize) -> Result<FileQueueAdapter> {
         let dir = dir.to_owned();
@@ -349,6 +365,17 @@ impl Queue for FileQueueAdapter {
         self.blocking(move |q| q.pause_tube(&tube, duration)).await
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { keeps_reasons: true }
+    }
+}
+
+#[async_trait]
+impl Lease for FileQueueAdapter {
+    fn describe(&self) -> String {
+        Queue::describe(self)
+    }
+
     async fn settle(&mut self, id: u64, settlement: &Settlement) -> Result<()> {
         if self.quick(Duration::ZERO) {
             return settle_now(&self.queue, id, settlement);
@@ -360,16 +387,7 @@ impl Queue for FileQueueAdapter {
             .map_err(join_error)?
     }
 
-    async fn reserve_for_run(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {
-        check_watch(watch)?;
-        let watch = watch.to_vec();
-        let queue = self.queue.clone();
-        tokio::task::spawn_blocking(move || reserve_now(&queue, &watch, timeout))
-            .await
-            .map_err(join_error)?
-    }
-
-    async fn reserve_until_stopped(
+    async fn reserve(
         &mut self,
         watch: &[String],
         timeout: Duration,
@@ -410,8 +428,7 @@ impl Queue for FileQueueAdapter {
                 Some((id, settlement)) => settle_now(queue, *id, settlement),
                 None => Ok(()),
             };
-            if let Err(QueueError::Unavailable(reason)) = &settled {
-                let again = QueueError::Unavailable(reason.clone());
+            if let Some(again) = unavailable_after(&settled) {
                 return (settled, Err(again));
             }
             (settled, reserve_now(queue, watch, timeout))
@@ -432,11 +449,19 @@ impl Queue for FileQueueAdapter {
         }
     }
 
+    async fn touch(&mut self, id: u64) -> Result<()> {
+        Queue::touch(self, id).await
+    }
+
+    async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64> {
+        Queue::put(self, tube, job).await
+    }
+
     /// A handle whose store failed (an fsync error: the kernel may have
     /// dropped writes, so the store refuses to go on from memory) is
     /// replaced by a fresh one that reads the log again; others need
     /// nothing.
-    async fn reconnect(&mut self) -> Result<()> {
+    async fn reopen(&mut self) -> Result<bool> {
         let probe = self.queue.clone();
         let failed = tokio::task::spawn_blocking(move || probe.list_tubes())
             .await
@@ -449,11 +474,12 @@ impl Queue for FileQueueAdapter {
                 .map_err(map_error)?;
             tracing::warn!(dir = %queue.dir().display(), "reopened the file queue after a failure");
             self.queue = queue;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
-    async fn another(&mut self) -> Result<Box<dyn Queue>> {
+    async fn another(&mut self) -> Result<Box<dyn Lease>> {
         Ok(Box::new(self.clone()))
     }
 }

@@ -1,6 +1,9 @@
-//! The queue interface every pulpo command and the runner work through, with
-//! beanstalkd's semantics; one implementation per adapter crate sits in a
-//! submodule, and [`open`] picks one from the settings.
+//! The queue interfaces, split by their users, with beanstalkd's semantics:
+//! [`Queue`], the beanstalkd verbs, for the CLI, the servers and the
+//! conformance suite; [`Lease`], the runner's small interface; and
+//! [`Capabilities`], the optional abilities a caller asks a queue for. One
+//! implementation per adapter crate sits in a submodule, and [`open`] and
+//! [`open_lease`] pick one from the settings.
 //!
 //! The trait is stateless where beanstalkd is stateful: every call names its
 //! tube (or watch list), and an implementation keeps whatever connection state
@@ -8,6 +11,9 @@
 
 pub mod beanstalkd;
 pub mod file;
+mod lease;
+
+pub use lease::Lease;
 
 use std::fmt;
 use std::time::Duration;
@@ -255,6 +261,10 @@ pub enum QueueError {
     /// later.
     #[error("{0}")]
     Unavailable(String),
+    /// The queue cannot be opened as configured (an unsafe, unreadable or
+    /// damaged directory): waiting will not help; the cause must be fixed.
+    #[error("{0}")]
+    Unusable(String),
     /// The queue refused the operation for a reason of its own (draining,
     /// out of memory, a job reserved by this worker is about to time out).
     #[error("{0}")]
@@ -277,16 +287,10 @@ pub trait Queue: Send {
     /// Stores a job in `tube`; returns its id once the queue has it.
     async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64>;
 
-    /// Stores many jobs in `tube`, pipelined where the queue allows; one
-    /// result per job, in order. An outer error means the queue was lost
-    /// partway (jobs before it may be stored).
-    async fn put_many(&mut self, tube: &str, jobs: Vec<NewJob>) -> Result<Vec<Result<u64>>> {
-        let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            ids.push(self.put(tube, job).await);
-        }
-        Ok(ids)
-    }
+    /// Stores many jobs in `tube`, pipelined or in one commit where the
+    /// queue allows; one result per job, in order. An outer error means the
+    /// queue was lost partway (jobs before it may be stored).
+    async fn put_many(&mut self, tube: &str, jobs: Vec<NewJob>) -> Result<Vec<Result<u64>>>;
 
     /// Reserves the most urgent ready job of the `watch` tubes, waiting up to
     /// `timeout` for one (zero: do not wait); `None` when none came.
@@ -334,104 +338,34 @@ pub trait Queue: Send {
     /// Holds back reservations from `tube` for `duration`.
     async fn pause_tube(&mut self, tube: &str, duration: Duration) -> Result<()>;
 
-    /// Settles a job this caller reserved.
-    async fn settle(&mut self, id: u64, settlement: &Settlement) -> Result<()> {
-        match settlement {
-            Settlement::Delete => self.delete(id).await,
-            Settlement::Release {
-                priority,
-                delay,
-                reason,
-            } => self.release(id, *priority, *delay, reason.as_deref()).await,
-            Settlement::Bury { priority, reason } => self.bury(id, *priority, reason.as_deref()).await,
-        }
-    }
-
-    /// Reserves like [`Queue::reserve`] and returns the job with its tube,
-    /// priority, TTR and reserve count.
-    async fn reserve_for_run(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {
-        let Some(job) = self.reserve(watch, timeout).await? else {
-            return Ok(None);
-        };
-        let info = self.stats_job(job.id).await?;
-        Ok(Some(Reservation::from_stats(job, info)))
-    }
-
-    /// [`Queue::reserve_for_run`] that gives up, reserving nothing, once
-    /// `stop` is cancelled. The default drops the waiting call, which leaves
-    /// a beanstalkd connection unusable (a reply is owed): after a stop the
-    /// caller drops the handle, and beanstalkd hands back anything it
-    /// reserved in that instant. Queues that cannot drop a waiting call
-    /// safely (the file queue's blocked thread) override it.
-    async fn reserve_until_stopped(
-        &mut self,
-        watch: &[String],
-        timeout: Duration,
-        stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<Option<Reservation>> {
-        if stop.is_cancelled() {
-            return Ok(None);
-        }
-        tokio::select! {
-            reserved = self.reserve_for_run(watch, timeout) => reserved,
-            _ = stop.cancelled() => Ok(None),
-        }
-    }
-
-    /// Settles `settle` (if any), then reserves the next job as
-    /// [`Queue::reserve_for_run`] does; queues that can send both at once
-    /// (a pipelined round trip, one trip to the blocking pool) do. The first
-    /// result is the settlement's (`Ok` when there was none).
-    async fn settle_and_reserve(
-        &mut self,
-        settle: Option<(u64, Settlement)>,
-        watch: &[String],
-        timeout: Duration,
-    ) -> (Result<()>, Result<Option<Reservation>>) {
-        let settled = match &settle {
-            Some((id, settlement)) => self.settle(*id, settlement).await,
-            None => Ok(()),
-        };
-        if let Err(err @ QueueError::Unavailable(_)) = &settled {
-            let again = QueueError::Unavailable(err.to_string());
-            return (settled, Err(again));
-        }
-        (settled, self.reserve_for_run(watch, timeout).await)
-    }
-
-    /// Replaces a lost connection with a new one (restoring tubes); a queue
-    /// without connections has nothing to do.
-    async fn reconnect(&mut self) -> Result<()> {
-        Ok(())
-    }
-
-    /// Another handle on the same queue for a concurrent worker: a new
-    /// connection (beanstalkd), or a clone sharing the store (file queue).
-    /// Reservations belong to the handle that made them.
-    async fn another(&mut self) -> Result<Box<dyn Queue>>;
+    /// The optional abilities of this queue.
+    fn capabilities(&self) -> Capabilities;
 }
 
-/// Opens the queue the settings name.
+/// The optional abilities a queue has or lacks. Callers ask for one; they
+/// never branch on which queue they hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It keeps the reason of a job's last release or bury, and shows it in
+    /// [`JobInfo::reason`] (the file queue does; beanstalkd has nowhere to
+    /// keep one).
+    pub keeps_reasons: bool,
+}
+
+/// Opens the queue the settings name, for the beanstalkd verbs.
 pub async fn open(settings: &Settings) -> Result<Box<dyn Queue>> {
-    match settings.queue {
-        QueueKind::Beanstalkd => {
-            let queue = beanstalkd::BeanstalkdQueue::connect(
-                &settings.beanstalkd.address,
-                settings.beanstalkd.connect_timeout,
-            )
-            .await?;
-            Ok(Box::new(queue))
-        }
-        QueueKind::File => {
-            let queue = file::FileQueueAdapter::open(
-                &settings.file.path,
-                settings.file.fsync,
-                settings.file.max_job_size as usize,
-            )
-            .await?;
-            Ok(Box::new(queue))
-        }
-    }
+    Ok(match settings.queue {
+        QueueKind::Beanstalkd => Box::new(beanstalkd::BeanstalkdQueue::open(settings).await?),
+        QueueKind::File => Box::new(file::FileQueueAdapter::open_with(settings).await?),
+    })
+}
+
+/// Opens the queue the settings name, as the runner's first worker handle.
+pub async fn open_lease(settings: &Settings) -> Result<Box<dyn Lease>> {
+    Ok(match settings.queue {
+        QueueKind::Beanstalkd => Box::new(beanstalkd::BeanstalkdQueue::open(settings).await?),
+        QueueKind::File => Box::new(file::FileQueueAdapter::open_with(settings).await?),
+    })
 }
 
 /// Whole seconds for a protocol field, rounding up (a delay or TTR is never

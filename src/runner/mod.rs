@@ -39,10 +39,10 @@ pub use counters::{Counters, NOT_A_MESSAGE, Tally, render, total};
 use idle::IdleRule;
 use phase::{Phase, Phases};
 
-use crate::config::{ConfigError, OnIdle, QueueKind, Settings};
+use crate::config::{ConfigError, OnIdle, Settings};
 use crate::handlers::Handler;
 use crate::handlers::Registry;
-use crate::queue::{self, Queue, QueueError};
+use crate::queue::{self, Lease, QueueError};
 
 /// How often the counters are logged while the runner works.
 pub const COUNTERS_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -314,31 +314,21 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Opens one queue handle per worker. beanstalkd that cannot be reached is
-/// waited for with back-off (logged); other failures are errors. `None`:
-/// shutdown came first.
+/// Opens one queue handle per worker. A queue that is unavailable (a
+/// beanstalkd that cannot be reached yet) is waited for with back-off
+/// (logged); other failures are errors. `None`: shutdown came first.
 async fn open_queues(
     settings: &Settings,
     shutdown: &CancellationToken,
-) -> Result<Option<Vec<Box<dyn Queue>>>, RunError> {
+) -> Result<Option<Vec<Box<dyn Lease>>>, RunError> {
     let mut failures = 0;
-    let mut first = loop {
-        match queue::open(settings).await {
-            Ok(queue) => break queue,
-            Err(QueueError::Unavailable(reason)) if settings.queue == QueueKind::Beanstalkd => {
-                failures += 1;
-                let delay = queue_backoff(failures);
-                warn!("{reason}; retrying in {}", humantime::format_duration(delay));
-                if !wait_unless_shut_down(delay, shutdown).await {
-                    return Ok(None);
-                }
-            }
-            Err(err) => return Err(err.into()),
-        }
-    };
-    let mut queues = Vec::with_capacity(settings.concurrency);
-    while queues.len() + 1 < settings.concurrency {
-        match first.another().await {
+    let mut queues: Vec<Box<dyn Lease>> = Vec::with_capacity(settings.concurrency);
+    while queues.len() < settings.concurrency {
+        let opened = match queues.first_mut() {
+            None => queue::open_lease(settings).await,
+            Some(first) => first.another().await,
+        };
+        match opened {
             Ok(queue) => queues.push(queue),
             Err(QueueError::Unavailable(reason)) => {
                 failures += 1;
@@ -351,7 +341,6 @@ async fn open_queues(
             Err(err) => return Err(err.into()),
         }
     }
-    queues.insert(0, first);
     Ok(Some(queues))
 }
 

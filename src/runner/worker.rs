@@ -22,7 +22,7 @@ use crate::config::HandlerSettings;
 use crate::handlers::{BoxFuture, Context, JobServices, Outcome};
 use crate::message::Message;
 use crate::publish::prepare;
-use crate::queue::{Queue, QueueError, Reservation, Settlement};
+use crate::queue::{Lease, QueueError, Reservation, Settlement};
 
 /// The shortest interval between lease renewals.
 const MIN_TOUCH_INTERVAL: Duration = Duration::from_millis(200);
@@ -88,7 +88,7 @@ impl JobServices for Services {
 }
 
 /// The worker loop; returns when the runner stops.
-pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Queue>, n: usize) {
+pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize) {
     let mut phase = shared.phase.clone();
     let slice = shared
         .settings
@@ -114,26 +114,26 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Queue>, n: usize
                 let (settled, reserved) = queue.settle_and_reserve(settle, watch, Duration::ZERO).await;
                 if let Err(err @ QueueError::Unavailable(_)) = &settled {
                     // The queue could not take it (a full disk, a lost
-                    // connection): try again once it is back. If the job is
-                    // no longer ours by then, that try says so.
+                    // connection), and nothing was reserved: try again once
+                    // it is back. If the job is no longer ours by then, that
+                    // try says so.
                     warn!(
                         id = p.id,
                         "could not {} job {}: {err}; will try again",
                         p.settlement.name(),
                         p.id
                     );
-                    let again = Err(QueueError::Unavailable(err.to_string()));
                     pending = Some(p);
-                    again
+                    reserved
                 } else {
                     report_settled(&shared, &p, settled);
                     match reserved {
-                        Ok(None) => queue.reserve_until_stopped(watch, slice, &shared.stopping).await,
+                        Ok(None) => queue.reserve(watch, slice, &shared.stopping).await,
                         other => other,
                     }
                 }
             }
-            None => queue.reserve_until_stopped(watch, slice, &shared.stopping).await,
+            None => queue.reserve(watch, slice, &shared.stopping).await,
         };
         match reserved {
             Ok(Some(job)) => {
@@ -159,7 +159,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Queue>, n: usize
             Ok(None) => failures = 0,
             Err(err) => {
                 failures += 1;
-                recover(&shared, queue.as_mut(), err, failures, n, &mut phase).await;
+                recover(queue.as_mut(), err, failures, n, &mut phase).await;
             }
         }
     }
@@ -168,8 +168,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Queue>, n: usize
 /// Waits out a queue error with back-off, then reconnects where that means
 /// something (beanstalkd); returns early when the runner stops.
 async fn recover(
-    shared: &Shared,
-    queue: &mut dyn Queue,
+    queue: &mut dyn Lease,
     err: QueueError,
     failures: u32,
     n: usize,
@@ -196,9 +195,9 @@ async fn recover(
         _ = reached(phase, Phase::Stopping) => return,
     }
     if matches!(err, QueueError::Unavailable(_)) {
-        match queue.reconnect().await {
-            Ok(()) => {
-                if failures > 1 || shared.settings.queue == crate::config::QueueKind::Beanstalkd {
+        match queue.reopen().await {
+            Ok(reopened) => {
+                if failures > 1 || reopened {
                     info!(worker = n, queue = %what, "reconnected");
                 }
             }
@@ -226,7 +225,7 @@ fn report_settled(shared: &Shared, p: &Pending, settled: Result<(), QueueError>)
 /// ([`what_happened`]) and asks the outcome table what follows.
 async fn run_job(
     shared: &Shared,
-    queue: &mut dyn Queue,
+    queue: &mut dyn Lease,
     job: Reservation,
     phase: &mut watch::Receiver<Phase>,
 ) -> Pending {
@@ -302,7 +301,7 @@ async fn run_job(
 /// then its handler's run (with its follow-ups published on success).
 async fn what_happened(
     shared: &Shared,
-    queue: &mut dyn Queue,
+    queue: &mut dyn Lease,
     job: &Reservation,
     message: Message,
     phase: &mut watch::Receiver<Phase>,
@@ -361,7 +360,7 @@ async fn what_happened(
 /// ends, its timeout passes, or shutdown abandons it.
 async fn run_handler(
     shared: &Shared,
-    queue: &mut dyn Queue,
+    queue: &mut dyn Lease,
     job: &Reservation,
     message: Message,
     handler: Arc<dyn crate::handlers::Handler>,

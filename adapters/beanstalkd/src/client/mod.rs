@@ -1,13 +1,13 @@
-//! The async client: a [`Client`] holds one [`connection`] (TCP or Unix
-//! socket, framed by the [`ClientCodec`](crate::proto::ClientCodec)) and the
-//! session the server confirmed (used tube, watch list), and gives every
-//! command as a method that sends it, reads the reply, and turns the replies
-//! it does not expect into typed errors.
+//! The async client: a [`Client`] holds one connection (TCP or Unix socket,
+//! framed by the [`ClientCodec`](crate::proto::ClientCodec); `connection.rs`
+//! owns it and its buffers) and the session the server confirmed (used tube,
+//! watch list), and gives every command as a method that sends it, reads the
+//! reply, and turns the replies it does not expect into typed errors.
 //!
-//! The methods sit in one file per section of protocol.txt: [`producer`]
-//! (`put`, `use`), [`worker`] (`reserve`, `delete`, `release`, `bury`,
-//! `touch`, `watch`, `ignore`), [`inspect`] (`peek`, the stats, the tube
-//! lists) and [`admin`] (`kick`, `kick-job`, `pause-tube`).
+//! The methods sit in one file per group of commands: `producer.rs` (`put`,
+//! `use`), `worker.rs` (`reserve`, `delete`, `release`, `bury`, `touch`,
+//! `watch`, `ignore`), `inspect.rs` (`peek`, the stats, the tube lists) and
+//! `admin.rs` (`kick`, `kick-job`, `pause-tube`).
 //!
 //! A connection whose state is unknown — closed, failed, a corrupt reply, or
 //! a call cancelled while its command was in flight — is marked broken and

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::proto::{CodecError, ProtocolError};
+use crate::proto::{CodecError, ProtocolError, Reply};
 
 /// A result with the client's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -166,6 +166,32 @@ impl Error {
         }
     }
 
+    /// The error for a reply that does not answer `command` as expected: an
+    /// error reply becomes [`Error::Server`], any other reply
+    /// [`Error::Unexpected`].
+    pub(crate) fn unexpected(command: &'static str, reply: Reply) -> Error {
+        let server = |error| Error::Server { command, error };
+        match reply {
+            Reply::NotFound => server(ServerError::NotFound),
+            Reply::Buried { id: Some(id) } => server(ServerError::Buried { id }),
+            Reply::JobTooBig => server(ServerError::JobTooBig),
+            Reply::Draining => server(ServerError::Draining),
+            Reply::DeadlineSoon => server(ServerError::DeadlineSoon),
+            Reply::TimedOut => server(ServerError::TimedOut),
+            Reply::NotIgnored => server(ServerError::NotIgnored),
+            Reply::ExpectedCrlf => server(ServerError::ExpectedCrlf),
+            Reply::BadFormat => server(ServerError::BadFormat),
+            Reply::UnknownCommand => server(ServerError::UnknownCommand),
+            Reply::OutOfMemory => server(ServerError::OutOfMemory),
+            Reply::InternalError => server(ServerError::InternalError),
+            other => Error::Unexpected {
+                command,
+                reply: format!("{other:?}"),
+            },
+        }
+    }
+
+    /// The error for a codec failure on the connection to `address`.
     pub(crate) fn from_codec(err: CodecError, address: &str) -> Error {
         match err {
             // tokio-util's words for a stream that ended inside a frame.

@@ -6,9 +6,12 @@
 //! Error replies are in `client_errors.rs`; reconnecting and connect failures
 //! in `reconnect.rs`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::sorted;
 use pulpo_beanstalkd::proto::{Command, JobState, ProtocolError, Reply};
 use pulpo_beanstalkd::{Address, Client, ConnectOptions, Error, PutJob, ServerError, TubeName};
 use pulpo_testkit::{Beanstalkd, Options};
@@ -17,16 +20,9 @@ fn names(tubes: &[TubeName]) -> Vec<&str> {
     tubes.iter().map(TubeName::as_str).collect()
 }
 
-fn sorted(tubes: Vec<TubeName>) -> Vec<String> {
-    let mut names: Vec<String> = tubes.iter().map(|t| t.to_string()).collect();
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn every_command_against_a_real_server() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (server, mut c) = common::start().await;
     assert_eq!(c.address(), &Address::Tcp(server.address()));
 
     assert_eq!(c.list_tube_used().await.unwrap().as_str(), "default");
@@ -99,8 +95,7 @@ async fn every_command_against_a_real_server() {
 
 #[tokio::test]
 async fn raw_send_and_pipeline_return_replies_in_order_and_track_tubes() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     assert_eq!(
         c.send(&Command::ListTubeUsed).await.unwrap(),
         Reply::Using {
@@ -157,8 +152,7 @@ async fn raw_send_and_pipeline_return_replies_in_order_and_track_tubes() {
 
 #[tokio::test]
 async fn use_watch_and_ignore_are_tracked_only_when_confirmed() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     assert_eq!(c.used_tube().as_str(), "default");
     assert_eq!(names(c.watched()), ["default"]);
 
@@ -185,8 +179,7 @@ async fn use_watch_and_ignore_are_tracked_only_when_confirmed() {
 
 #[tokio::test]
 async fn invalid_tube_names_are_never_sent() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     let long = "t".repeat(201);
     for bad in ["", "a b", "-x", "a\r\nquit", "tab\tbed", "ünïcode", long.as_str()] {
         let invalid =
@@ -213,8 +206,7 @@ async fn invalid_tube_names_are_never_sent() {
 
 #[tokio::test]
 async fn reserve_and_delete_round_trips_in_priority_order() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     let low = c.put(1000, 0, 60, "low").await.unwrap();
     let high = c.put(0, 0, 60, "high").await.unwrap();
     let mid = c.put(500, 0, 60, "mid").await.unwrap();
@@ -236,8 +228,7 @@ async fn reserve_and_delete_round_trips_in_priority_order() {
 
 #[tokio::test]
 async fn a_delayed_job_becomes_ready_after_its_delay() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     let started = Instant::now();
     let id = c.put(0, 1, 60, "soon").await.unwrap();
     assert!(c.reserve_with_timeout(0).await.unwrap_err().is_timed_out());
@@ -252,8 +243,7 @@ async fn a_delayed_job_becomes_ready_after_its_delay() {
 
 #[tokio::test]
 async fn binary_bodies_round_trip_verbatim() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     let every_byte: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
     let bodies = [
         Bytes::from(every_byte),
@@ -280,12 +270,11 @@ async fn binary_bodies_round_trip_verbatim() {
 
 #[tokio::test]
 async fn the_clients_body_limit_refuses_before_sending() {
-    let server = Beanstalkd::start();
-    let options = ConnectOptions {
+    let (server, mut c) = common::start_with_client_options(ConnectOptions {
         max_body: 1000,
         ..ConnectOptions::default()
-    };
-    let mut c = Client::connect_with(&server.address(), options).await.unwrap();
+    })
+    .await;
     let exact = Bytes::from(vec![b'\n'; 1000]);
     let id = c.put(0, 0, 10, exact.clone()).await.unwrap();
     assert_eq!(c.reserve().await.unwrap().body, exact);
@@ -324,7 +313,7 @@ async fn the_clients_body_limit_refuses_before_sending() {
 
     // A job stored by someone else that is larger than this client accepts
     // breaks the stream: the body cannot be skipped safely.
-    let mut other = Client::connect(&server.address()).await.unwrap();
+    let mut other = common::connect(&server).await;
     let big = other.put(0, 0, 10, vec![b'x'; 1001]).await.unwrap();
     let err = c.peek(big).await.unwrap_err();
     assert!(
@@ -343,12 +332,11 @@ async fn the_clients_body_limit_refuses_before_sending() {
 
 #[tokio::test]
 async fn the_clients_document_limit() {
-    let server = Beanstalkd::start();
-    let options = ConnectOptions {
+    let (_server, mut c) = common::start_with_client_options(ConnectOptions {
         max_document: 64,
         ..ConnectOptions::default()
-    };
-    let mut c = Client::connect_with(&server.address(), options).await.unwrap();
+    })
+    .await;
     // A short list fits; the server stats (about 1 KiB) do not.
     assert_eq!(sorted(c.list_tubes().await.unwrap()), ["default"]);
     let err = c.stats().await.unwrap_err();
@@ -364,8 +352,7 @@ async fn the_clients_document_limit() {
 
 #[tokio::test]
 async fn pipelined_batch_put_of_ten_thousand_jobs() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     c.use_tube("batch").await.unwrap();
     let jobs: Vec<PutJob> = (0..10_000)
         .map(|i| PutJob {
@@ -433,8 +420,7 @@ async fn a_mixed_batch_has_per_item_results() {
 /// whole window before reading would stall once both socket buffers fill.
 #[tokio::test]
 async fn a_pipeline_of_big_puts_and_big_peeks_does_not_deadlock() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     let body = Bytes::from(vec![b'b'; 60_000]);
     let first = c.put(0, 0, 60, body.clone()).await.unwrap();
     let mut cmds = Vec::new();
@@ -472,7 +458,7 @@ async fn unix_socket() {
         ..Options::default()
     });
     assert_eq!(server.address(), format!("unix:{}", path.display()));
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let mut c = common::connect(&server).await;
     assert_eq!(c.address(), &Address::Unix(path.clone()));
     assert_eq!(c.address().to_string(), server.address());
     c.use_tube("local").await.unwrap();

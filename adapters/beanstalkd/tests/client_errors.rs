@@ -6,6 +6,8 @@
 //! after put, OUT_OF_MEMORY, INTERNAL_ERROR, garbage, a reply cut short) come
 //! from a tiny byte-level fake.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -35,8 +37,7 @@ fn refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> (&'static str, Serve
 
 #[tokio::test]
 async fn not_found_from_every_command_that_can_give_it() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (server, mut c) = common::start().await;
     let missing = 424_242;
     assert_eq!(
         refusal(c.delete(missing).await),
@@ -93,7 +94,7 @@ async fn not_found_from_every_command_that_can_give_it() {
     assert_eq!(server_error(c.touch(id).await), ServerError::NotFound);
     assert_eq!(server_error(c.kick_job(id).await), ServerError::NotFound);
     // Reserved by another connection: this one cannot delete or reserve it.
-    let mut other = Client::connect(&server.address()).await.unwrap();
+    let mut other = common::connect(&server).await;
     assert_eq!(other.reserve().await.unwrap().id, id);
     assert_eq!(server_error(c.delete(id).await), ServerError::NotFound);
     assert_eq!(server_error(c.reserve_job(id).await), ServerError::NotFound);
@@ -108,7 +109,7 @@ async fn job_too_big_is_over_the_servers_max_job_size() {
         max_job_size: Some(100),
         ..Options::default()
     });
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let mut c = common::connect(&server).await;
     // beanstalkd 1.12 accepts a body of exactly -z bytes and refuses one more.
     let id = c.put(0, 0, 10, vec![b'x'; 100]).await.unwrap();
     assert_eq!(c.peek(id).await.unwrap().body.len(), 100);
@@ -128,8 +129,7 @@ async fn job_too_big_is_over_the_servers_max_job_size() {
 
 #[tokio::test]
 async fn timed_out_after_the_requested_wait() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     let started = Instant::now();
     let err = c.reserve_with_timeout(0).await.unwrap_err();
     assert!(err.is_timed_out(), "{err:?}");
@@ -152,8 +152,7 @@ async fn timed_out_after_the_requested_wait() {
 
 #[tokio::test]
 async fn not_ignored_for_the_last_watched_tube() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     assert_eq!(
         refusal(c.ignore("default").await),
         ("ignore", ServerError::NotIgnored)
@@ -166,8 +165,7 @@ async fn not_ignored_for_the_last_watched_tube() {
 
 #[tokio::test]
 async fn deadline_soon_in_the_last_second_of_a_reserved_jobs_ttr() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
 
     // TTR 1: the whole TTR is within the server's one-second safety margin,
     // so the next reserve answers DEADLINE_SOON at once.
@@ -198,8 +196,7 @@ async fn deadline_soon_in_the_last_second_of_a_reserved_jobs_ttr() {
 
 #[tokio::test]
 async fn draining_after_sigusr1() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (server, mut c) = common::start().await;
     let id = c.put(0, 0, 60, "before").await.unwrap();
     let pid = server.pid().unwrap().to_string();
     let status = std::process::Command::new("kill")
@@ -345,8 +342,7 @@ async fn the_client_maps_the_real_servers_malformed_input_replies() {
 
 #[tokio::test]
 async fn quit_sent_raw_ends_the_connection() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (server, mut c) = common::start().await;
     let err = c.send(&Command::Quit).await.unwrap_err();
     assert!(
         matches!(err, Error::Closed { .. }) && err.is_disconnect(),

@@ -2,22 +2,18 @@
 //! restart, a server that is down, a call cancelled mid-command, and connect
 //! failures (refused, missing socket, a connect that never completes).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::sorted;
 use pulpo_beanstalkd::proto::Command;
-use pulpo_beanstalkd::{Client, ConnectOptions, Error, TubeName};
+use pulpo_beanstalkd::{Client, ConnectOptions, Error};
 use pulpo_testkit::{Beanstalkd, Options};
-
-fn sorted(tubes: &[TubeName]) -> Vec<String> {
-    let mut names: Vec<String> = tubes.iter().map(|t| t.to_string()).collect();
-    names.sort();
-    names
-}
 
 #[tokio::test]
 async fn reconnect_after_restart_restores_use_and_watch() {
-    let mut server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (mut server, mut c) = common::start().await;
     c.use_tube("emails").await.unwrap();
     c.watch("emails").await.unwrap();
     c.watch("sms").await.unwrap();
@@ -41,7 +37,7 @@ async fn reconnect_after_restart_restores_use_and_watch() {
     assert_eq!(sorted(c.watched()), ["emails", "sms"]);
     // What the new connection's server side says:
     assert_eq!(c.list_tube_used().await.unwrap().as_str(), "emails");
-    assert_eq!(sorted(&c.list_tubes_watched().await.unwrap()), ["emails", "sms"]);
+    assert_eq!(sorted(c.list_tubes_watched().await.unwrap()), ["emails", "sms"]);
     // An in-memory server lost its jobs.
     assert_eq!(c.stats().await.unwrap().total_jobs, 0);
     let id = c.put(0, 0, 60, "after").await.unwrap();
@@ -50,21 +46,20 @@ async fn reconnect_after_restart_restores_use_and_watch() {
 
 #[tokio::test]
 async fn reconnect_keeps_default_when_it_is_watched() {
-    let mut server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (mut server, mut c) = common::start().await;
     c.watch("extra").await.unwrap();
     server.restart();
     assert!(c.list_tube_used().await.unwrap_err().is_disconnect());
     c.reconnect().await.unwrap();
     assert_eq!(c.list_tube_used().await.unwrap().as_str(), "default");
     assert_eq!(
-        sorted(&c.list_tubes_watched().await.unwrap()),
+        sorted(c.list_tubes_watched().await.unwrap()),
         ["default", "extra"]
     );
     // Reconnecting a healthy client is allowed too: a fresh connection.
     c.reconnect().await.unwrap();
     assert_eq!(
-        sorted(&c.list_tubes_watched().await.unwrap()),
+        sorted(c.list_tubes_watched().await.unwrap()),
         ["default", "extra"]
     );
 }
@@ -76,7 +71,7 @@ async fn jobs_survive_a_restart_with_a_binlog() {
         binlog_dir: Some(dir.path().to_owned()),
         ..Options::default()
     });
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let mut c = common::connect(&server).await;
     c.use_tube("emails").await.unwrap();
     c.watch("emails").await.unwrap();
     c.ignore("default").await.unwrap();
@@ -91,8 +86,7 @@ async fn jobs_survive_a_restart_with_a_binlog() {
 
 #[tokio::test]
 async fn reconnect_to_a_server_that_is_down_can_be_retried() {
-    let mut server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (mut server, mut c) = common::start().await;
     c.use_tube("jobs").await.unwrap();
     c.watch("jobs").await.unwrap();
     c.ignore("default").await.unwrap();
@@ -110,13 +104,12 @@ async fn reconnect_to_a_server_that_is_down_can_be_retried() {
     server.restart();
     c.reconnect().await.unwrap();
     assert_eq!(c.list_tube_used().await.unwrap().as_str(), "jobs");
-    assert_eq!(sorted(&c.list_tubes_watched().await.unwrap()), ["jobs"]);
+    assert_eq!(sorted(c.list_tubes_watched().await.unwrap()), ["jobs"]);
 }
 
 #[tokio::test]
 async fn a_server_killed_during_a_reserve() {
-    let mut server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (mut server, mut c) = common::start().await;
     let (result, ()) = tokio::join!(c.reserve(), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         server.kill();
@@ -128,8 +121,7 @@ async fn a_server_killed_during_a_reserve() {
 
 #[tokio::test]
 async fn a_cancelled_call_marks_the_connection_broken() {
-    let server = Beanstalkd::start();
-    let mut c = Client::connect(&server.address()).await.unwrap();
+    let (_server, mut c) = common::start().await;
     let id = c.put(0, 0, 60, "held").await.unwrap();
     assert_eq!(c.reserve().await.unwrap().id, id);
     // reserve blocks on an empty tube; cancel it mid-flight. Its reply could

@@ -63,15 +63,8 @@ struct Doc<'a> {
 
 impl<'a> Doc<'a> {
     fn parse(what: &'static str, yaml: &'a [u8]) -> Result<Doc<'a>, ProtocolError> {
-        let text = std::str::from_utf8(yaml).map_err(|_| ProtocolError::BadYaml {
-            what,
-            detail: "not UTF-8".to_owned(),
-        })?;
         let mut pairs = HashMap::new();
-        for line in doc_lines(text) {
-            if line.is_empty() || line == "---" {
-                continue;
-            }
+        for line in content_lines(what, yaml)? {
             let Some((key, value)) = line
                 .split_once(": ")
                 .or_else(|| line.strip_suffix(':').map(|k| (k, "")))
@@ -114,6 +107,19 @@ impl<'a> Doc<'a> {
 /// value, or a value read back from its own writing would lose it.
 fn doc_lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines().map(|line| line.trim_end_matches('\r'))
+}
+
+/// The lines of document `what` that carry content: the text must be UTF-8, and blank lines and
+/// the `---` marker are skipped.
+fn content_lines<'a>(
+    what: &'static str,
+    yaml: &'a [u8],
+) -> Result<impl Iterator<Item = &'a str>, ProtocolError> {
+    let text = std::str::from_utf8(yaml).map_err(|_| ProtocolError::BadYaml {
+        what,
+        detail: "not UTF-8".to_owned(),
+    })?;
+    Ok(doc_lines(text).filter(|line| !line.is_empty() && *line != "---"))
 }
 
 fn unquote(value: &str) -> &str {
@@ -385,15 +391,8 @@ stats_doc!(
 /// Parses the YAML list of list-tubes / list-tubes-watched.
 pub fn parse_tube_list(yaml: &[u8]) -> Result<Vec<TubeName>, ProtocolError> {
     let what = "tube list";
-    let text = std::str::from_utf8(yaml).map_err(|_| ProtocolError::BadYaml {
-        what,
-        detail: "not UTF-8".to_owned(),
-    })?;
     let mut tubes = Vec::new();
-    for line in doc_lines(text) {
-        if line.is_empty() || line == "---" {
-            continue;
-        }
+    for line in content_lines(what, yaml)? {
         let Some(name) = line.strip_prefix("- ") else {
             return Err(ProtocolError::BadYaml {
                 what,

@@ -6,7 +6,7 @@ use std::fmt;
 use super::ProtocolError;
 
 /// The longest tube name the protocol allows, in bytes.
-pub const MAX_TUBE_NAME: usize = 200;
+pub(crate) const MAX_TUBE_NAME: usize = 200;
 
 /// A tube name that follows protocol.txt: 1 to 200 bytes of `A-Z a-z 0-9 - + /
 /// ; . $ _ ( )`, not starting with `-`.

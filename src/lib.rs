@@ -10,3 +10,9 @@ pub mod message;
 pub mod publish;
 pub mod queue;
 pub mod runner;
+
+pub use config::{ConfigError, Settings};
+pub use handlers::{Context, Handler, Outcome, Registry};
+pub use message::Message;
+pub use queue::{Capabilities, Lease, NewJob, Queue, QueueError};
+pub use runner::{RunReport, Runner, run_until_stopped};

@@ -29,7 +29,7 @@ const MIN_TOUCH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often a running handler's job is touched: a third of its TTR, so
 /// two renewals can fail or run late before the lease ends.
-pub fn touch_interval(ttr: Duration) -> Duration {
+pub(super) fn touch_interval(ttr: Duration) -> Duration {
     (ttr / 3).max(MIN_TOUCH_INTERVAL)
 }
 

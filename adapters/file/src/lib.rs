@@ -40,13 +40,17 @@
 //! header; a torn tail left by a dead writer is truncated, damage in the middle is
 //! skipped (and counted in [`QueueStats::corrupt_records`]), foreign segments are moved aside.
 
-mod durable;
+mod dir;
 mod error;
 pub mod format;
+mod group_commit;
 mod index;
 mod log;
 mod notify;
 mod queue;
+mod stats;
+mod sync_file;
+mod transaction;
 mod types;
 
 pub use error::{Error, Result};

@@ -59,6 +59,7 @@ impl Drop for Leader<'_> {
 }
 
 impl GroupCommit {
+    /// No leader yet, and no fdatasync timed.
     pub(crate) fn new() -> GroupCommit {
         GroupCommit {
             leader: Mutex::new(()),

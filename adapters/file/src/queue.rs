@@ -39,6 +39,7 @@ pub struct FileQueue {
 pub(crate) struct Inner {
     /// The queue's directory.
     pub(crate) dir: PathBuf,
+    /// The options it was opened with.
     pub(crate) opts: Options,
     /// This handle's id in reservation records.
     pub(crate) owner: u64,

@@ -444,6 +444,18 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 mod tests {
     use super::*;
 
+    /// Writes a mark in the current epoch, as a leader that took it just now would.
+    fn write_mark(s: &SyncFile, seg: u64, off: u64, seq: u32, batch: u32) {
+        s.write(Mark {
+            seg,
+            off,
+            seq,
+            batch,
+            epoch: s.epoch(),
+        })
+        .unwrap();
+    }
+
     fn open() -> (tempfile::TempDir, SyncFile) {
         let d = tempfile::tempdir().unwrap();
         let s = SyncFile::open(d.path()).unwrap();
@@ -461,14 +473,7 @@ mod tests {
     #[test]
     fn publish_counts_waiting_transactions() {
         let (_d, s) = open();
-        s.write(Mark {
-            seg: 1,
-            off: 100,
-            seq: 0,
-            batch: 3,
-            epoch: s.epoch(),
-        })
-        .unwrap();
+        write_mark(&s, 1, 100, 0, 3);
         s.publish(1, 200, true).unwrap();
         s.publish(1, 250, false).unwrap(); // a lazy write is not counted
         s.publish(1, 300, true).unwrap();
@@ -488,39 +493,18 @@ mod tests {
     #[test]
     fn clamp_takes_back_claims_past_the_end_of_the_log() {
         let (_d, s) = open();
-        s.write(Mark {
-            seg: 2,
-            off: 5000,
-            seq: 7,
-            batch: 2,
-            epoch: s.epoch(),
-        })
-        .unwrap();
+        write_mark(&s, 2, 5000, 7, 2);
         s.publish(2, 6000, true).unwrap();
         s.clamp(2, 4000).unwrap();
         assert!(!s.covers(2, 4001), "the mark may not cover bytes past the end");
         assert_eq!(s.read().seq, 7, "the counters survive");
         assert_eq!(s.appended().map(|a| (a.seg, a.end)), Some((2, 4000)));
         // A later segment is past any position of an earlier one.
-        s.write(Mark {
-            seg: 3,
-            off: 10,
-            seq: 7,
-            batch: 2,
-            epoch: s.epoch(),
-        })
-        .unwrap();
+        write_mark(&s, 3, 10, 7, 2);
         s.clamp(2, 4000).unwrap();
         assert!(!s.covers(2, 1));
         // Claims below the end stay.
-        s.write(Mark {
-            seg: 2,
-            off: 100,
-            seq: 7,
-            batch: 2,
-            epoch: s.epoch(),
-        })
-        .unwrap();
+        write_mark(&s, 2, 100, 7, 2);
         s.publish(2, 3000, false).unwrap();
         s.clamp(2, 4000).unwrap();
         assert!(s.covers(2, 100));
@@ -531,14 +515,7 @@ mod tests {
     fn torn_records_read_as_missing() {
         let (d, s) = open();
         s.publish(1, 300, true).unwrap();
-        s.write(Mark {
-            seg: 1,
-            off: 300,
-            seq: 1,
-            batch: 1,
-            epoch: s.epoch(),
-        })
-        .unwrap();
+        write_mark(&s, 1, 300, 1, 1);
         let f = File::options()
             .write(true)
             .open(d.path().join(RUN_DIR).join("sync"))

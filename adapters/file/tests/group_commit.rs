@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{TTR, Z, open, queue_dir, synced};
+use common::{TTR, Z, closed_queue_with_job, open, queue_dir, synced};
 use pulpo_filequeue::{FileQueue, Options};
 
 /// Runs `produce` on a thread of its own for each handle (with the handle's place in the list),
@@ -127,10 +127,7 @@ fn producers_across_compactions_lose_nothing() {
 
 #[test]
 fn a_garbage_sync_file_is_only_a_slower_start() {
-    let (_d, path) = queue_dir();
-    let q = open(&path, synced());
-    let first = q.put("t", 0, Z, TTR, b"first").unwrap();
-    drop(q);
+    let (_d, path, first) = closed_queue_with_job(synced(), b"first");
     // What a power loss or another program could leave: bytes that decode as nothing.
     let junk: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)

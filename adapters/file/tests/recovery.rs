@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{TTR, Z, open, opts, queue_dir, synced};
+use common::{TTR, Z, closed_queue_with_job, open, opts, queue_dir, synced};
 use pulpo_filequeue::format::{self, Record};
 use pulpo_filequeue::{Error, FileQueue, JobState, Options};
 
@@ -26,10 +26,7 @@ fn moved_aside(q: &Path) -> Vec<String> {
 
 #[test]
 fn foreign_segments_are_moved_aside() {
-    let (_d, path) = queue_dir();
-    let q = open(&path, opts());
-    let a = q.put("t", 0, Z, TTR, b"a").unwrap();
-    drop(q);
+    let (_d, path, a) = closed_queue_with_job(opts(), b"a");
     fs::write(
         path.join("log.9"),
         b"this is not a segment at all, just some text",
@@ -147,10 +144,7 @@ fn a_torn_tail_at_the_end_of_the_file_is_cut_off() {
 /// even once new records reach exactly up to them: every write ends with a zero frame header.
 #[test]
 fn a_stale_record_past_the_end_is_never_read() {
-    let (_d, path) = queue_dir();
-    let q = open(&path, opts());
-    let first = q.put("t", 0, Z, TTR, b"before").unwrap();
-    drop(q);
+    let (_d, path, first) = closed_queue_with_job(opts(), b"before");
     let seg = path.join("log.1");
     let end = data_end(&seg);
     // Three puts of "new" will take exactly `3 * len` bytes; a stale record waits right after.
@@ -197,33 +191,39 @@ fn a_stale_record_past_the_end_is_never_read() {
 }
 
 /// Puts three jobs in tube `t` ("first job", "SECOND-JOB", "third job") through a handle it
-/// then closes; returns their ids, the segment, its bytes and where the second body starts.
-fn three_jobs(path: &Path, opts: Options) -> ([u64; 3], PathBuf, Vec<u8>, usize) {
-    let q = open(path, opts);
+/// then closes, lets `damage` change the bytes of the segment (given where the second body
+/// starts), and opens the queue again: the second job alone is lost, and counted, and a put
+/// after the damage works. Returns the handle, the three ids and the id of that put.
+fn damage_the_second_of_three(
+    path: &Path,
+    opts: Options,
+    damage: impl FnOnce(&mut Vec<u8>, usize),
+) -> (FileQueue, [u64; 3], u64) {
+    let q = open(path, opts.clone());
     let a = q.put("t", 0, Z, TTR, b"first job").unwrap();
     let b = q.put("t", 0, Z, TTR, b"SECOND-JOB").unwrap();
     let c = q.put("t", 0, Z, TTR, b"third job").unwrap();
     drop(q);
     let seg = path.join("log.1");
-    let bytes = fs::read(&seg).unwrap();
+    let mut bytes = fs::read(&seg).unwrap();
     let at = bytes.windows(10).position(|w| w == b"SECOND-JOB").unwrap();
-    ([a, b, c], seg, bytes, at)
+    damage(&mut bytes, at);
+    fs::write(&seg, &bytes).unwrap();
+    let q = open(path, opts);
+    assert_eq!(q.peek(a).unwrap().body, b"first job");
+    assert!(matches!(q.peek(b), Err(Error::NotFound { .. })));
+    assert_eq!(q.peek(c).unwrap().body, b"third job");
+    assert_eq!(q.stats().unwrap().corrupt_records, 1);
+    let n = q.put("t", 0, Z, TTR, b"after").unwrap();
+    assert!(n > c);
+    (q, [a, b, c], n)
 }
 
 #[test]
 fn a_bit_flip_in_the_middle_is_skipped_and_counted() {
     let (_d, path) = queue_dir();
-    let ([a, b, c], seg, mut bytes, at) = three_jobs(&path, opts());
-    bytes[at + 3] ^= 0x10;
-    fs::write(&seg, &bytes).unwrap();
-    let q = open(&path, opts());
-    assert_eq!(q.peek(a).unwrap().body, b"first job");
-    assert!(matches!(q.peek(b), Err(Error::NotFound { .. })));
-    assert_eq!(q.peek(c).unwrap().body, b"third job");
-    assert_eq!(q.stats().unwrap().corrupt_records, 1);
+    let (q, [a, _, _], n) = damage_the_second_of_three(&path, opts(), |bytes, at| bytes[at + 3] ^= 0x10);
     // The damage stays where it is; the queue keeps working after it.
-    let n = q.put("t", 0, Z, TTR, b"after").unwrap();
-    assert!(n > c);
     assert_eq!(q.reserve(&["t"], Some(Z)).unwrap().unwrap().id, a);
     assert_eq!(open(&path, opts()).peek(n).unwrap().body, b"after");
 }
@@ -279,24 +279,17 @@ fn io_errors_name_the_file_and_what_to_do() {
 #[test]
 fn zeros_over_synced_records_are_skipped_not_taken_for_the_end() {
     let (_d, path) = queue_dir();
-    let ([a, b, c], seg, mut bytes, body_at) = three_jobs(&path, synced());
-    // Zero everything from the header of b's record to the end of its body.
-    let mut start = format::SEG_HEADER_LEN as usize;
-    while let format::Frame::Complete { total, .. } = format::parse_frame(&bytes[start..]) {
-        if start + total > body_at {
-            break;
+    damage_the_second_of_three(&path, synced(), |bytes, body_at| {
+        // Zero everything from the header of b's record to the end of its body.
+        let mut start = format::SEG_HEADER_LEN as usize;
+        while let format::Frame::Complete { total, .. } = format::parse_frame(&bytes[start..]) {
+            if start + total > body_at {
+                break;
+            }
+            start += total;
         }
-        start += total;
-    }
-    bytes[start..body_at + 10].fill(0);
-    fs::write(&seg, &bytes).unwrap();
-    let q = open(&path, synced());
-    assert_eq!(q.peek(a).unwrap().body, b"first job");
-    assert!(matches!(q.peek(b), Err(Error::NotFound { .. })));
-    assert_eq!(q.peek(c).unwrap().body, b"third job");
-    assert_eq!(q.stats().unwrap().corrupt_records, 1);
-    let n = q.put("t", 0, Z, TTR, b"after").unwrap();
-    assert!(n > c);
+        bytes[start..body_at + 10].fill(0);
+    });
 }
 
 /// A queue as a compactor killed after renaming `log.2` into place, but before sealing `log.1`,

@@ -11,6 +11,13 @@ fn poll(q: &FileQueue, watch: &[&str]) -> Option<u64> {
     q.reserve(watch, Some(Z)).unwrap().map(|r| r.id)
 }
 
+/// Puts a job with a TTR of one second and reserves it; returns its id.
+fn reserved_for_a_second(q: &FileQueue) -> u64 {
+    let id = q.put("default", 0, Z, Duration::from_secs(1), b"x").unwrap();
+    assert_eq!(poll(q, &["default"]), Some(id));
+    id
+}
+
 fn not_found(r: Result<impl std::fmt::Debug, Error>, id: u64) {
     match r {
         Err(Error::NotFound { id: got }) => assert_eq!(got, id),
@@ -125,8 +132,7 @@ fn ttr_expiry_makes_the_job_ready_again_and_counts_a_timeout() {
 #[test]
 fn expired_reservation_not_taken_again_is_ready_and_old_owner_can_only_delete() {
     let (_d, q) = new_queue();
-    let id = q.put("default", 0, Z, Duration::from_secs(1), b"x").unwrap();
-    assert_eq!(poll(&q, &["default"]), Some(id));
+    let id = reserved_for_a_second(&q);
     std::thread::sleep(Duration::from_millis(1050));
     assert_eq!(q.stats_job(id).unwrap().state, JobState::Ready);
     not_found(q.release(id, 0, Z, None), id);
@@ -136,8 +142,7 @@ fn expired_reservation_not_taken_again_is_ready_and_old_owner_can_only_delete() 
 #[test]
 fn touch_extends_the_reservation() {
     let (_d, q) = new_queue();
-    let id = q.put("default", 0, Z, Duration::from_secs(1), b"x").unwrap();
-    assert_eq!(poll(&q, &["default"]), Some(id));
+    let id = reserved_for_a_second(&q);
     std::thread::sleep(Duration::from_millis(600));
     q.touch(id).unwrap();
     std::thread::sleep(Duration::from_millis(600));

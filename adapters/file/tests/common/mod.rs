@@ -57,6 +57,17 @@ pub(crate) fn open(path: &Path, opts: Options) -> FileQueue {
     FileQueue::open(path, opts).unwrap()
 }
 
+/// A queue directory (as [`queue_dir`]) that holds one job, put in tube `t` with `body` by a
+/// handle that is closed again: for tests that damage or change the files and reopen. Returns
+/// the directory, the queue's path and the job's id.
+pub(crate) fn closed_queue_with_job(opts: Options, body: &[u8]) -> (TempDir, PathBuf, u64) {
+    let (d, path) = queue_dir();
+    let q = open(&path, opts);
+    let id = q.put("t", 0, Z, TTR, body).unwrap();
+    drop(q);
+    (d, path, id)
+}
+
 /// A new queue without fsync in a fresh directory (`q.dir()` is its path, for more handles).
 pub(crate) fn new_queue() -> (TempDir, FileQueue) {
     let (d, path) = queue_dir();

@@ -12,11 +12,11 @@ use std::collections::{BTreeSet, HashMap};
 use crate::format::{MAX_DURATION_MS, MIN_TTR_MS, Record, Snapshot};
 
 /// Priorities below this count as "urgent" (beanstalkd's `current-jobs-urgent`).
-pub const URGENT_PRI: u32 = 1024;
+pub(crate) const URGENT_PRI: u32 = 1024;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
+pub(crate) enum Slot {
     /// Reservable.
     Ready,
     /// Ready at `until` (ms).
@@ -29,39 +29,39 @@ pub enum Slot {
 
 /// What the index keeps per job (the body stays on disk).
 #[derive(Debug, Clone)]
-pub struct JobMeta {
+pub(crate) struct JobMeta {
     /// Index into `Index::tubes`.
-    pub tube: u32,
+    pub(crate) tube: u32,
     /// Priority.
-    pub pri: u32,
+    pub(crate) pri: u32,
     /// State.
-    pub slot: Slot,
+    pub(crate) slot: Slot,
     /// Creation time, ms.
-    pub created_ms: u64,
+    pub(crate) created_ms: u64,
     /// Last delay, ms.
-    pub delay_ms: u64,
+    pub(crate) delay_ms: u64,
     /// TTR, ms.
-    pub ttr_ms: u64,
+    pub(crate) ttr_ms: u64,
     /// Offset of the body in the current segment.
-    pub body_off: u64,
+    pub(crate) body_off: u64,
     /// Body length.
-    pub body_len: u32,
+    pub(crate) body_len: u32,
     /// reserves, timeouts, releases, buries, kicks.
-    pub counters: [u32; 5],
+    pub(crate) counters: [u32; 5],
     /// Last reason.
-    pub reason: Option<Box<str>>,
+    pub(crate) reason: Option<Box<str>>,
 }
 
 /// Indexes into `JobMeta::counters`.
-pub const RESERVES: usize = 0;
+pub(crate) const RESERVES: usize = 0;
 /// See [`RESERVES`].
-pub const TIMEOUTS: usize = 1;
+pub(crate) const TIMEOUTS: usize = 1;
 /// See [`RESERVES`].
-pub const RELEASES: usize = 2;
+pub(crate) const RELEASES: usize = 2;
 /// See [`RESERVES`].
-pub const BURIES: usize = 3;
+pub(crate) const BURIES: usize = 3;
 /// See [`RESERVES`].
-pub const KICKS: usize = 4;
+pub(crate) const KICKS: usize = 4;
 
 /// A TTR from the log, within what the queue writes: a job with TTR 0 would time out before it
 /// could be deleted (and be handed out again and again); one near `u64::MAX` would overflow
@@ -77,65 +77,65 @@ fn bump(counter: &mut u32) {
 
 /// A tube: its job sets and its lifetime counters.
 #[derive(Debug, Default)]
-pub struct Tube {
+pub(crate) struct Tube {
     /// Name.
-    pub name: Box<str>,
+    pub(crate) name: Box<str>,
     /// Ready jobs by (priority, id).
-    pub ready: BTreeSet<(u32, u64)>,
+    pub(crate) ready: BTreeSet<(u32, u64)>,
     /// Delayed jobs by (ready-at, id).
-    pub delayed: BTreeSet<(u64, u64)>,
+    pub(crate) delayed: BTreeSet<(u64, u64)>,
     /// Buried jobs by (bury sequence, id).
-    pub buried: BTreeSet<(u64, u64)>,
+    pub(crate) buried: BTreeSet<(u64, u64)>,
     /// Reserved jobs.
-    pub reserved: u64,
+    pub(crate) reserved: u64,
     /// Ready jobs with priority < 1024.
-    pub urgent: u64,
+    pub(crate) urgent: u64,
     /// Jobs ever put.
-    pub total_jobs: u64,
+    pub(crate) total_jobs: u64,
     /// Deletes of its jobs.
-    pub cmd_delete: u64,
+    pub(crate) cmd_delete: u64,
     /// Pauses.
-    pub cmd_pause: u64,
+    pub(crate) cmd_pause: u64,
     /// Paused until (ms), 0 if never.
-    pub pause_until: u64,
+    pub(crate) pause_until: u64,
     /// The pause asked, in seconds.
-    pub pause_secs: u64,
+    pub(crate) pause_secs: u64,
 }
 
 impl Tube {
     /// Jobs in any state.
-    pub fn jobs(&self) -> u64 {
+    pub(crate) fn jobs(&self) -> u64 {
         self.ready.len() as u64 + self.delayed.len() as u64 + self.buried.len() as u64 + self.reserved
     }
 }
 
 /// The whole state.
 #[derive(Debug, Default)]
-pub struct Index {
+pub(crate) struct Index {
     /// Every job.
-    pub jobs: HashMap<u64, JobMeta>,
+    pub(crate) jobs: HashMap<u64, JobMeta>,
     /// Every tube ever seen.
-    pub tubes: Vec<Tube>,
+    pub(crate) tubes: Vec<Tube>,
     tube_ids: HashMap<Box<str>, u32>,
     /// Reservation deadlines (deadline, id).
-    pub deadlines: BTreeSet<(u64, u64)>,
+    pub(crate) deadlines: BTreeSet<(u64, u64)>,
     /// All delayed jobs (until, id), for promotion and wake-ups.
-    pub delayed: BTreeSet<(u64, u64)>,
+    pub(crate) delayed: BTreeSet<(u64, u64)>,
     /// The next id to give.
-    pub next_id: u64,
+    pub(crate) next_id: u64,
     next_bury: u64,
     /// Reservations that timed out, since this index was built.
-    pub timeouts: u64,
+    pub(crate) timeouts: u64,
     /// Approximate bytes a compacted log would take.
-    pub live_bytes: u64,
+    pub(crate) live_bytes: u64,
 }
 
 /// Bytes a job costs in a compacted log besides its body.
-pub const SNAPSHOT_OVERHEAD: u64 = 120;
+pub(crate) const SNAPSHOT_OVERHEAD: u64 = 120;
 
 impl Index {
     /// An empty index; ids start at 1.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Index {
             next_id: 1,
             ..Default::default()
@@ -143,12 +143,12 @@ impl Index {
     }
 
     /// The tube's number, if it was ever seen.
-    pub fn tube_id(&self, name: &str) -> Option<u32> {
+    pub(crate) fn tube_id(&self, name: &str) -> Option<u32> {
         self.tube_ids.get(name).copied()
     }
 
     /// The tube's number, creating it.
-    pub fn tube_id_or_create(&mut self, name: &str) -> u32 {
+    pub(crate) fn tube_id_or_create(&mut self, name: &str) -> u32 {
         if let Some(&t) = self.tube_ids.get(name) {
             return t;
         }
@@ -234,7 +234,7 @@ impl Index {
     }
 
     /// Moves delayed jobs whose time has come (`until <= now`) to ready.
-    pub fn promote(&mut self, now: u64) {
+    pub(crate) fn promote(&mut self, now: u64) {
         while let Some(&(until, id)) = self.delayed.first() {
             if until > now {
                 break;
@@ -245,7 +245,7 @@ impl Index {
 
     /// Applies one record. `body_off` is the file offset of the record's body (for `Put` and
     /// `Snapshot`). Returns the next segment for a `Seal`.
-    pub fn apply(&mut self, rec: &Record<'_>, body_off: u64) -> Option<u64> {
+    pub(crate) fn apply(&mut self, rec: &Record<'_>, body_off: u64) -> Option<u64> {
         match *rec {
             Record::Put {
                 id,
@@ -425,7 +425,7 @@ impl Index {
     }
 
     /// The snapshot of job `id` (for compaction), body left empty.
-    pub fn snapshot_of(&self, id: u64) -> Option<Snapshot<'_>> {
+    pub(crate) fn snapshot_of(&self, id: u64) -> Option<Snapshot<'_>> {
         let j = self.jobs.get(&id)?;
         let (state, state_time, owner) = match j.slot {
             Slot::Ready => (0, 0, 0),
@@ -450,7 +450,7 @@ impl Index {
     }
 
     /// The best ready job among `watch` (tube numbers) whose tube is not paused at `now`.
-    pub fn best_ready(&self, watch: &[u32], now: u64) -> Option<u64> {
+    pub(crate) fn best_ready(&self, watch: &[u32], now: u64) -> Option<u64> {
         watch
             .iter()
             .map(|&t| &self.tubes[t as usize])
@@ -462,7 +462,7 @@ impl Index {
 
     /// The earliest moment after which the state may change by time alone: a delayed job
     /// becoming ready, a reservation expiring or a pause ending.
-    pub fn next_event(&self, now: u64) -> Option<u64> {
+    pub(crate) fn next_event(&self, now: u64) -> Option<u64> {
         let pauses = self
             .tubes
             .iter()

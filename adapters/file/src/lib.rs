@@ -22,7 +22,7 @@
 //!   run/sync        group commit (not data): "segment N durable up to X", the log's
 //!                   published end, the leader's flock, and futex words (mapped by every
 //!                   process) on which waiters and a gathering leader sleep
-//!   log.<N>         the shared append-only log (highest N is current); see `format`
+//!   log.<N>         the shared append-only log (highest N is current); see `src/format.rs`
 //!   corrupt/        files moved aside because they could not be used
 //! ```
 //!
@@ -39,14 +39,39 @@
 //! after an append need not write the file's size) and the log ends at the first zero frame
 //! header; a torn tail left by a dead writer is truncated, damage in the middle is
 //! skipped (and counted in [`QueueStats::corrupt_records`]), foreign segments are moved aside.
+//!
+//! # Where each mechanism lives
+//!
+//! ```text
+//! queue.rs           the handle (FileQueue) and the commands
+//! transaction.rs     one command = lock, catch up, decide, append, publish, unlock
+//! group_commit.rs    waiting for the disk: the leader's fdatasync and the waiters
+//! sync_file.rs       run/sync: its layout, the mark, the published end, the futex word
+//! log.rs             the segments: open, catch up (replay), append
+//! log/repair.rs      torn tails, damaged records, files moved to corrupt/
+//! log/compaction.rs  rewriting the live jobs into the next segment
+//! index.rs           the in-memory state of jobs and tubes, built from records
+//! format.rs          the on-disk format of segments and records
+//! notify.rs          waking blocked reserves (inotify)
+//! stats.rs           stats-job, stats-tube, stats, list-tubes
+//! dir.rs             the directory: modes, the lock file, run/, creating files
+//! types.rs, error.rs what callers pass and get back
+//! ```
 
-mod durable;
+mod dir;
 mod error;
+// Public only for the fuzz targets (`fuzz/`) and the format tests, which feed the decoder bytes
+// of their own; not part of the API a queue user needs.
+#[doc(hidden)]
 pub mod format;
+mod group_commit;
 mod index;
 mod log;
 mod notify;
 mod queue;
+mod stats;
+mod sync_file;
+mod transaction;
 mod types;
 
 pub use error::{Error, Result};

@@ -1,21 +1,27 @@
-//! The shared log: finding the current segment, replaying and catching up, appending, repairing
-//! damage and compaction.
+//! The shared log's segments: finding the current one, replaying and catching up with it,
+//! appending to it. Repairing damage lives in `log/repair.rs`, compaction in
+//! `log/compaction.rs`.
 //!
 //! Every method that reads or writes the log runs while the caller holds the directory lock
 //! (`<dir>/lock`), so the bytes past this process's offset were written completely by a live
 //! writer, or are the torn tail of a dead one.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+mod compaction;
+mod repair;
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::durable::Durable;
-use crate::error::{Error, Result, io_err};
+use crate::dir::{create_tmp, open_file, sync_dir};
+use crate::error::{Result, io_err};
 use crate::format::{
     self, FRAME_LEN, Frame, Record, SEG_HEADER_LEN, decode, encode, parse_frame, parse_segment_header,
 };
 use crate::index::Index;
+use crate::sync_file::SyncFile;
+use repair::{move_aside, salvage_next_id};
 
 /// How much of the log is read at once while catching up with much of it.
 const CHUNK: usize = 4 << 20;
@@ -24,52 +30,33 @@ const FIRST_READ: usize = 4096;
 /// How far a segment is grown past its data, with zeros, when a write reaches its end. An
 /// fdatasync after a write that grows the file must also write the inode (its size); one after a
 /// write into zeros already on disk need not, and takes about two thirds of the time on ext4.
-pub const PREALLOC: u64 = 1 << 20;
+pub(crate) const PREALLOC: u64 = 1 << 20;
 /// Zeros, to grow segments with.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
-/// Opens (creating with mode 0600) a file of the queue.
-pub fn open_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err(path, "open"))
-}
-
-/// fsyncs a directory, so that a create, rename or delete in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir, "fsync directory"))
-}
-
-fn segment_path(dir: &Path, n: u64) -> PathBuf {
+pub(super) fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("log.{n}"))
 }
 
 /// This process's view of the log: the current segment and the index built from it.
-pub struct Log {
+pub(crate) struct Log {
     dir: PathBuf,
     fsync: bool,
     /// Current segment number.
-    pub seg_no: u64,
+    seg_no: u64,
     /// Current segment.
-    pub seg: Arc<File>,
+    seg: Arc<File>,
     /// Its path.
-    pub seg_path: PathBuf,
+    seg_path: PathBuf,
     /// End of what has been applied (= end of the log after a catch-up). The log ends at the
     /// first frame header that is all zeros, or at the end of the file.
-    pub offset: u64,
+    offset: u64,
     /// The segment's length when last looked at (data, then zeros).
     file_len: u64,
     /// The state.
-    pub index: Index,
+    index: Index,
     /// Damaged records skipped.
-    pub corrupt: u64,
+    corrupt: u64,
     buf: Vec<u8>,
 }
 
@@ -84,7 +71,7 @@ enum Step {
 
 impl Log {
     /// Finds (or creates) the current segment and replays it. Caller holds the directory lock.
-    pub fn open(dir: &Path, fsync: bool, sync: &Durable) -> Result<Log> {
+    pub(crate) fn open(dir: &Path, fsync: bool, sync: &SyncFile) -> Result<Log> {
         let (seg_no, seg, seg_path, floor) = open_current(dir, fsync)?;
         let mut log = Log {
             dir: dir.to_path_buf(),
@@ -108,12 +95,47 @@ impl Log {
         Ok(log)
     }
 
+    /// The current segment's number.
+    pub(crate) fn seg_no(&self) -> u64 {
+        self.seg_no
+    }
+
+    /// The current segment's path (for errors about it).
+    pub(crate) fn seg_path(&self) -> &Path {
+        &self.seg_path
+    }
+
+    /// The current segment, for a group commit leader to fdatasync without holding the log.
+    pub(crate) fn seg_file(&self) -> Arc<File> {
+        self.seg.clone()
+    }
+
+    /// The end of what has been applied: the end of the log after a catch-up or a write.
+    pub(crate) fn end(&self) -> u64 {
+        self.offset
+    }
+
+    /// The state built from the log.
+    pub(crate) fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The state, for a transaction that applies its records before it writes them.
+    pub(crate) fn index_mut(&mut self) -> &mut Index {
+        &mut self.index
+    }
+
+    /// How many damaged records were skipped.
+    pub(crate) fn corrupt(&self) -> u64 {
+        self.corrupt
+    }
+
     /// Reads and applies everything appended since the last call, repairing damage.
     ///
     /// It does not stat the segment: on Linux a stat between a write and the fdatasync that
     /// follows makes the write update the inode's times, which the fdatasync then writes too
     /// (measured: a third fewer fdatasyncs per second). The end is found by reading.
-    pub fn catch_up(&mut self, sync: &Durable) -> Result<()> {
+    pub(crate) fn catch_up(&mut self, sync: &SyncFile) -> Result<()> {
         let mut window = FIRST_READ;
         loop {
             match self.read_some(window, sync)? {
@@ -164,7 +186,7 @@ impl Log {
     }
 
     /// Re-reads the current segment from its start.
-    pub fn reload(&mut self) -> Result<()> {
+    fn reload(&mut self) -> Result<()> {
         self.index = Index::new();
         self.offset = SEG_HEADER_LEN;
         Ok(())
@@ -188,7 +210,7 @@ impl Log {
     }
 
     /// Reads up to `window` bytes from `self.offset` and applies the records in them.
-    fn read_some(&mut self, window: usize, sync: &Durable) -> Result<Step> {
+    fn read_some(&mut self, window: usize, sync: &SyncFile) -> Result<Step> {
         let start = self.offset;
         let mut want = window;
         let mut buf = std::mem::take(&mut self.buf);
@@ -276,60 +298,11 @@ impl Log {
         Ok(len)
     }
 
-    /// Nothing to read at `self.offset`: the end, unless the file shrank below it.
-    fn at_eof(&mut self, sync: &Durable) -> Result<Step> {
-        let len = self.file_len()?;
-        if len < SEG_HEADER_LEN {
-            return Err(Error::Corrupt {
-                path: self.seg_path.clone(),
-                detail: "the segment was cut shorter than its header by something other than \
-                         the queue; move it out of the directory and open the queue again"
-                    .into(),
-            });
-        }
-        if len < self.offset {
-            tracing::warn!(file = %self.seg_path.display(), len, offset = self.offset,
-                "log segment shrank below what was read; rebuilding the index");
-            sync.clamp(self.seg_no, len)?;
-            self.reload()?;
-            return Ok(Step::More);
-        }
-        Ok(Step::End)
-    }
-
-    /// Damage at `pos`: skip to the next valid record, or truncate a torn tail.
-    fn repair(&mut self, pos: u64, sync: &Durable) -> Result<()> {
-        let len = self.file_len()?;
-        let mut rest = vec![0u8; len.saturating_sub(pos) as usize];
-        self.seg
-            .read_exact_at(&mut rest, pos)
-            .map_err(io_err(&self.seg_path, "read"))?;
-        match format::resync(&rest) {
-            Some(skip) => {
-                tracing::warn!(file = %self.seg_path.display(), offset = pos, bytes = skip,
-                    "skipping damaged bytes in the log (a job or change there is lost)");
-                self.corrupt += 1;
-                self.offset = pos + skip as u64;
-            }
-            None => {
-                tracing::warn!(file = %self.seg_path.display(), offset = pos, bytes = len - pos,
-                    "truncating the torn tail of a writer that died while appending");
-                self.seg
-                    .set_len(pos)
-                    .map_err(io_err(&self.seg_path, "truncate"))?;
-                self.file_len = pos;
-                sync.clamp(self.seg_no, pos)?;
-                self.offset = pos;
-            }
-        }
-        Ok(())
-    }
-
     /// Writes already-applied bytes at the end, followed by a zero frame header, so that what
     /// lies after them on disk is never read as log (stale bytes of writes a power loss undid are
     /// overwritten before they could be). On failure the bytes are cut off again and the index is
     /// rebuilt from the file, so memory never runs ahead of the log.
-    pub fn write(&mut self, out: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn write(&mut self, out: &mut Vec<u8>) -> Result<()> {
         let n = out.len();
         let end = self.offset + n as u64;
         self.make_room(end + FRAME_LEN as u64);
@@ -380,142 +353,17 @@ impl Log {
     }
 
     /// Reads a body from the current segment.
-    pub fn read_body(&self, off: u64, len: u32) -> Result<Vec<u8>> {
+    pub(crate) fn read_body(&self, off: u64, len: u32) -> Result<Vec<u8>> {
         let mut v = vec![0u8; len as usize];
         self.seg
             .read_exact_at(&mut v, off)
             .map_err(io_err(&self.seg_path, "read"))?;
         Ok(v)
     }
-
-    /// Compacts when the log is big and mostly dead.
-    pub fn maybe_compact(&mut self, min_bytes: u64, now: u64, sync: &Durable) -> Result<()> {
-        if self.offset < min_bytes || self.index.live_bytes.saturating_mul(2) >= self.offset {
-            return Ok(());
-        }
-        self.compact(now, sync)
-    }
-
-    /// Writes the live state into segment N+1, seals segment N and switches to N+1.
-    pub fn compact(&mut self, now: u64, sync: &Durable) -> Result<()> {
-        if self.seg_no >= format::MAX_SEGMENT {
-            // Only a renamed file can get here; keeping the log whole beats compacting it.
-            tracing::warn!(
-                segment = self.seg_no,
-                "segment number at its limit; not compacting"
-            );
-            return Ok(());
-        }
-        let next = self.seg_no + 1;
-        let t0 = std::time::Instant::now();
-        let tmp = self.dir.join(format!("log.{next}.tmp"));
-        let path = segment_path(&self.dir, next);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp, "create"))?;
-        let mut out = Vec::with_capacity(1 << 20);
-        out.extend_from_slice(&format::segment_header(next));
-        encode(
-            &Record::NextId {
-                next: self.index.next_id,
-            },
-            &mut out,
-        );
-        for t in &self.index.tubes {
-            if t.pause_until > now {
-                let r = Record::Pause {
-                    tube: &t.name,
-                    until_ms: t.pause_until,
-                    secs: t.pause_secs,
-                };
-                encode(&r, &mut out);
-            }
-            if (t.total_jobs | t.cmd_delete | t.cmd_pause) != 0 {
-                let r = Record::TubeCounters {
-                    tube: &t.name,
-                    total_jobs: t.total_jobs,
-                    cmd_delete: t.cmd_delete,
-                    cmd_pause: t.cmd_pause,
-                };
-                encode(&r, &mut out);
-            }
-        }
-        let mut ids: Vec<u64> = self.index.jobs.keys().copied().collect();
-        ids.sort_unstable();
-        let mut written = 0u64;
-        let flush = |out: &mut Vec<u8>, written: &mut u64| -> Result<()> {
-            f.write_all_at(out, *written).map_err(io_err(&tmp, "write"))?;
-            *written += out.len() as u64;
-            out.clear();
-            Ok(())
-        };
-        for id in ids {
-            let j = &self.index.jobs[&id];
-            let body = self.read_body(j.body_off, j.body_len)?;
-            let mut s = self.index.snapshot_of(id).expect("job in index");
-            s.body = &body;
-            encode(&Record::Snapshot(s), &mut out);
-            if out.len() >= 1 << 20 {
-                flush(&mut out, &mut written)?;
-            }
-        }
-        flush(&mut out, &mut written)?;
-        // Always synced, whatever `fsync` says: the old segment is deleted next, and with it what
-        // other handles (with fsync) had made durable there.
-        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
-        // From the rename until the seal, a reader at the end of this segment must look for the
-        // next one (should this process die in between); the note tells it to.
-        sync.note_compaction(next)?;
-        fs::rename(&tmp, &path).map_err(io_err(&tmp, "rename"))?;
-        sync_dir(&self.dir)?;
-        // After the rename (the note covers a death before this line): a handle idle at the end
-        // of this segment follows, even once the note is cleared.
-        if let Err(e) = sync.note_segment(next, false) {
-            tracing::warn!(error = %e, "could not note the new segment");
-        }
-        // The new segment is complete; a lost seal only means readers find it by listing (the
-        // note stays for them).
-        if seal(&self.seg, self.offset, next).is_ok()
-            && let Err(e) = sync.note_compaction(0)
-        {
-            // A note left set only costs readers a look-up at the end of the old segment.
-            tracing::warn!(error = %e, "could not clear the compaction note");
-        }
-        let old = self.seg_path.clone();
-        let old_len = self.offset;
-        self.seg_no = next;
-        self.seg = Arc::new(f);
-        self.seg_path = path;
-        self.file_len = written;
-        self.reload()?;
-        self.catch_up(sync)?;
-        if let Err(e) = fs::remove_file(&old) {
-            tracing::warn!(file = %old.display(), error = %e, "could not remove a compacted segment");
-        }
-        // The new segment was synced up to `written` above. A mark that cannot be written only
-        // costs one more fdatasync.
-        let m = sync.read();
-        if let Err(e) = sync.write(crate::durable::Mark {
-            seg: next,
-            off: written,
-            epoch: sync.epoch(),
-            ..m
-        }) {
-            tracing::warn!(error = %e, "could not move the durable mark after compacting");
-        }
-        tracing::info!(segment = next, before = old_len, after = written, jobs = self.index.jobs.len(),
-            took = ?t0.elapsed(), "compacted the log");
-        Ok(())
-    }
 }
 
 /// Appends a seal at `at` of a segment: the log goes on in segment `next`.
-fn seal(seg: &File, at: u64, next: u64) -> std::io::Result<()> {
+pub(super) fn seal(seg: &File, at: u64, next: u64) -> std::io::Result<()> {
     let mut rec = Vec::new();
     encode(&Record::Seal { next_segment: next }, &mut rec);
     seg.write_all_at(&rec, at)
@@ -544,59 +392,11 @@ fn body_len(rec: &Record<'_>) -> u64 {
     }
 }
 
-/// Moves a file the queue cannot use into `<dir>/corrupt/` and says so.
-pub fn move_aside(dir: &Path, path: &Path, why: &str) -> Result<()> {
-    let corrupt = dir.join("corrupt");
-    if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&corrupt)
-        && e.kind() != std::io::ErrorKind::AlreadyExists
-    {
-        return Err(io_err(&corrupt, "create directory")(e));
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let dest = corrupt.join(format!("{name}.{}", stamp.as_millis()));
-    fs::rename(path, &dest).map_err(|e| Error::Corrupt {
-        path: path.to_path_buf(),
-        detail: format!("{why}; moving it to {} failed: {e}", dest.display()),
-    })?;
-    tracing::warn!(file = %path.display(), moved_to = %dest.display(), reason = why,
-        "moved an unusable file out of the queue directory");
-    Ok(())
-}
-
 /// The number of a segment named `log.<rest>`: canonical decimal (`log.07` or `log.+7` would be
 /// read as segment 7 and then opened as `log.7`, another file), at most [`format::MAX_SEGMENT`].
 fn segment_number(rest: &str) -> Option<u64> {
     let n: u64 = rest.parse().ok()?;
     (n <= format::MAX_SEGMENT && n.to_string() == rest).then_some(n)
-}
-
-/// The highest id found in valid records of a damaged file (so that ids are never reused).
-fn salvage_next_id(path: &Path) -> u64 {
-    let Ok(data) = fs::read(path) else { return 0 };
-    let mut next = 0;
-    let mut i = 0;
-    while i + FRAME_LEN <= data.len() {
-        if let Frame::Complete { total, body } = parse_frame(&data[i..])
-            && let Some(rec) = decode(body)
-        {
-            next = next.max(match rec {
-                Record::Put { id, .. } => id + 1,
-                Record::Snapshot(s) => s.id + 1,
-                Record::NextId { next } => next,
-                _ => 0,
-            });
-            i += total;
-        } else {
-            i += 1;
-        }
-    }
-    next
 }
 
 /// Finds the highest valid segment (moving foreign ones aside, removing compacted ones and
@@ -657,14 +457,7 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
     let n = (highest_seen + 1).min(format::MAX_SEGMENT);
     let path = segment_path(dir, n);
     let tmp = dir.join(format!("log.{n}.tmp"));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp, "create"))?;
+    let f = create_tmp(&tmp)?;
     f.write_all_at(&format::segment_header(n), 0)
         .map_err(io_err(&tmp, "write"))?;
     if fsync {

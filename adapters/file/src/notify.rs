@@ -22,7 +22,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often waiters look again when inotify is unavailable.
-pub const FALLBACK_POLL: Duration = Duration::from_millis(10);
+pub(crate) const FALLBACK_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Default)]
 struct State {
@@ -31,7 +31,7 @@ struct State {
 }
 
 /// Change notification for one handle.
-pub struct Notifier {
+pub(crate) struct Notifier {
     dir: PathBuf,
     /// The watch, made at the first wait; `None` inside if inotify cannot be used.
     fd: OnceLock<Option<OwnedFd>>,
@@ -41,7 +41,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier for `dir`; the watch is made at the first [`Notifier::wait`].
-    pub fn new(dir: &Path) -> Notifier {
+    pub(crate) fn new(dir: &Path) -> Notifier {
         Notifier {
             dir: dir.to_path_buf(),
             fd: OnceLock::new(),
@@ -63,13 +63,13 @@ impl Notifier {
     }
 
     /// The current sequence number; take it before looking at the queue.
-    pub fn seq(&self) -> u64 {
+    pub(crate) fn seq(&self) -> u64 {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).seq
     }
 
     /// Blocks until something was written after `seen` was taken, or until `deadline`.
     /// May return early (spuriously); callers look at the queue again and call back.
-    pub fn wait(&self, seen: u64, deadline: Instant) {
+    pub(crate) fn wait(&self, seen: u64, deadline: Instant) {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.fd.get().is_none() {
             // Writes made before the watch existed were not seen. The watch is made and the

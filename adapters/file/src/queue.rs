@@ -1,44 +1,28 @@
-//! [`FileQueue`]: the commands, each run as one transaction on the shared log.
-//!
-//! A transaction takes the handle's mutex, then the directory lock (`<dir>/lock`, `flock`),
-//! catches up with the log, turns expired reservations back into ready jobs (appending a
-//! `Timeout` record: whichever process notices first), decides, appends its records with one
-//! `pwrite` at the end it knows, publishes that end in `run/sync` (with `fsync`), and unlocks.
-//! Because every decision is made under the lock on up-to-date state, each ready job is reserved
-//! by exactly one handle in one process.
-//!
-//! With `fsync`, changes that must survive a power loss (put, delete, release, bury, kick, pause)
-//! then go through group commit (`durable.rs`): if the shared "durable up to" mark already covers
-//! the record, nothing is left to do; else, once its group is complete, one handle, the leader,
-//! fdatasyncs and moves the mark to the published end, covering what everyone appended
-//! meanwhile, while the others sleep on a shared futex word until it is done.
+//! [`FileQueue`]: the public handle and the beanstalkd-like commands (put, reserve, delete,
+//! release, bury, touch, kick, peek, pause, compact), each run as one transaction on the shared
+//! log (see `transaction.rs`), durable ones through group commit (see `group_commit.rs`). The
+//! stats commands are in `stats.rs`.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::durable::{Durable, Mark, WAIT_MAX, beyond};
-use crate::error::{Error, Result, io_err};
-use crate::format::{self, Record, encode};
-use crate::index::{BURIES, Index, JobMeta, KICKS, RELEASES, RESERVES, Slot, TIMEOUTS};
-use crate::log::{Log, open_file, sync_dir};
+use crate::dir::{DirLock, prepare_dir};
+use crate::error::{Error, Result};
+use crate::format::{self, Record};
+use crate::group_commit::GroupCommit;
+use crate::index::{RESERVES, Slot, Tube};
+use crate::log::Log;
 use crate::notify::Notifier;
-use crate::types::{
-    Job, JobState, JobStats, MAX_JOB_SIZE_LIMIT, NewJob, Options, QueueStats, Reserved, TubeStats,
-    validate_tube,
-};
+use crate::stats::WaitGuard;
+use crate::sync_file::SyncFile;
+use crate::transaction::{Durability, ms};
+use crate::types::{Job, MAX_JOB_SIZE_LIMIT, NewJob, Options, Reserved, validate_tube};
 
 /// How often [`FileQueue::reserve_unless`] asks whether to stop while it waits.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
-/// Shortest and longest time a group commit waits for its group to complete (as long as the
-/// handle's last fdatasync took, within these bounds), and the largest group it waits for.
-const GATHER_MIN: Duration = Duration::from_micros(20);
-const GATHER_MAX: Duration = Duration::from_millis(1);
-const GATHER_BATCH_MAX: u32 = 64;
 
 /// A handle on a queue directory. Cheap to clone (clones share the handle, its reservations
 /// and its index); `Send + Sync`, so async code can call it through `spawn_blocking`.
@@ -48,22 +32,31 @@ const GATHER_BATCH_MAX: u32 = 64;
 /// beanstalkd connection would.
 #[derive(Clone)]
 pub struct FileQueue {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    dir: PathBuf,
-    opts: Options,
-    owner: u64,
-    lock_file: File,
-    lock_path: PathBuf,
-    log: Mutex<Log>,
-    sync: Durable,
-    /// How long this handle's last fdatasync took, in nanoseconds (bounds a leader's wait).
-    last_sync_ns: AtomicU64,
-    failed: Mutex<Option<String>>,
-    notifier: Notifier,
-    waiting: Mutex<HashMap<String, u64>>,
+/// What the clones of a handle share.
+pub(crate) struct Inner {
+    /// The queue's directory.
+    pub(crate) dir: PathBuf,
+    /// The options it was opened with.
+    pub(crate) opts: Options,
+    /// This handle's id in reservation records.
+    pub(crate) owner: u64,
+    /// `<dir>/lock`, held around every transaction.
+    pub(crate) lock: DirLock,
+    /// This handle's view of the log.
+    pub(crate) log: Mutex<Log>,
+    /// `<dir>/run/sync`.
+    pub(crate) sync: SyncFile,
+    /// This handle's side of group commit.
+    pub(crate) group: GroupCommit,
+    /// Why the handle failed (after an fsync error), if it did: it then refuses every command.
+    pub(crate) failed: Mutex<Option<String>>,
+    /// Wakes blocked reserves.
+    pub(crate) notifier: Notifier,
+    /// This handle's threads waiting in `reserve`, per tube (see `stats.rs`).
+    pub(crate) waiting: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for FileQueue {
@@ -73,18 +66,6 @@ impl std::fmt::Debug for FileQueue {
             .field("owner", &self.inner.owner)
             .finish()
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch (what records carry).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis().min(u64::MAX as u128 / 4) as u64
 }
 
 fn new_owner() -> u64 {
@@ -102,103 +83,6 @@ fn new_owner() -> u64 {
     h.finish() | 1
 }
 
-/// The state of one transaction: the log, the clock reading and the records to append.
-struct Txn<'a> {
-    log: &'a mut Log,
-    now: u64,
-    owner: u64,
-    out: Vec<u8>,
-}
-
-impl Txn<'_> {
-    /// Encodes `rec` for appending and applies it to the index right away.
-    fn push(&mut self, rec: Record<'_>) {
-        encode(&rec, &mut self.out);
-        let body = match &rec {
-            Record::Put { body, .. } => body.len(),
-            _ => 0,
-        };
-        let body_off = self.log.offset + (self.out.len() - body) as u64;
-        self.log.index.apply(&rec, body_off);
-    }
-
-    fn index(&self) -> &Index {
-        &self.log.index
-    }
-
-    fn job(&self, id: u64) -> Result<&JobMeta> {
-        self.log.index.jobs.get(&id).ok_or(Error::NotFound { id })
-    }
-
-    /// The job, if this handle holds its reservation.
-    fn mine(&self, id: u64) -> Result<&JobMeta> {
-        match self.job(id)? {
-            j @ JobMeta {
-                slot: Slot::Reserved { owner, .. },
-                ..
-            } if *owner == self.owner => Ok(j),
-            _ => Err(Error::NotFound { id }),
-        }
-    }
-
-    fn expire(&mut self) {
-        while let Some(&(deadline, id)) = self.log.index.deadlines.first() {
-            if deadline > self.now {
-                break;
-            }
-            self.push(Record::Timeout { id });
-        }
-    }
-
-    fn job_view(&self, id: u64, with_body: bool) -> Result<Job> {
-        let stats = self.stats(id)?;
-        let j = self.job(id)?;
-        let body = if with_body {
-            self.log.read_body(j.body_off, j.body_len)?
-        } else {
-            Vec::new()
-        };
-        Ok(Job { id, body, stats })
-    }
-
-    fn stats(&self, id: u64) -> Result<JobStats> {
-        let j = self.job(id)?;
-        let now = self.now;
-        let (state, left) = match j.slot {
-            Slot::Ready => (JobState::Ready, 0),
-            Slot::Delayed { until } => (JobState::Delayed, until.saturating_sub(now)),
-            Slot::Reserved { deadline, .. } => (JobState::Reserved, deadline.saturating_sub(now)),
-            Slot::Buried { .. } => (JobState::Buried, 0),
-        };
-        Ok(JobStats {
-            id,
-            tube: self.index().tubes[j.tube as usize].name.to_string(),
-            state,
-            pri: j.pri,
-            age: Duration::from_millis(now.saturating_sub(j.created_ms)),
-            delay: Duration::from_millis(j.delay_ms),
-            ttr: Duration::from_millis(j.ttr_ms),
-            time_left: Duration::from_millis(left),
-            file: 0,
-            reserves: j.counters[RESERVES],
-            timeouts: j.counters[TIMEOUTS],
-            releases: j.counters[RELEASES],
-            buries: j.counters[BURIES],
-            kicks: j.counters[KICKS],
-            reason: j.reason.as_deref().map(str::to_string),
-        })
-    }
-}
-
-/// Whether a transaction's records must be on disk before the call returns.
-#[derive(Clone, Copy, PartialEq)]
-enum Durability {
-    /// Wait for group commit (when `Options::fsync`).
-    Sync,
-    /// Reservations, touches, timeouts: losing them on power loss only shortens a lease.
-    Lazy,
-}
-
 impl FileQueue {
     /// Opens the queue in `dir`, creating it (mode 0700, files 0600) if needed.
     ///
@@ -213,33 +97,28 @@ impl FileQueue {
             )));
         }
         prepare_dir(&dir)?;
-        let lock_path = dir.join("lock");
-        let lock_file = open_file(&lock_path)?;
-        lock_file.lock().map_err(io_err(&lock_path, "lock"))?;
-        let opened = (|| {
+        let lock = DirLock::open(&dir)?;
+        let (log, sync) = lock.with(|| {
             // Under the lock: a new run/sync is grown with zeros, which must not land on one that
             // another process has started to use.
-            let sync = Durable::open(&dir)?;
+            let sync = SyncFile::open(&dir)?;
             let log = Log::open(&dir, opts.fsync, &sync)?;
             // A mark or published end past the log (from a segment moved aside, or written
             // before a power loss undid the records) means nothing.
-            sync.clamp(log.seg_no, log.offset)?;
-            sync.note_segment(log.seg_no, true)?;
+            sync.clamp(log.seg_no(), log.end())?;
+            sync.note_segment(log.seg_no(), true)?;
             Ok((log, sync))
-        })();
-        let _ = lock_file.unlock();
-        let (log, sync) = opened?;
+        })?;
         let notifier = Notifier::new(&dir);
         Ok(FileQueue {
             inner: Arc::new(Inner {
                 dir,
                 opts,
                 owner: new_owner(),
-                lock_file,
-                lock_path,
+                lock,
                 log: Mutex::new(log),
                 sync,
-                last_sync_ns: AtomicU64::new(0),
+                group: GroupCommit::new(),
                 failed: Mutex::new(None),
                 notifier,
                 waiting: Mutex::new(HashMap::new()),
@@ -255,174 +134,6 @@ impl FileQueue {
     /// The options this handle was opened with.
     pub fn options(&self) -> &Options {
         &self.inner.opts
-    }
-
-    fn failed(&self, reason: String) -> Error {
-        let mut f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
-        let reason = f.get_or_insert(reason).clone();
-        Error::Failed {
-            path: self.inner.dir.clone(),
-            reason,
-        }
-    }
-
-    fn check(&self) -> Result<()> {
-        let f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
-        match &*f {
-            Some(reason) => Err(Error::Failed {
-                path: self.inner.dir.clone(),
-                reason: reason.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn lock_log(&self) -> MutexGuard<'_, Log> {
-        self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs one transaction (see the module doc).
-    fn txn<T>(&self, durability: Durability, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
-        self.check()?;
-        let mut log = self.lock_log();
-        let inner = &*self.inner;
-        inner.lock_file.lock().map_err(io_err(&inner.lock_path, "lock"))?;
-        let result = (|| {
-            log.catch_up(&inner.sync)?;
-            let seg_before = log.seg_no;
-            let now = now_ms();
-            log.index.promote(now);
-            let mut tx = Txn {
-                log: &mut log,
-                now,
-                owner: inner.owner,
-                out: Vec::new(),
-            };
-            tx.expire();
-            let value = f(&mut tx);
-            let mut out = std::mem::take(&mut tx.out);
-            if !out.is_empty() {
-                log.write(&mut out)?;
-                // The records are in the log now: what follows must not fail the command, or
-                // its caller would run it again. A compaction left undone is tried again later.
-                if let Err(e) = log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync) {
-                    tracing::warn!(error = %e, "could not compact the log; will try again");
-                }
-            }
-            let waits = !out.is_empty() && durability == Durability::Sync && inner.opts.fsync;
-            if inner.opts.fsync
-                && (!out.is_empty() || log.seg_no != seg_before)
-                && let Err(e) = inner.sync.publish(log.seg_no, log.offset, waits)
-            {
-                // Leaders then find the published end short of the record and catch up under
-                // the lock instead.
-                tracing::warn!(error = %e, "could not publish the end of the log");
-            }
-            let commit = waits.then_some((log.seg_no, log.offset));
-            value.map(|v| (v, commit))
-        })();
-        let _ = inner.lock_file.unlock();
-        drop(log);
-        let (value, commit) = result?;
-        if let Some((seg_no, end)) = commit {
-            self.commit(seg_no, end)?;
-        }
-        Ok(value)
-    }
-
-    /// Group commit (see `durable.rs`): returns once the log is on disk up to `end` of segment
-    /// `seg_no`, fdatasyncing it as the leader or waiting for the leader that will.
-    ///
-    /// A handle leads only once its group is complete (as many transactions wait as the last
-    /// fdatasync covered), or once it has waited as long as its last fdatasync took: the
-    /// producers that the last sync released are appending again, and the one that completes the
-    /// group syncs for all of them. With one producer every group is complete at once.
-    fn commit(&self, seg_no: u64, end: u64) -> Result<()> {
-        let d = &self.inner.sync;
-        let start = Instant::now();
-        let gather = Duration::from_nanos(self.inner.last_sync_ns.load(Ordering::Relaxed))
-            .clamp(GATHER_MIN, GATHER_MAX);
-        loop {
-            let seen = d.generation();
-            let mark = d.read();
-            if !beyond(seg_no, end, mark.seg, mark.off) {
-                return Ok(());
-            }
-            let complete = match d.appended() {
-                Some(a) => a.seg != seg_no || a.seq.wrapping_sub(mark.seq) >= mark.batch.max(1),
-                None => true,
-            };
-            let waited = start.elapsed();
-            let ready = complete || waited >= gather;
-            if ready && let Some(_leader) = d.try_lead()? {
-                return self.sync_all_appended(seg_no, end);
-            }
-            self.check()?;
-            d.wait(seen, if ready { WAIT_MAX } else { gather - waited });
-        }
-    }
-
-    /// The leader's part: fdatasyncs the segment and moves the mark to the published end of the
-    /// log; where that end does not cover the caller's record (another segment, a torn or
-    /// missing record), it catches up under the directory lock instead.
-    fn sync_all_appended(&self, seg_no: u64, end: u64) -> Result<()> {
-        let d = &self.inner.sync;
-        let inner = &*self.inner;
-        let mark = d.read();
-        if !beyond(seg_no, end, mark.seg, mark.off) {
-            return Ok(());
-        }
-        // The epoch before the published end: should a repair cut the log below that end
-        // meanwhile, it moves the epoch on and the mark written below is void.
-        let epoch = d.epoch();
-        let appended = d.appended();
-        let (seg, upto, seq, file, path) = {
-            let mut log = self.lock_log();
-            match appended {
-                Some(a) if a.seg == seg_no && log.seg_no == seg_no && a.end >= end => {
-                    (a.seg, a.end, a.seq, log.seg.clone(), log.seg_path.clone())
-                }
-                _ => {
-                    inner.lock_file.lock().map_err(io_err(&inner.lock_path, "lock"))?;
-                    let caught = log.catch_up(&inner.sync);
-                    let seq = d.appended().map_or(mark.seq, |a| a.seq);
-                    let _ = inner.lock_file.unlock();
-                    caught?;
-                    (log.seg_no, log.offset, seq, log.seg.clone(), log.seg_path.clone())
-                }
-            }
-        };
-        if seg == seg_no && upto < end {
-            // Another process cut the log below our record (it found damage there).
-            return Err(Error::Corrupt {
-                path,
-                detail: format!(
-                    "the record ending at byte {end} was cut off the log by a repair after a \
-                     damaged write; the command did not take effect, run it again"
-                ),
-            });
-        }
-        let t0 = Instant::now();
-        if let Err(e) = file.sync_data() {
-            let err = io_err(&path, "fdatasync")(e);
-            return Err(self.failed(err.to_string()));
-        }
-        inner.last_sync_ns.store(
-            t0.elapsed().as_nanos().min(u64::MAX as u128) as u64,
-            Ordering::Relaxed,
-        );
-        if mark.seg < seg {
-            // The first sync of this segment (new queue, or after a compaction, which may have
-            // been made by a handle without fsync): make its directory entry durable too.
-            sync_dir(&inner.dir).map_err(|e| self.failed(e.to_string()))?;
-        }
-        d.write(Mark {
-            seg,
-            off: upto,
-            seq,
-            batch: seq.wrapping_sub(mark.seq).clamp(1, GATHER_BATCH_MAX),
-            epoch,
-        })
     }
 
     /// Puts a job in `tube`; returns its id once the job is durable (with `fsync`).
@@ -455,7 +166,7 @@ impl FileQueue {
             let first = tx.index().next_id;
             if first.saturating_add(jobs.len() as u64) > format::MAX_JOB_ID + 1 {
                 return Err(Error::Corrupt {
-                    path: tx.log.seg_path.clone(),
+                    path: tx.log.seg_path().to_path_buf(),
                     detail: format!("job ids are used up (next id {first}); the log sets an impossible id"),
                 });
             }
@@ -650,11 +361,7 @@ impl FileQueue {
         self.txn(Durability::Lazy, |tx| tx.job_view(id, true))
     }
 
-    fn peek_by(
-        &self,
-        tube: &str,
-        pick: impl FnOnce(&crate::index::Tube) -> Option<u64>,
-    ) -> Result<Option<Job>> {
+    fn peek_by(&self, tube: &str, pick: impl FnOnce(&Tube) -> Option<u64>) -> Result<Option<Job>> {
         validate_tube(tube)?;
         self.txn(Durability::Lazy, |tx| {
             let Some(t) = tx.index().tube_id(tube) else {
@@ -680,114 +387,6 @@ impl FileQueue {
     /// The buried job of `tube` that a kick would take first (buried longest ago).
     pub fn peek_buried(&self, tube: &str) -> Result<Option<Job>> {
         self.peek_by(tube, |t| t.buried.first().map(|x| x.1))
-    }
-
-    /// beanstalkd's `stats-job`, plus the last reason.
-    pub fn stats_job(&self, id: u64) -> Result<JobStats> {
-        self.txn(Durability::Lazy, |tx| tx.stats(id))
-    }
-
-    fn waiting_on(&self, tube: &str) -> u64 {
-        let w = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        w.get(tube).copied().unwrap_or(0)
-    }
-
-    fn tube_exists(&self, t: &crate::index::Tube, now: u64) -> bool {
-        t.jobs() > 0 || t.pause_until > now || &*t.name == "default" || self.waiting_on(&t.name) > 0
-    }
-
-    /// beanstalkd's `stats-tube`. A tube exists while it has jobs, is paused, is being waited
-    /// on by this handle, or is `default`; others give [`Error::TubeNotFound`].
-    pub fn stats_tube(&self, tube: &str) -> Result<TubeStats> {
-        validate_tube(tube)?;
-        let waiting = self.waiting_on(tube);
-        self.txn(Durability::Lazy, |tx| {
-            let now = tx.now;
-            let empty = crate::index::Tube::default();
-            let t = match tx.index().tube_id(tube) {
-                Some(t) => &tx.index().tubes[t as usize],
-                None if tube == "default" || waiting > 0 => &empty,
-                None => {
-                    return Err(Error::TubeNotFound {
-                        name: tube.to_string(),
-                    });
-                }
-            };
-            if !self.tube_exists(t, now) && tube != "default" && waiting == 0 {
-                return Err(Error::TubeNotFound {
-                    name: tube.to_string(),
-                });
-            }
-            let paused = t.pause_until > now;
-            Ok(TubeStats {
-                name: tube.to_string(),
-                current_jobs_urgent: t.urgent,
-                current_jobs_ready: t.ready.len() as u64,
-                current_jobs_reserved: t.reserved,
-                current_jobs_delayed: t.delayed.len() as u64,
-                current_jobs_buried: t.buried.len() as u64,
-                total_jobs: t.total_jobs,
-                current_using: 0,
-                current_waiting: waiting,
-                current_watching: waiting,
-                pause: Duration::from_secs(if paused { t.pause_secs } else { 0 }),
-                cmd_delete: t.cmd_delete,
-                cmd_pause_tube: t.cmd_pause,
-                pause_time_left: Duration::from_millis(t.pause_until.saturating_sub(now)),
-            })
-        })
-    }
-
-    /// Queue-wide counts.
-    pub fn stats(&self) -> Result<QueueStats> {
-        let tubes = self.list_tubes()?.len() as u64;
-        self.txn(Durability::Lazy, |tx| {
-            let ix = tx.index();
-            // Saturating: the tube counters come from the log, which may be damaged.
-            let sum =
-                |f: &dyn Fn(&crate::index::Tube) -> u64| ix.tubes.iter().map(f).fold(0, u64::saturating_add);
-            Ok(QueueStats {
-                current_jobs_urgent: sum(&|t| t.urgent),
-                current_jobs_ready: sum(&|t| t.ready.len() as u64),
-                current_jobs_reserved: sum(&|t| t.reserved),
-                current_jobs_delayed: sum(&|t| t.delayed.len() as u64),
-                current_jobs_buried: sum(&|t| t.buried.len() as u64),
-                total_jobs: sum(&|t| t.total_jobs),
-                current_tubes: tubes,
-                job_timeouts: ix.timeouts,
-                corrupt_records: tx.log.corrupt,
-                segment: tx.log.seg_no,
-                log_bytes: tx.log.offset,
-                next_id: ix.next_id,
-            })
-        })
-    }
-
-    /// The tubes that exist: those with jobs, paused ones, those this handle waits on, and
-    /// `default` (always). Sorted by name.
-    pub fn list_tubes(&self) -> Result<Vec<String>> {
-        let mut names = self.txn(Durability::Lazy, |tx| {
-            let now = tx.now;
-            Ok(tx
-                .index()
-                .tubes
-                .iter()
-                .filter(|t| self.tube_exists(t, now))
-                .map(|t| t.name.to_string())
-                .collect::<Vec<_>>())
-        })?;
-        names.extend(
-            self.inner
-                .waiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .cloned(),
-        );
-        names.push("default".to_string());
-        names.sort();
-        names.dedup();
-        Ok(names)
     }
 
     /// Pauses `tube`: no job of it is reserved until `delay` has passed (0 ends a pause).
@@ -822,74 +421,6 @@ impl FileQueue {
             let now = tx.now;
             tx.log.compact(now, &self.inner.sync)
         })
-    }
-}
-
-/// Counts this handle's threads waiting on each tube, for `stats_tube`.
-struct WaitGuard<'a> {
-    q: &'a FileQueue,
-    tubes: Vec<String>,
-}
-
-impl<'a> WaitGuard<'a> {
-    fn new(q: &'a FileQueue, watch: &[&str]) -> Self {
-        let mut w = q.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let mut tubes: Vec<String> = watch.iter().map(|t| t.to_string()).collect();
-        tubes.sort();
-        tubes.dedup();
-        for t in &tubes {
-            *w.entry(t.clone()).or_default() += 1;
-        }
-        WaitGuard { q, tubes }
-    }
-}
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        let mut w = self.q.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        for t in &self.tubes {
-            if let Some(n) = w.get_mut(t) {
-                *n -= 1;
-                if *n == 0 {
-                    w.remove(t);
-                }
-            }
-        }
-    }
-}
-
-/// Creates the directory (0700) or checks that group and others cannot write to it.
-fn prepare_dir(dir: &Path) -> Result<()> {
-    match std::fs::metadata(dir) {
-        Ok(m) => {
-            if !m.is_dir() {
-                return Err(Error::Io {
-                    path: dir.to_path_buf(),
-                    op: "open queue directory",
-                    source: std::io::Error::other("not a directory"),
-                });
-            }
-            let mode = m.permissions().mode() & 0o7777;
-            if mode & 0o022 != 0 {
-                return Err(Error::Permissions {
-                    path: dir.to_path_buf(),
-                    mode,
-                });
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io_err(dir, "create directory"))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
-            Ok(())
-        }
-        Err(e) => Err(io_err(dir, "open queue directory")(e)),
     }
 }
 

@@ -200,7 +200,8 @@ pub struct QueueStats {
 }
 
 /// Checks a tube name against beanstalkd's rules: 1 to 200 bytes of `A-Za-z0-9-+/;.$_()`,
-/// not starting with `-`.
+/// not starting with `-`. Every command checks its tubes with it; it is public so that a caller
+/// (the CLI, a server) can refuse a bad name before it builds a job.
 pub fn validate_tube(name: &str) -> Result<()> {
     let bad = |reason| {
         Err(Error::InvalidTube {

@@ -18,21 +18,15 @@ use pulpo_filequeue::format::{
     FRAME_LEN, Frame, MAX_DURATION_MS, MAX_JOB_ID, MAX_SEGMENT, Record, SEG_HEADER_LEN, Snapshot, decode,
     encode, parse_frame, parse_segment_header, resync, segment_header,
 };
-use pulpo_filequeue::{Error, FileQueue, JobState, Options, validate_tube};
+use pulpo_filequeue::{Error, FileQueue, JobState, validate_tube};
 
-const Z: Duration = Duration::ZERO;
-const TTR: Duration = Duration::from_secs(60);
+mod common;
 
-fn opts() -> Options {
-    Options {
-        fsync: false,
-        ..Options::default()
-    }
-}
+use common::{TTR, Z, open, opts, queue_dir, queue_dir_with};
 
 /// Builds a queue that has used every command, then returns its segment.
 fn build_segment(dir: &Path, compacted: bool) -> Vec<u8> {
-    let q = FileQueue::open(dir, opts()).unwrap();
+    let q = open(dir, opts());
     let a = q.put("default", 5, Z, TTR, b"first\r\nbody").unwrap();
     let b = q.put("emails", 1, Z, TTR, b"{\"header\":{}}").unwrap();
     let c = q.put("emails", 2000, Duration::from_secs(600), TTR, b"").unwrap();
@@ -60,8 +54,8 @@ fn build_segment(dir: &Path, compacted: bool) -> Vec<u8> {
 fn real_segment() -> &'static [u8] {
     static SEGMENT: OnceLock<Vec<u8>> = OnceLock::new();
     SEGMENT.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        build_segment(&d.path().join("q"), false)
+        let (_d, dir) = queue_dir();
+        build_segment(&dir, false)
     })
 }
 
@@ -98,18 +92,13 @@ fn inspect(q: &FileQueue) -> (u64, u64, Vec<u64>) {
 
 /// Writes `files` into a fresh queue directory, opens and uses it: nothing accepted is lost.
 fn open_and_use(files: &[(&str, &[u8])]) {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("q");
-    fs::create_dir(&dir).unwrap();
-    for (name, bytes) in files {
-        fs::write(dir.join(name), bytes).unwrap();
-    }
+    let (_d, dir) = queue_dir_with(files);
     let q = FileQueue::open(&dir, opts()).expect("a damaged directory still opens");
     let (jobs, next_id, ids) = inspect(&q);
     let id = q.put("fuzz", 0, Z, TTR, b"new").unwrap();
     assert!(id >= next_id && !ids.contains(&id), "id {id} not fresh");
     drop(q);
-    let q = FileQueue::open(&dir, opts()).unwrap();
+    let q = open(&dir, opts());
     assert_eq!(inspect(&q).0, jobs + 1, "a job lost by reopening");
     q.compact().unwrap();
     assert_eq!(inspect(&q).0, jobs + 1, "a job lost by compaction");
@@ -329,11 +318,8 @@ const PUT_WITH_THE_LARGEST_ID: [u8; 83] = [
 
 #[test]
 fn a_put_with_the_largest_id_is_skipped_as_damage() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("q");
-    fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("log.1"), PUT_WITH_THE_LARGEST_ID).unwrap();
-    let q = FileQueue::open(&dir, opts()).unwrap();
+    let (_d, dir) = queue_dir_with(&[("log.1", &PUT_WITH_THE_LARGEST_ID)]);
+    let q = open(&dir, opts());
     let stats = q.stats().unwrap();
     assert_eq!(
         (stats.corrupt_records, stats.current_jobs_ready, stats.next_id),
@@ -349,16 +335,15 @@ fn a_put_with_the_largest_id_is_skipped_as_damage() {
 #[test]
 fn a_segment_name_in_another_spelling_never_removes_the_live_segment() {
     for odd in ["log.+1", "log.01"] {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("q");
-        let q = FileQueue::open(&dir, opts()).unwrap();
+        let (_d, dir) = queue_dir();
+        let q = open(&dir, opts());
         let id = q.put("default", 0, Z, TTR, b"kept").unwrap();
         drop(q);
         fs::write(dir.join(odd), segment_header(1)).unwrap();
-        let q = FileQueue::open(&dir, opts()).unwrap();
+        let q = open(&dir, opts());
         assert_eq!(q.peek(id).unwrap().body, b"kept", "{odd}");
         drop(q);
-        let q = FileQueue::open(&dir, opts()).unwrap();
+        let q = open(&dir, opts());
         assert_eq!(
             q.peek(id).unwrap().body,
             b"kept",
@@ -494,11 +479,8 @@ fn values_at_the_top_of_their_range_saturate() {
             secs: u64::MAX,
         },
     ]);
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("q");
-    fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("log.1"), &edges).unwrap();
-    let q = FileQueue::open(&dir, opts()).unwrap();
+    let (_d, dir) = queue_dir_with(&[("log.1", &edges)]);
+    let q = open(&dir, opts());
     let stats = q.stats().unwrap();
     assert_eq!(stats.corrupt_records, 0);
     assert_eq!(stats.total_jobs, u64::MAX, "saturated, not wrapped");
@@ -539,11 +521,8 @@ const READY_JOB_WITH_TTR_ZERO: [u8; 121] = [
 
 #[test]
 fn a_job_with_ttr_zero_can_be_finished() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("q");
-    fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("log.1"), READY_JOB_WITH_TTR_ZERO).unwrap();
-    let q = FileQueue::open(&dir, opts()).unwrap();
+    let (_d, dir) = queue_dir_with(&[("log.1", &READY_JOB_WITH_TTR_ZERO)]);
+    let q = open(&dir, opts());
     assert_eq!(q.stats_job(2).unwrap().ttr, Duration::from_secs(1));
     let job = q.reserve(&["fuzz"], Some(Z)).unwrap().expect("job 2 is ready");
     assert_eq!(job.id, 2);
@@ -557,11 +536,8 @@ fn a_job_with_ttr_zero_can_be_finished() {
 /// instead of giving an id that replay refuses or that collides.
 #[test]
 fn used_up_ids_refuse_a_put() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("q");
-    fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("log.1"), segment(&[Record::NextId { next: MAX_JOB_ID }])).unwrap();
-    let q = FileQueue::open(&dir, opts()).unwrap();
+    let (_d, dir) = queue_dir_with(&[("log.1", &segment(&[Record::NextId { next: MAX_JOB_ID }]))]);
+    let q = open(&dir, opts());
     assert_eq!(q.put("t", 0, Z, TTR, b"last").unwrap(), MAX_JOB_ID);
     let before = q.stats().unwrap().log_bytes;
     assert!(matches!(
@@ -570,7 +546,7 @@ fn used_up_ids_refuse_a_put() {
     ));
     assert_eq!(q.stats().unwrap().log_bytes, before, "nothing written");
     drop(q);
-    let q = FileQueue::open(&dir, opts()).unwrap();
+    let q = open(&dir, opts());
     assert_eq!(q.peek(MAX_JOB_ID).unwrap().body, b"last");
     // Past the limit the record itself is damage.
     assert!(decode(&segment(&[Record::NextId { next: MAX_JOB_ID + 2 }])[24 + FRAME_LEN..]).is_none());
@@ -588,8 +564,8 @@ fn write_fuzz_seeds() {
     let out = Path::new(&out);
     fs::create_dir_all(out).unwrap();
     for (name, compacted) in [("segment-ops", false), ("segment-compacted", true)] {
-        let d = tempfile::tempdir().unwrap();
-        fs::write(out.join(name), build_segment(&d.path().join("q"), compacted)).unwrap();
+        let (_d, dir) = queue_dir();
+        fs::write(out.join(name), build_segment(&dir, compacted)).unwrap();
     }
     fs::write(out.join("segment-largest-id"), PUT_WITH_THE_LARGEST_ID).unwrap();
 }

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use pulpo_filequeue::{Error, FileQueue, JobState, Options};
+use pulpo_filequeue::{Error, FileQueue, JobState};
+
+mod common;
+
+use common::{open, opts, queue_dir};
 
 const TUBES: [&str; 3] = ["a", "b", "c"];
 const LONG: Duration = Duration::from_secs(3600);
@@ -101,13 +105,8 @@ impl Model {
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("q");
-    let opts = Options {
-        fsync: false,
-        ..Options::default()
-    };
-    let mut q = FileQueue::open(&path, opts.clone()).unwrap();
+    let (_dir, path) = queue_dir();
+    let mut q = open(&path, opts());
     let mut m = Model {
         jobs: BTreeMap::new(),
         ever: Vec::new(),
@@ -238,7 +237,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Reopen => {
                 drop(q);
-                q = FileQueue::open(&path, opts.clone()).unwrap();
+                q = open(&path, opts());
                 m.owner += 1; // a new handle owns none of the old reservations
             }
             Op::Compact => q.compact().unwrap(),

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use pulpo_filequeue::{Error, FileQueue, Options};
 
+mod common;
+
+use common::{open, synced};
+
 const TOTAL: u64 = 10_000;
 const WORKERS: u64 = 3;
 const TTR: Duration = Duration::from_secs(120);
@@ -27,23 +31,22 @@ fn child(test: &str, env: &[(&str, String)]) -> Child {
     c.spawn().unwrap()
 }
 
+/// In a child, the directory and number its parent gave it in the environment variables
+/// `dir_var` and `n_var`; `None` in a normal run of the tests.
+fn child_env(dir_var: &str, n_var: &str) -> Option<(PathBuf, u64)> {
+    let dir = std::env::var(dir_var).ok()?;
+    let n: u64 = std::env::var(n_var).unwrap().parse().unwrap();
+    Some((PathBuf::from(dir), n))
+}
+
 /// Child: puts its share of the jobs and reserves+deletes until all are gone, writing the ids
 /// it put and reserved to files.
 #[test]
 fn worker_entry() {
-    let Ok(dir) = std::env::var("PULPO_FQ_WORKER_DIR") else {
+    let Some((dir, k)) = child_env("PULPO_FQ_WORKER_DIR", "PULPO_FQ_WORKER") else {
         return;
     };
-    let k: u64 = std::env::var("PULPO_FQ_WORKER").unwrap().parse().unwrap();
-    let dir = PathBuf::from(dir);
-    let q = FileQueue::open(
-        dir.join("q"),
-        Options {
-            fsync: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let q = open(&dir.join("q"), synced());
     let share = TOTAL / WORKERS + u64::from(k < TOTAL % WORKERS);
     let (mut put, mut got) = (Vec::new(), Vec::new());
     let mut take = |q: &FileQueue, timeout| match q.reserve(&["mp"], Some(timeout)).unwrap() {
@@ -129,7 +132,7 @@ fn three_processes_share_10000_jobs_each_reserved_exactly_once() {
         per_worker.iter().all(|&n| n > 0),
         "every process reserved some: {per_worker:?}"
     );
-    let q = FileQueue::open(dir.join("q"), Options::default()).unwrap();
+    let q = open(&dir.join("q"), Options::default());
     assert_eq!(q.stats().unwrap().total_jobs, TOTAL);
 }
 
@@ -164,12 +167,10 @@ fn intact(b: &[u8]) -> bool {
 /// operation (fsync'd) to a side file: `P id` after a put, `d id` before and `D id` after a delete.
 #[test]
 fn crash_entry() {
-    let Ok(dir) = std::env::var("PULPO_FQ_CRASH_DIR") else {
+    let Some((dir, round)) = child_env("PULPO_FQ_CRASH_DIR", "PULPO_FQ_CRASH_ROUND") else {
         return;
     };
-    let round: u64 = std::env::var("PULPO_FQ_CRASH_ROUND").unwrap().parse().unwrap();
-    let dir = PathBuf::from(dir);
-    let q = FileQueue::open(dir.join("q"), Options::default()).unwrap();
+    let q = open(&dir.join("q"), Options::default());
     let mut side = OpenOptions::new()
         .create(true)
         .append(true)
@@ -213,7 +214,7 @@ fn check_store(dir: &Path) -> usize {
             _ => deleted.insert(id),
         };
     }
-    let q = FileQueue::open(dir.join("q"), Options::default()).unwrap();
+    let q = open(&dir.join("q"), Options::default());
     for &id in &put {
         match q.peek(id) {
             Ok(j) => {

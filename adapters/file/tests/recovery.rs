@@ -5,18 +5,11 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod common;
+
+use common::{TTR, Z, closed_queue_with_job, open, opts, queue_dir, synced};
 use pulpo_filequeue::format::{self, Record};
 use pulpo_filequeue::{Error, FileQueue, JobState, Options};
-
-const Z: Duration = Duration::ZERO;
-const TTR: Duration = Duration::from_secs(60);
-
-fn opts() -> Options {
-    Options {
-        fsync: false,
-        ..Options::default()
-    }
-}
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -33,18 +26,14 @@ fn moved_aside(q: &Path) -> Vec<String> {
 
 #[test]
 fn foreign_segments_are_moved_aside() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let q = FileQueue::open(&path, opts()).unwrap();
-    let a = q.put("t", 0, Z, TTR, b"a").unwrap();
-    drop(q);
+    let (_d, path, a) = closed_queue_with_job(opts(), b"a");
     fs::write(
         path.join("log.9"),
         b"this is not a segment at all, just some text",
     )
     .unwrap();
     fs::write(path.join("log.backup"), b"nor this").unwrap();
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let q = open(&path, opts());
     assert_eq!(q.peek(a).unwrap().body, b"a");
     let aside = moved_aside(&path);
     assert!(aside.iter().any(|n| n.starts_with("log.9.")), "{aside:?}");
@@ -54,9 +43,8 @@ fn foreign_segments_are_moved_aside() {
 
 #[test]
 fn a_damaged_only_segment_is_replaced_and_ids_go_on() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let (_d, path) = queue_dir();
+    let q = open(&path, opts());
     let mut last = 0;
     for _ in 0..5 {
         last = q.put("t", 0, Z, TTR, b"x").unwrap();
@@ -66,7 +54,7 @@ fn a_damaged_only_segment_is_replaced_and_ids_go_on() {
     let mut bytes = fs::read(&seg).unwrap();
     bytes[..8].copy_from_slice(b"GARBAGE!");
     fs::write(&seg, bytes).unwrap();
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let q = open(&path, opts());
     assert_eq!(moved_aside(&path).len(), 1);
     assert_eq!(q.stats().unwrap().segment, 2);
     assert!(
@@ -107,9 +95,8 @@ fn torn_put(id: u64) -> Vec<u8> {
 /// A writer killed inside its write leaves part of a record where the log ended: followed by
 /// the zeros the segment was grown with (`in_zeros`), or by the end of the file.
 fn torn_tail_is_cut_off(in_zeros: bool) {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let (_d, path) = queue_dir();
+    let q = open(&path, opts());
     let ids: Vec<u64> = (0..3).map(|i| q.put("t", i, Z, TTR, b"whole").unwrap()).collect();
     drop(q);
     let seg = path.join("log.1");
@@ -125,7 +112,7 @@ fn torn_tail_is_cut_off(in_zeros: bool) {
     }
     std::os::unix::fs::FileExt::write_all_at(&file, &torn_put(99), good_end).unwrap();
     drop(file);
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let q = open(&path, opts());
     assert_eq!(
         fs::metadata(&seg).unwrap().len(),
         good_end,
@@ -138,7 +125,7 @@ fn torn_tail_is_cut_off(in_zeros: bool) {
     let n = q.put("t", 0, Z, TTR, b"next").unwrap();
     assert_eq!(n, ids[2] + 1);
     drop(q);
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let q = open(&path, opts());
     assert_eq!(q.peek(n).unwrap().body, b"next");
     assert_eq!(q.stats().unwrap().corrupt_records, 0);
 }
@@ -157,11 +144,7 @@ fn a_torn_tail_at_the_end_of_the_file_is_cut_off() {
 /// even once new records reach exactly up to them: every write ends with a zero frame header.
 #[test]
 fn a_stale_record_past_the_end_is_never_read() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let q = FileQueue::open(&path, opts()).unwrap();
-    let first = q.put("t", 0, Z, TTR, b"before").unwrap();
-    drop(q);
+    let (_d, path, first) = closed_queue_with_job(opts(), b"before");
     let seg = path.join("log.1");
     let end = data_end(&seg);
     // Three puts of "new" will take exactly `3 * len` bytes; a stale record waits right after.
@@ -190,7 +173,7 @@ fn a_stale_record_past_the_end_is_never_read() {
     let file = OpenOptions::new().write(true).open(&seg).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &stale, (end + 3 * one.len()) as u64).unwrap();
     drop(file);
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let q = open(&path, opts());
     assert!(matches!(q.peek(999), Err(Error::NotFound { .. })));
     for _ in 0..3 {
         q.put("t", 0, Z, TTR, b"new").unwrap();
@@ -200,18 +183,23 @@ fn a_stale_record_past_the_end_is_never_read() {
         end + 3 * one.len(),
         "the puts took the bytes planned"
     );
-    for q in [q, FileQueue::open(&path, opts()).unwrap()] {
+    for q in [q, open(&path, opts())] {
         assert!(matches!(q.peek(999), Err(Error::NotFound { .. })));
         assert_eq!(q.stats_tube("t").unwrap().current_jobs_ready, 4);
         assert_eq!(q.stats().unwrap().corrupt_records, 0);
     }
 }
 
-#[test]
-fn a_bit_flip_in_the_middle_is_skipped_and_counted() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let q = FileQueue::open(&path, opts()).unwrap();
+/// Puts three jobs in tube `t` ("first job", "SECOND-JOB", "third job") through a handle it
+/// then closes, lets `damage` change the bytes of the segment (given where the second body
+/// starts), and opens the queue again: the second job alone is lost, and counted, and a put
+/// after the damage works. Returns the handle, the three ids and the id of that put.
+fn damage_the_second_of_three(
+    path: &Path,
+    opts: Options,
+    damage: impl FnOnce(&mut Vec<u8>, usize),
+) -> (FileQueue, [u64; 3], u64) {
+    let q = open(path, opts.clone());
     let a = q.put("t", 0, Z, TTR, b"first job").unwrap();
     let b = q.put("t", 0, Z, TTR, b"SECOND-JOB").unwrap();
     let c = q.put("t", 0, Z, TTR, b"third job").unwrap();
@@ -219,28 +207,31 @@ fn a_bit_flip_in_the_middle_is_skipped_and_counted() {
     let seg = path.join("log.1");
     let mut bytes = fs::read(&seg).unwrap();
     let at = bytes.windows(10).position(|w| w == b"SECOND-JOB").unwrap();
-    bytes[at + 3] ^= 0x10;
+    damage(&mut bytes, at);
     fs::write(&seg, &bytes).unwrap();
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let q = open(path, opts);
     assert_eq!(q.peek(a).unwrap().body, b"first job");
     assert!(matches!(q.peek(b), Err(Error::NotFound { .. })));
     assert_eq!(q.peek(c).unwrap().body, b"third job");
     assert_eq!(q.stats().unwrap().corrupt_records, 1);
-    // The damage stays where it is; the queue keeps working after it.
     let n = q.put("t", 0, Z, TTR, b"after").unwrap();
     assert!(n > c);
+    (q, [a, b, c], n)
+}
+
+#[test]
+fn a_bit_flip_in_the_middle_is_skipped_and_counted() {
+    let (_d, path) = queue_dir();
+    let (q, [a, _, _], n) = damage_the_second_of_three(&path, opts(), |bytes, at| bytes[at + 3] ^= 0x10);
+    // The damage stays where it is; the queue keeps working after it.
     assert_eq!(q.reserve(&["t"], Some(Z)).unwrap().unwrap().id, a);
-    assert_eq!(
-        FileQueue::open(&path, opts()).unwrap().peek(n).unwrap().body,
-        b"after"
-    );
+    assert_eq!(open(&path, opts()).peek(n).unwrap().body, b"after");
 }
 
 #[test]
 fn created_with_private_modes_and_group_writable_dirs_refused() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let (_d, path) = queue_dir();
+    let q = open(&path, opts());
     let id = q.put("t", 0, Z, TTR, b"x").unwrap();
     q.reserve(&["t"], Some(Z)).unwrap();
     q.bury(id, 0, None).unwrap();
@@ -251,7 +242,7 @@ fn created_with_private_modes_and_group_writable_dirs_refused() {
     }
     drop(q);
     fs::write(path.join("log.zzz"), b"x").unwrap();
-    FileQueue::open(&path, opts()).unwrap();
+    open(&path, opts());
     assert_eq!(mode(&path.join("corrupt")), 0o700);
 
     fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
@@ -268,7 +259,7 @@ fn created_with_private_modes_and_group_writable_dirs_refused() {
         Err(Error::Permissions { .. })
     ));
     fs::set_permissions(&path, fs::Permissions::from_mode(0o750)).unwrap();
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let q = open(&path, opts());
     assert_eq!(q.stats_job(id).unwrap().state, JobState::Buried);
 }
 
@@ -287,37 +278,18 @@ fn io_errors_name_the_file_and_what_to_do() {
 /// the end of the log: the records after it are kept and the damaged one is counted.
 #[test]
 fn zeros_over_synced_records_are_skipped_not_taken_for_the_end() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let synced = Options {
-        fsync: true,
-        ..Options::default()
-    };
-    let q = FileQueue::open(&path, synced.clone()).unwrap();
-    let a = q.put("t", 0, Z, TTR, b"first job").unwrap();
-    let b = q.put("t", 0, Z, TTR, b"SECOND-JOB").unwrap();
-    let c = q.put("t", 0, Z, TTR, b"third job").unwrap();
-    drop(q);
-    let seg = path.join("log.1");
-    let mut bytes = fs::read(&seg).unwrap();
-    let body_at = bytes.windows(10).position(|w| w == b"SECOND-JOB").unwrap();
-    // Zero everything from the header of b's record to the end of its body.
-    let mut start = format::SEG_HEADER_LEN as usize;
-    while let format::Frame::Complete { total, .. } = format::parse_frame(&bytes[start..]) {
-        if start + total > body_at {
-            break;
+    let (_d, path) = queue_dir();
+    damage_the_second_of_three(&path, synced(), |bytes, body_at| {
+        // Zero everything from the header of b's record to the end of its body.
+        let mut start = format::SEG_HEADER_LEN as usize;
+        while let format::Frame::Complete { total, .. } = format::parse_frame(&bytes[start..]) {
+            if start + total > body_at {
+                break;
+            }
+            start += total;
         }
-        start += total;
-    }
-    bytes[start..body_at + 10].fill(0);
-    fs::write(&seg, &bytes).unwrap();
-    let q = FileQueue::open(&path, synced).unwrap();
-    assert_eq!(q.peek(a).unwrap().body, b"first job");
-    assert!(matches!(q.peek(b), Err(Error::NotFound { .. })));
-    assert_eq!(q.peek(c).unwrap().body, b"third job");
-    assert_eq!(q.stats().unwrap().corrupt_records, 1);
-    let n = q.put("t", 0, Z, TTR, b"after").unwrap();
-    assert!(n > c);
+        bytes[start..body_at + 10].fill(0);
+    });
 }
 
 /// A queue as a compactor killed after renaming `log.2` into place, but before sealing `log.1`,
@@ -326,7 +298,7 @@ fn zeros_over_synced_records_are_skipped_not_taken_for_the_end() {
 fn dead_compaction(d: &Path, opts: &Options) -> (PathBuf, Vec<u64>, FileQueue) {
     // Make a compacted `log.2` of three jobs, and a copy of the unsealed `log.1` it came from.
     let src = d.join("src");
-    let q = FileQueue::open(&src, opts.clone()).unwrap();
+    let q = open(&src, opts.clone());
     let ids: Vec<u64> = (0..3).map(|_| q.put("t", 0, Z, TTR, b"old").unwrap()).collect();
     let unsealed = fs::read(src.join("log.1")).unwrap();
     q.compact().unwrap();
@@ -336,9 +308,9 @@ fn dead_compaction(d: &Path, opts: &Options) -> (PathBuf, Vec<u64>, FileQueue) {
     fs::create_dir(&path).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
     fs::write(path.join("log.1"), &unsealed).unwrap();
-    let early = FileQueue::open(&path, opts.clone()).unwrap();
+    let early = open(&path, opts.clone());
     // What the compactor did before it died: note the compaction (at byte 192 of run/sync, see
-    // the crate's durable.rs), then rename the new segment into place.
+    // the crate's sync_file.rs), then rename the new segment into place.
     fs::OpenOptions::new()
         .write(true)
         .open(path.join("run").join("sync"))
@@ -351,7 +323,7 @@ fn dead_compaction(d: &Path, opts: &Options) -> (PathBuf, Vec<u64>, FileQueue) {
 
 /// Checks that a fresh handle finds the three old jobs and the new one.
 fn all_there(path: &Path, opts: Options, ids: &[u64], new: u64) {
-    let q = FileQueue::open(path, opts).unwrap();
+    let q = open(path, opts);
     assert_eq!(
         q.peek(new).unwrap().body,
         b"new",
@@ -385,12 +357,12 @@ fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
         let d = tempfile::tempdir().unwrap();
         let (path, ids, idle) = dead_compaction(d.path(), &opts);
         // Another process: opens (log.2 is the highest; log.1 is deleted), compacts to log.3.
-        let other = FileQueue::open(&path, opts.clone()).unwrap();
+        let other = open(&path, opts.clone());
         assert!(!path.join("log.1").exists());
         other.compact().unwrap();
         assert!(path.join("log.3").exists() && !path.join("log.2").exists());
         // And a third opens meanwhile.
-        let third = FileQueue::open(&path, opts.clone()).unwrap();
+        let third = open(&path, opts.clone());
         let new = idle.put("t", 0, Z, TTR, b"new").unwrap();
         for q in [&other, &third] {
             assert_eq!(
@@ -407,9 +379,8 @@ fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
 /// A segment cut shorter than its header under an open handle: the commands say so, no hang.
 #[test]
 fn a_segment_cut_below_its_header_is_an_error_not_a_hang() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
-    let q = FileQueue::open(&path, opts()).unwrap();
+    let (_d, path) = queue_dir();
+    let q = open(&path, opts());
     q.put("t", 0, Z, TTR, b"job").unwrap();
     fs::OpenOptions::new()
         .write(true)

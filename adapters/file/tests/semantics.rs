@@ -2,24 +2,20 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{TTR, Z, assert_took, new_queue, open, opts, queue_dir};
 use pulpo_filequeue::{Error, FileQueue, JobState, NewJob, Options};
-
-const Z: Duration = Duration::ZERO;
-const TTR: Duration = Duration::from_secs(60);
-
-fn opts() -> Options {
-    Options {
-        fsync: false,
-        ..Options::default()
-    }
-}
-
-fn open(dir: &tempfile::TempDir) -> FileQueue {
-    FileQueue::open(dir.path().join("q"), opts()).unwrap()
-}
 
 fn poll(q: &FileQueue, watch: &[&str]) -> Option<u64> {
     q.reserve(watch, Some(Z)).unwrap().map(|r| r.id)
+}
+
+/// Puts a job with a TTR of one second and reserves it; returns its id.
+fn reserved_for_a_second(q: &FileQueue) -> u64 {
+    let id = q.put("default", 0, Z, Duration::from_secs(1), b"x").unwrap();
+    assert_eq!(poll(q, &["default"]), Some(id));
+    id
 }
 
 fn not_found(r: Result<impl std::fmt::Debug, Error>, id: u64) {
@@ -31,8 +27,7 @@ fn not_found(r: Result<impl std::fmt::Debug, Error>, id: u64) {
 
 #[test]
 fn lowest_priority_first_then_fifo() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let a = q.put("default", 10, Z, TTR, b"a").unwrap();
     let b = q.put("default", 5, Z, TTR, b"b").unwrap();
     let c = q.put("default", 10, Z, TTR, b"c").unwrap();
@@ -48,8 +43,7 @@ fn lowest_priority_first_then_fifo() {
 
 #[test]
 fn watch_list_spans_tubes_and_ignores_others() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let x = q.put("x", 7, Z, TTR, b"x").unwrap();
     let y = q.put("y", 3, Z, TTR, b"y").unwrap();
     let _z = q.put("z", 0, Z, TTR, b"z").unwrap();
@@ -64,8 +58,7 @@ fn watch_list_spans_tubes_and_ignores_others() {
 
 #[test]
 fn delayed_job_is_ready_after_its_delay_and_within_100ms() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let t0 = Instant::now();
     let id = q
         .put("default", 0, Duration::from_secs(1), TTR, b"later")
@@ -80,17 +73,13 @@ fn delayed_job_is_ready_after_its_delay_and_within_100ms() {
         .unwrap();
     let took = t0.elapsed();
     assert_eq!(r.id, id);
-    assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_millis(1100),
-        "{took:?}"
-    );
+    assert_took(took, Duration::from_secs(1), Duration::from_millis(1100));
 }
 
 #[test]
 fn blocking_reserve_wakes_on_put_from_another_handle() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
-    let q2 = FileQueue::open(d.path().join("q"), opts()).unwrap();
+    let (_d, q) = new_queue();
+    let q2 = open(q.dir(), opts());
     let h = std::thread::spawn(move || {
         let t0 = Instant::now();
         let r = q2.reserve(&["default"], Some(Duration::from_secs(5))).unwrap();
@@ -109,17 +98,13 @@ fn blocking_reserve_wakes_on_put_from_another_handle() {
             .is_none()
     );
     let took = t0.elapsed();
-    assert!(
-        took >= Duration::from_millis(150) && took < Duration::from_millis(300),
-        "{took:?}"
-    );
+    assert_took(took, Duration::from_millis(150), Duration::from_millis(300));
 }
 
 #[test]
 fn ttr_expiry_makes_the_job_ready_again_and_counts_a_timeout() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
-    let other = FileQueue::open(d.path().join("q"), opts()).unwrap();
+    let (_d, q) = new_queue();
+    let other = open(q.dir(), opts());
     let id = q.put("default", 0, Z, Duration::ZERO, b"x").unwrap(); // TTR 0 becomes 1 s
     assert_eq!(q.stats_job(id).unwrap().ttr, Duration::from_secs(1));
     let t0 = Instant::now();
@@ -133,10 +118,7 @@ fn ttr_expiry_makes_the_job_ready_again_and_counts_a_timeout() {
         .unwrap();
     let took = t0.elapsed();
     assert_eq!(r.id, id);
-    assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_millis(1100),
-        "{took:?}"
-    );
+    assert_took(took, Duration::from_secs(1), Duration::from_millis(1100));
     let s = other.stats_job(id).unwrap();
     assert_eq!((s.reserves, s.timeouts), (2, 1));
     // The first owner lost it: release/bury/touch/delete are NotFound for it now.
@@ -149,10 +131,8 @@ fn ttr_expiry_makes_the_job_ready_again_and_counts_a_timeout() {
 
 #[test]
 fn expired_reservation_not_taken_again_is_ready_and_old_owner_can_only_delete() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
-    let id = q.put("default", 0, Z, Duration::from_secs(1), b"x").unwrap();
-    assert_eq!(poll(&q, &["default"]), Some(id));
+    let (_d, q) = new_queue();
+    let id = reserved_for_a_second(&q);
     std::thread::sleep(Duration::from_millis(1050));
     assert_eq!(q.stats_job(id).unwrap().state, JobState::Ready);
     not_found(q.release(id, 0, Z, None), id);
@@ -161,10 +141,8 @@ fn expired_reservation_not_taken_again_is_ready_and_old_owner_can_only_delete() 
 
 #[test]
 fn touch_extends_the_reservation() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
-    let id = q.put("default", 0, Z, Duration::from_secs(1), b"x").unwrap();
-    assert_eq!(poll(&q, &["default"]), Some(id));
+    let (_d, q) = new_queue();
+    let id = reserved_for_a_second(&q);
     std::thread::sleep(Duration::from_millis(600));
     q.touch(id).unwrap();
     std::thread::sleep(Duration::from_millis(600));
@@ -175,8 +153,7 @@ fn touch_extends_the_reservation() {
 
 #[test]
 fn release_with_priority_delay_and_reason() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let id = q.put("default", 5, Z, TTR, b"x").unwrap();
     assert_eq!(poll(&q, &["default"]), Some(id));
     q.release(id, 9, Duration::from_millis(300), Some("boom: disk on fire"))
@@ -210,8 +187,7 @@ fn release_with_priority_delay_and_reason() {
 
 #[test]
 fn bury_kick_and_kick_job() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let ids: Vec<u64> = (0..3).map(|i| q.put("t", i, Z, TTR, b"x").unwrap()).collect();
     for &id in &ids {
         assert_eq!(poll(&q, &["t"]), Some(id));
@@ -243,9 +219,8 @@ fn bury_kick_and_kick_job() {
 
 #[test]
 fn every_not_found_case() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
-    let other = FileQueue::open(d.path().join("q"), opts()).unwrap();
+    let (_d, q) = new_queue();
+    let other = open(q.dir(), opts());
     let id = q.put("default", 0, Z, TTR, b"x").unwrap();
     for missing in [0, 12345] {
         not_found(q.delete(missing), missing);
@@ -277,8 +252,7 @@ fn every_not_found_case() {
 
 #[test]
 fn delete_in_every_allowed_state() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let ready = q.put("default", 0, Z, TTR, b"r").unwrap();
     let delayed = q.put("default", 0, Duration::from_secs(60), TTR, b"d").unwrap();
     let buried = q.put("default", 1, Z, TTR, b"b").unwrap();
@@ -296,21 +270,20 @@ fn delete_in_every_allowed_state() {
 
 #[test]
 fn job_size_limit_is_inclusive() {
-    let d = tempfile::tempdir().unwrap();
-    let q = FileQueue::open(
-        d.path().join("q"),
+    let (_d, path) = queue_dir();
+    let q = open(
+        &path,
         Options {
             max_job_size: 100,
             ..opts()
         },
-    )
-    .unwrap();
+    );
     q.put("default", 0, Z, TTR, &[7u8; 100]).unwrap();
     match q.put("default", 0, Z, TTR, &[7u8; 101]) {
         Err(Error::JobTooBig { size: 101, max: 100 }) => {}
         other => panic!("{other:?}"),
     }
-    let dflt = open(&d);
+    let dflt = open(&path, opts());
     dflt.put("default", 0, Z, TTR, &vec![1u8; 65_535]).unwrap();
     assert!(matches!(
         dflt.put("default", 0, Z, TTR, &vec![1u8; 65_536]),
@@ -325,8 +298,7 @@ fn job_size_limit_is_inclusive() {
 
 #[test]
 fn pause_skips_a_tube_until_the_pause_ends() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let a = q.put("a", 0, Z, TTR, b"a").unwrap();
     let b = q.put("b", 9, Z, TTR, b"b").unwrap();
     q.pause_tube("a", Duration::from_secs(1)).unwrap();
@@ -362,8 +334,7 @@ fn pause_skips_a_tube_until_the_pause_ends() {
 
 #[test]
 fn every_peek() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     assert!(q.peek_ready("t").unwrap().is_none());
     assert!(q.peek_delayed("t").unwrap().is_none());
     assert!(q.peek_buried("t").unwrap().is_none());
@@ -384,8 +355,7 @@ fn every_peek() {
 
 #[test]
 fn stats_job_tube_and_queue_fields() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let id = q
         .put("s", 7, Duration::from_secs(5), Duration::from_secs(30), b"x")
         .unwrap();
@@ -457,8 +427,7 @@ fn stats_job_tube_and_queue_fields() {
 
 #[test]
 fn put_many_gives_consecutive_ids() {
-    let d = tempfile::tempdir().unwrap();
-    let q = open(&d);
+    let (_d, q) = new_queue();
     let jobs: Vec<NewJob> = (0..5)
         .map(|_| NewJob {
             pri: 1,
@@ -474,11 +443,10 @@ fn put_many_gives_consecutive_ids() {
 
 #[test]
 fn reopen_keeps_everything_and_never_reuses_ids() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
+    let (_d, path) = queue_dir();
     let (a, b, c);
     {
-        let q = FileQueue::open(&path, Options::default()).unwrap();
+        let q = open(&path, Options::default());
         a = q.put("x", 3, Z, TTR, b"a").unwrap();
         b = q.put("x", 4, Duration::from_secs(60), TTR, b"b").unwrap();
         c = q.put("x", 1, Z, TTR, b"c").unwrap();
@@ -488,7 +456,7 @@ fn reopen_keeps_everything_and_never_reuses_ids() {
         let last = q.put("x", 0, Z, TTR, b"gone").unwrap();
         q.delete(last).unwrap();
     }
-    let q = FileQueue::open(&path, Options::default()).unwrap();
+    let q = open(&path, Options::default());
     assert_eq!(q.stats_job(a).unwrap().state, JobState::Ready);
     assert_eq!(q.stats_job(b).unwrap().state, JobState::Delayed);
     let s = q.stats_job(c).unwrap();
@@ -503,7 +471,7 @@ fn reopen_keeps_everything_and_never_reuses_ids() {
     // Compaction keeps state, counters and the id sequence.
     q.compact().unwrap();
     drop(q);
-    let q = FileQueue::open(&path, Options::default()).unwrap();
+    let q = open(&path, Options::default());
     assert_eq!(q.stats().unwrap().segment, 2);
     let s = q.stats_job(c).unwrap();
     assert_eq!(
@@ -518,15 +486,14 @@ fn reopen_keeps_everything_and_never_reuses_ids() {
 
 #[test]
 fn compaction_happens_by_itself_and_other_handles_follow() {
-    let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("q");
+    let (_d, path) = queue_dir();
     let o = Options {
         fsync: false,
         compact_min_bytes: 64 << 10,
         ..Options::default()
     };
-    let q = FileQueue::open(&path, o.clone()).unwrap();
-    let other = FileQueue::open(&path, o).unwrap();
+    let q = open(&path, o.clone());
+    let other = open(&path, o);
     let keep = q.put("k", 0, Z, TTR, b"keep me").unwrap();
     for i in 0..2000u32 {
         let id = q.put("t", 0, Z, TTR, &i.to_le_bytes().repeat(16)).unwrap();

@@ -1,0 +1,193 @@
+//! The transaction: every command runs as one, on the shared log.
+//!
+//! A transaction takes the handle's mutex, then the directory lock (`<dir>/lock`, `flock`),
+//! catches up with the log, turns expired reservations back into ready jobs (appending a
+//! `Timeout` record: whichever process notices first), decides, appends its records with one
+//! `pwrite` at the end it knows, publishes that end in `run/sync` (with `fsync`), and unlocks.
+//! Because every decision is made under the lock on up-to-date state, each ready job is reserved
+//! by exactly one handle in one process.
+//!
+//! With `fsync`, changes that must survive a power loss (put, delete, release, bury, kick, pause)
+//! then wait for group commit (`group_commit.rs`).
+
+use std::sync::MutexGuard;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::format::{Record, encode};
+use crate::index::{Index, JobMeta, Slot};
+use crate::log::Log;
+use crate::queue::FileQueue;
+use crate::types::Job;
+
+/// Wall-clock milliseconds since the Unix epoch (what records carry).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A duration in the milliseconds records carry (capped where the format caps it).
+pub(crate) fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128 / 4) as u64
+}
+
+/// Whether a transaction's records must be on disk before the call returns.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Durability {
+    /// Wait for group commit (when `Options::fsync`).
+    Sync,
+    /// Reservations, touches, timeouts: losing them on power loss only shortens a lease.
+    Lazy,
+}
+
+/// The state of one transaction: the log, the clock reading and the records to append.
+pub(crate) struct Txn<'a> {
+    /// This handle's log, caught up.
+    pub(crate) log: &'a mut Log,
+    /// The clock reading the transaction decides by (ms since the Unix epoch).
+    pub(crate) now: u64,
+    /// This handle's owner id (reservations are this handle's when they carry it).
+    pub(crate) owner: u64,
+    /// The records to append, encoded.
+    out: Vec<u8>,
+}
+
+impl Txn<'_> {
+    /// Encodes `rec` for appending and applies it to the index right away.
+    pub(crate) fn push(&mut self, rec: Record<'_>) {
+        encode(&rec, &mut self.out);
+        let body = match &rec {
+            Record::Put { body, .. } => body.len(),
+            _ => 0,
+        };
+        let body_off = self.log.end() + (self.out.len() - body) as u64;
+        self.log.index_mut().apply(&rec, body_off);
+    }
+
+    /// The state the transaction decides on.
+    pub(crate) fn index(&self) -> &Index {
+        self.log.index()
+    }
+
+    /// The job, in any state.
+    pub(crate) fn job(&self, id: u64) -> Result<&JobMeta> {
+        self.log.index().jobs.get(&id).ok_or(Error::NotFound { id })
+    }
+
+    /// The job, if this handle holds its reservation.
+    pub(crate) fn mine(&self, id: u64) -> Result<&JobMeta> {
+        match self.job(id)? {
+            j @ JobMeta {
+                slot: Slot::Reserved { owner, .. },
+                ..
+            } if *owner == self.owner => Ok(j),
+            _ => Err(Error::NotFound { id }),
+        }
+    }
+
+    /// Turns expired reservations back into ready jobs.
+    fn expire(&mut self) {
+        while let Some(&(deadline, id)) = self.log.index().deadlines.first() {
+            if deadline > self.now {
+                break;
+            }
+            self.push(Record::Timeout { id });
+        }
+    }
+
+    /// The job as `peek` shows it; its body read from the log if `with_body`.
+    pub(crate) fn job_view(&self, id: u64, with_body: bool) -> Result<Job> {
+        let stats = self.job_stats(id)?;
+        let j = self.job(id)?;
+        let body = if with_body {
+            self.log.read_body(j.body_off, j.body_len)?
+        } else {
+            Vec::new()
+        };
+        Ok(Job { id, body, stats })
+    }
+}
+
+impl FileQueue {
+    /// Marks the handle failed (the first reason sticks) and returns the error saying so.
+    pub(crate) fn failed(&self, reason: String) -> Error {
+        let mut f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let reason = f.get_or_insert(reason).clone();
+        Error::Failed {
+            path: self.inner.dir.clone(),
+            reason,
+        }
+    }
+
+    /// Fails if the handle is failed (see [`FileQueue::failed`]).
+    pub(crate) fn check(&self) -> Result<()> {
+        let f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        match &*f {
+            Some(reason) => Err(Error::Failed {
+                path: self.inner.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// This handle's view of the log (poison ignored: the log is rebuilt on a failed write).
+    pub(crate) fn lock_log(&self) -> MutexGuard<'_, Log> {
+        self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one transaction (see the module doc).
+    pub(crate) fn txn<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.check()?;
+        let mut log = self.lock_log();
+        let inner = &*self.inner;
+        inner.lock.lock()?;
+        let result = (|| {
+            log.catch_up(&inner.sync)?;
+            let seg_before = log.seg_no();
+            let now = now_ms();
+            log.index_mut().promote(now);
+            let mut tx = Txn {
+                log: &mut log,
+                now,
+                owner: inner.owner,
+                out: Vec::new(),
+            };
+            tx.expire();
+            let value = f(&mut tx);
+            let mut out = std::mem::take(&mut tx.out);
+            if !out.is_empty() {
+                log.write(&mut out)?;
+                // The records are in the log now: what follows must not fail the command, or
+                // its caller would run it again. A compaction left undone is tried again later.
+                if let Err(e) = log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync) {
+                    tracing::warn!(error = %e, "could not compact the log; will try again");
+                }
+            }
+            let waits = !out.is_empty() && durability == Durability::Sync && inner.opts.fsync;
+            if inner.opts.fsync
+                && (!out.is_empty() || log.seg_no() != seg_before)
+                && let Err(e) = inner.sync.publish(log.seg_no(), log.end(), waits)
+            {
+                // Leaders then find the published end short of the record and catch up under
+                // the lock instead.
+                tracing::warn!(error = %e, "could not publish the end of the log");
+            }
+            let commit = waits.then_some((log.seg_no(), log.end()));
+            value.map(|v| (v, commit))
+        })();
+        inner.lock.unlock();
+        drop(log);
+        let (value, commit) = result?;
+        if let Some((seg_no, end)) = commit {
+            self.commit(seg_no, end)?;
+        }
+        Ok(value)
+    }
+}

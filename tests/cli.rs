@@ -36,14 +36,20 @@ impl Env {
 
     /// `pulpo --queue beanstalkd --address ADDR <args>`, expecting success.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "pulpo {args:?} failed with {:?}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
+        pulpo_testkit::output::stdout_of_success(&format!("pulpo {args:?}"), self.run(args))
+    }
+
+    /// The entry of `tube` in `pulpo tubes --json`.
+    fn tube(&self, tube: &str) -> Value {
+        let tubes = self.json(&["tubes"]);
+        let found = tubes["tubes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == tube);
+        found
+            .cloned()
+            .unwrap_or_else(|| panic!("no tube {tube:?} in {tubes}"))
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -172,13 +178,7 @@ fn publish_count_prints_every_id() {
     let ids: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(ids.len(), 2500);
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids in order");
-    let tubes = env.json(&["tubes"]);
-    let default = tubes["tubes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "default")
-        .unwrap();
+    let default = env.tube("default");
     assert_eq!(default["current_jobs_ready"], 2500);
 }
 
@@ -236,13 +236,7 @@ fn kick_job_and_pause() {
     assert_eq!(env.json(&["stats-job", &id.to_string()])["state"], "ready");
 
     env.ok(&["pause", "default", "60s"]);
-    let tubes = env.json(&["tubes"]);
-    let default = tubes["tubes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "default")
-        .unwrap();
+    let default = env.tube("default");
     assert_eq!(default["pause"], 60);
     assert!(default["pause_time_left"].as_u64().unwrap() > 50);
     // A paused tube hands out nothing.

@@ -68,13 +68,7 @@ fn pulpo(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Like [`pulpo`], expecting exit 0; returns stdout.
 fn ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = pulpo(dir, args, env);
-    assert!(
-        out.status.success(),
-        "pulpo {args:?} failed with {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    pulpo_testkit::output::stdout_of_success(&format!("pulpo {args:?}"), out)
 }
 
 /// Parses one JSON document printed on one line.

@@ -75,13 +75,7 @@ fn example_in(dir: &Path, args: &[&str]) -> Output {
 /// Like [`example_in`], expecting exit 0; returns stdout.
 fn ok(dir: &Path, args: &[&str]) -> String {
     let out = example_in(dir, args);
-    assert!(
-        out.status.success(),
-        "custom_handler {args:?} failed with {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    pulpo_testkit::output::stdout_of_success(&format!("custom_handler {args:?}"), out)
 }
 
 /// `run --json` within a time guard; returns the summary document.

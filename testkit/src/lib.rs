@@ -7,6 +7,7 @@
 //! with the command that installs it, so a test run says what to do.
 
 pub mod mutation;
+pub mod output;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;

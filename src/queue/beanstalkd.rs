@@ -42,11 +42,6 @@ impl BeanstalkdQueue {
         Ok(BeanstalkdQueue { client })
     }
 
-    /// The client underneath, for what the trait does not cover.
-    pub fn client(&mut self) -> &mut Client {
-        &mut self.client
-    }
-
     /// Reserves like [`Queue::reserve`] and returns the job with its tube,
     /// priority, TTR and reserve count, from its `stats-job`.
     async fn reserve_for_run(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {

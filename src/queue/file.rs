@@ -66,11 +66,6 @@ impl FileQueueAdapter {
         timeout.is_zero() && !self.queue.options().fsync
     }
 
-    /// The store underneath.
-    pub fn inner(&self) -> &FileQueue {
-        &self.queue
-    }
-
     async fn blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&FileQueue) -> fq::Result<T> + Send + 'static,

@@ -10,7 +10,6 @@
 //! way to wait a bounded time and keep the connection.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -21,10 +20,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
 
-use crate::error::{Error, Result, ServerError};
+pub use pulpo_model::Address;
+
+use crate::error::{Error, Result, ServerError, invalid_address};
 use crate::proto::{
     ClientCodec, CodecError, Command, DEFAULT_MAX_BODY, DEFAULT_MAX_DOCUMENT, DEFAULT_MAX_LINE, JobStats,
-    Reply, ServerStats, TubeName, TubeStats, parse_tube_list,
+    Reply, ServerStats, StatsDocument, TubeName, TubeStats, parse_tube_list,
 };
 
 /// How many commands [`Client::pipeline`] keeps unanswered. The pipeline reads
@@ -52,50 +53,6 @@ impl Default for ConnectOptions {
             max_line: DEFAULT_MAX_LINE,
             max_body: DEFAULT_MAX_BODY,
             max_document: DEFAULT_MAX_DOCUMENT,
-        }
-    }
-}
-
-/// Where a server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    /// `HOST:PORT`.
-    Tcp(String),
-    /// `unix:/path/to/socket`.
-    Unix(PathBuf),
-}
-
-impl Address {
-    /// Parses `HOST:PORT` or `unix:/path`.
-    pub fn parse(address: &str) -> Result<Address> {
-        let invalid = |reason: &str| Error::InvalidAddress {
-            address: address.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if let Some(path) = address.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(invalid("the socket path is empty"));
-            }
-            return Ok(Address::Unix(PathBuf::from(path)));
-        }
-        let Some((host, port)) = address.rsplit_once(':') else {
-            return Err(invalid("there is no port"));
-        };
-        if host.is_empty() {
-            return Err(invalid("the host is empty"));
-        }
-        if port.parse::<u16>().is_err() {
-            return Err(invalid("the port is not a number from 0 to 65535"));
-        }
-        Ok(Address::Tcp(address.to_owned()))
-    }
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Address::Tcp(addr) => f.write_str(addr),
-            Address::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
 }
@@ -241,7 +198,7 @@ impl Client {
     /// Connects with `options`; fails with [`Error::ConnectTimeout`] after
     /// `options.connect_timeout`, with [`Error::Connect`] if refused.
     pub async fn connect_with(address: &str, options: ConnectOptions) -> Result<Client> {
-        let address = Address::parse(address)?;
+        let address = Address::parse(address).map_err(|err| invalid_address(address, err))?;
         let conn = open(&address, &options).await?;
         Ok(Client {
             conn,

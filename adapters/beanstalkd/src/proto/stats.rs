@@ -6,53 +6,24 @@
 //! by hand; unknown keys are ignored, a missing documented key is an error.
 
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::str::FromStr;
+use std::time::Duration;
+
+pub use pulpo_model::{JobState, JobStats, TubeStats};
 
 use super::{ProtocolError, TubeName};
 
-/// A job's state, as stats-job reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    /// Waiting to be reserved.
-    Ready,
-    /// Waiting for its delay to pass.
-    Delayed,
-    /// Held by a worker.
-    Reserved,
-    /// Set aside until kicked.
-    Buried,
-}
+/// A YAML stats document, read and written as beanstalkd does. The job and
+/// tube documents are `pulpo-model`'s types, shared with the file queue and
+/// pulpo; this trait gives them (and [`ServerStats`]) their wire form.
+pub trait StatsDocument: Sized {
+    /// Parses the document; a missing documented key or a bad value is an
+    /// error naming the key.
+    fn parse(yaml: &[u8]) -> Result<Self, ProtocolError>;
 
-impl JobState {
-    /// The state's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Ready => "ready",
-            JobState::Delayed => "delayed",
-            JobState::Reserved => "reserved",
-            JobState::Buried => "buried",
-        }
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ready" => Ok(JobState::Ready),
-            "delayed" => Ok(JobState::Delayed),
-            "reserved" => Ok(JobState::Reserved),
-            "buried" => Ok(JobState::Buried),
-            other => Err(format!("unknown job state {other:?}")),
-        }
-    }
+    /// Writes the document as beanstalkd does.
+    fn to_yaml(&self) -> Vec<u8>;
 }
 
 /// The `key: value` pairs of one document.
@@ -105,7 +76,7 @@ impl<'a> Doc<'a> {
     }
 
     fn tube(&self, key: &str) -> Result<TubeName, ProtocolError> {
-        TubeName::new(self.str(key)?)
+        Ok(TubeName::new(self.str(key)?)?)
     }
 }
 
@@ -123,25 +94,22 @@ fn unquote(value: &str) -> &str {
         .unwrap_or(value)
 }
 
-/// Declares a stats struct whose fields map to YAML keys, with `parse` and
-/// `to_yaml`; `$key` is the wire key of each field, in beanstalkd's order.
+/// Implements [`StatsDocument`] for a stats struct whose fields map to YAML
+/// keys; `$key` is the wire key of each field, in beanstalkd's order. A field
+/// read `via` another type is checked as that type (a tube name) and stored
+/// as the struct's; fields `absent` from the wire take the value given.
 macro_rules! stats_doc {
-    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$fmeta:meta])* $field:ident : $ty:ty = $key:literal $(quoted $q:tt)?),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq)]
-        pub struct $name {
-            $($(#[$fmeta])* pub $field: $ty,)*
-        }
-
-        impl $name {
-            #[doc = concat!("Parses a ", $what, " YAML document.")]
-            pub fn parse(yaml: &[u8]) -> Result<$name, ProtocolError> {
+    ($name:ident, $what:literal, { $($field:ident = $key:literal $(via $via:ident)? $(quoted $q:tt)?),* $(,)? } $(absent { $($afield:ident: $avalue:expr),* })?) => {
+        impl StatsDocument for $name {
+            fn parse(yaml: &[u8]) -> Result<$name, ProtocolError> {
                 let doc = Doc::parse($what, yaml)?;
-                Ok($name { $($field: FieldValue::read(&doc, $key)?,)* })
+                Ok($name {
+                    $($field: stats_doc!(@read doc, $key $(, $via)?),)*
+                    $($($afield: $avalue,)*)?
+                })
             }
 
-            #[doc = concat!("Writes the ", $what, " document as beanstalkd does.")]
-            pub fn to_yaml(&self) -> Vec<u8> {
+            fn to_yaml(&self) -> Vec<u8> {
                 let mut out = String::from("---\n");
                 $(
                     let quoted = false $(|| stats_doc!(@q $q))?;
@@ -156,6 +124,8 @@ macro_rules! stats_doc {
             }
         }
     };
+    (@read $doc:ident, $key:literal) => { FieldValue::read(&$doc, $key)? };
+    (@read $doc:ident, $key:literal, $via:ident) => { <$via as FieldValue>::read(&$doc, $key)?.into() };
     (@q $q:tt) => { true };
 }
 
@@ -188,6 +158,16 @@ impl FieldValue for f64 {
     }
 }
 
+/// Times are whole seconds on the wire.
+impl FieldValue for Duration {
+    fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError> {
+        doc.get(key).map(Duration::from_secs)
+    }
+    fn write(&self) -> String {
+        self.as_secs().to_string()
+    }
+}
+
 impl FieldValue for JobState {
     fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError> {
         doc.get(key)
@@ -207,178 +187,204 @@ impl FieldValue for TubeName {
 }
 
 stats_doc!(
-    /// `stats-job`: every field of protocol.txt.
     JobStats, "stats-job", {
-        /// The job id.
-        id: u64 = "id",
-        /// The tube that holds the job.
-        tube: TubeName = "tube",
-        /// The job's state.
-        state: JobState = "state",
-        /// Its priority.
-        pri: u32 = "pri",
-        /// Seconds since the put that created it.
-        age: u64 = "age",
-        /// Seconds of delay of its last put or release.
-        delay: u64 = "delay",
-        /// Its time-to-run in seconds.
-        ttr: u64 = "ttr",
-        /// Seconds until a reserved or delayed job changes state.
-        time_left: u64 = "time-left",
-        /// The earliest binlog file holding it (0 without `-b`).
-        file: u64 = "file",
-        /// Times it has been reserved.
-        reserves: u64 = "reserves",
-        /// Times a reservation of it timed out.
-        timeouts: u64 = "timeouts",
-        /// Times it has been released.
-        releases: u64 = "releases",
-        /// Times it has been buried.
-        buries: u64 = "buries",
-        /// Times it has been kicked.
-        kicks: u64 = "kicks",
-    }
+        id = "id",
+        tube = "tube" via TubeName,
+        state = "state",
+        pri = "pri",
+        age = "age",
+        delay = "delay",
+        ttr = "ttr",
+        time_left = "time-left",
+        file = "file",
+        reserves = "reserves",
+        timeouts = "timeouts",
+        releases = "releases",
+        buries = "buries",
+        kicks = "kicks",
+    } absent { reason: None }
 );
 
 stats_doc!(
-    /// `stats-tube`: every field of protocol.txt.
     TubeStats, "stats-tube", {
-        /// The tube's name.
-        name: TubeName = "name",
-        /// Ready jobs with priority < 1024.
-        current_jobs_urgent: u64 = "current-jobs-urgent",
-        /// Ready jobs.
-        current_jobs_ready: u64 = "current-jobs-ready",
-        /// Reserved jobs.
-        current_jobs_reserved: u64 = "current-jobs-reserved",
-        /// Delayed jobs.
-        current_jobs_delayed: u64 = "current-jobs-delayed",
-        /// Buried jobs.
-        current_jobs_buried: u64 = "current-jobs-buried",
-        /// Jobs created in this tube since the server started.
-        total_jobs: u64 = "total-jobs",
-        /// Connections using this tube.
-        current_using: u64 = "current-using",
-        /// Connections watching this tube.
-        current_watching: u64 = "current-watching",
-        /// Connections waiting in a reserve on this tube.
-        current_waiting: u64 = "current-waiting",
-        /// Delete commands for this tube.
-        cmd_delete: u64 = "cmd-delete",
-        /// Pause commands for this tube.
-        cmd_pause_tube: u64 = "cmd-pause-tube",
-        /// Seconds the tube was paused for.
-        pause: u64 = "pause",
-        /// Seconds until the pause ends.
-        pause_time_left: u64 = "pause-time-left",
+        name = "name" via TubeName,
+        current_jobs_urgent = "current-jobs-urgent",
+        current_jobs_ready = "current-jobs-ready",
+        current_jobs_reserved = "current-jobs-reserved",
+        current_jobs_delayed = "current-jobs-delayed",
+        current_jobs_buried = "current-jobs-buried",
+        total_jobs = "total-jobs",
+        current_using = "current-using",
+        current_watching = "current-watching",
+        current_waiting = "current-waiting",
+        cmd_delete = "cmd-delete",
+        cmd_pause_tube = "cmd-pause-tube",
+        pause = "pause",
+        pause_time_left = "pause-time-left",
     }
 );
 
+/// `stats`: every field of protocol.txt. (Only beanstalkd has a server to
+/// report on, so this one is not in `pulpo-model`.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerStats {
+    /// Ready jobs with priority < 1024.
+    pub current_jobs_urgent: u64,
+    /// Ready jobs.
+    pub current_jobs_ready: u64,
+    /// Reserved jobs.
+    pub current_jobs_reserved: u64,
+    /// Delayed jobs.
+    pub current_jobs_delayed: u64,
+    /// Buried jobs.
+    pub current_jobs_buried: u64,
+    /// put commands.
+    pub cmd_put: u64,
+    /// peek commands.
+    pub cmd_peek: u64,
+    /// peek-ready commands.
+    pub cmd_peek_ready: u64,
+    /// peek-delayed commands.
+    pub cmd_peek_delayed: u64,
+    /// peek-buried commands.
+    pub cmd_peek_buried: u64,
+    /// reserve commands.
+    pub cmd_reserve: u64,
+    /// reserve-with-timeout commands.
+    pub cmd_reserve_with_timeout: u64,
+    /// delete commands.
+    pub cmd_delete: u64,
+    /// release commands.
+    pub cmd_release: u64,
+    /// use commands.
+    pub cmd_use: u64,
+    /// watch commands.
+    pub cmd_watch: u64,
+    /// ignore commands.
+    pub cmd_ignore: u64,
+    /// bury commands.
+    pub cmd_bury: u64,
+    /// kick commands.
+    pub cmd_kick: u64,
+    /// touch commands.
+    pub cmd_touch: u64,
+    /// stats commands.
+    pub cmd_stats: u64,
+    /// stats-job commands.
+    pub cmd_stats_job: u64,
+    /// stats-tube commands.
+    pub cmd_stats_tube: u64,
+    /// list-tubes commands.
+    pub cmd_list_tubes: u64,
+    /// list-tube-used commands.
+    pub cmd_list_tube_used: u64,
+    /// list-tubes-watched commands.
+    pub cmd_list_tubes_watched: u64,
+    /// pause-tube commands.
+    pub cmd_pause_tube: u64,
+    /// Times any job timed out.
+    pub job_timeouts: u64,
+    /// Jobs created.
+    pub total_jobs: u64,
+    /// The largest job body accepted, in bytes.
+    pub max_job_size: u64,
+    /// Existing tubes.
+    pub current_tubes: u64,
+    /// Open connections.
+    pub current_connections: u64,
+    /// Connections that have put.
+    pub current_producers: u64,
+    /// Connections that have reserved.
+    pub current_workers: u64,
+    /// Connections waiting in a reserve.
+    pub current_waiting: u64,
+    /// Connections ever opened.
+    pub total_connections: u64,
+    /// The server's process id.
+    pub pid: u64,
+    /// The server's version.
+    pub version: String,
+    /// User CPU seconds.
+    pub rusage_utime: f64,
+    /// System CPU seconds.
+    pub rusage_stime: f64,
+    /// Seconds since the server started.
+    pub uptime: u64,
+    /// The oldest binlog file still needed.
+    pub binlog_oldest_index: u64,
+    /// The binlog file being written (0 without a binlog).
+    pub binlog_current_index: u64,
+    /// Records migrated by compaction.
+    pub binlog_records_migrated: u64,
+    /// Records written to the binlog.
+    pub binlog_records_written: u64,
+    /// The largest a binlog file may grow, in bytes.
+    pub binlog_max_size: u64,
+    /// Whether the server is draining (accepts no puts).
+    pub draining: bool,
+    /// A random id of this server process.
+    pub id: String,
+    /// The machine's host name.
+    pub hostname: String,
+    /// The OS version (uname).
+    pub os: String,
+    /// The machine architecture (uname).
+    pub platform: String,
+}
+
 stats_doc!(
-    /// `stats`: every field of protocol.txt.
     ServerStats, "stats", {
-        /// Ready jobs with priority < 1024.
-        current_jobs_urgent: u64 = "current-jobs-urgent",
-        /// Ready jobs.
-        current_jobs_ready: u64 = "current-jobs-ready",
-        /// Reserved jobs.
-        current_jobs_reserved: u64 = "current-jobs-reserved",
-        /// Delayed jobs.
-        current_jobs_delayed: u64 = "current-jobs-delayed",
-        /// Buried jobs.
-        current_jobs_buried: u64 = "current-jobs-buried",
-        /// put commands.
-        cmd_put: u64 = "cmd-put",
-        /// peek commands.
-        cmd_peek: u64 = "cmd-peek",
-        /// peek-ready commands.
-        cmd_peek_ready: u64 = "cmd-peek-ready",
-        /// peek-delayed commands.
-        cmd_peek_delayed: u64 = "cmd-peek-delayed",
-        /// peek-buried commands.
-        cmd_peek_buried: u64 = "cmd-peek-buried",
-        /// reserve commands.
-        cmd_reserve: u64 = "cmd-reserve",
-        /// reserve-with-timeout commands.
-        cmd_reserve_with_timeout: u64 = "cmd-reserve-with-timeout",
-        /// delete commands.
-        cmd_delete: u64 = "cmd-delete",
-        /// release commands.
-        cmd_release: u64 = "cmd-release",
-        /// use commands.
-        cmd_use: u64 = "cmd-use",
-        /// watch commands.
-        cmd_watch: u64 = "cmd-watch",
-        /// ignore commands.
-        cmd_ignore: u64 = "cmd-ignore",
-        /// bury commands.
-        cmd_bury: u64 = "cmd-bury",
-        /// kick commands.
-        cmd_kick: u64 = "cmd-kick",
-        /// touch commands.
-        cmd_touch: u64 = "cmd-touch",
-        /// stats commands.
-        cmd_stats: u64 = "cmd-stats",
-        /// stats-job commands.
-        cmd_stats_job: u64 = "cmd-stats-job",
-        /// stats-tube commands.
-        cmd_stats_tube: u64 = "cmd-stats-tube",
-        /// list-tubes commands.
-        cmd_list_tubes: u64 = "cmd-list-tubes",
-        /// list-tube-used commands.
-        cmd_list_tube_used: u64 = "cmd-list-tube-used",
-        /// list-tubes-watched commands.
-        cmd_list_tubes_watched: u64 = "cmd-list-tubes-watched",
-        /// pause-tube commands.
-        cmd_pause_tube: u64 = "cmd-pause-tube",
-        /// Times any job timed out.
-        job_timeouts: u64 = "job-timeouts",
-        /// Jobs created.
-        total_jobs: u64 = "total-jobs",
-        /// The largest job body accepted, in bytes.
-        max_job_size: u64 = "max-job-size",
-        /// Existing tubes.
-        current_tubes: u64 = "current-tubes",
-        /// Open connections.
-        current_connections: u64 = "current-connections",
-        /// Connections that have put.
-        current_producers: u64 = "current-producers",
-        /// Connections that have reserved.
-        current_workers: u64 = "current-workers",
-        /// Connections waiting in a reserve.
-        current_waiting: u64 = "current-waiting",
-        /// Connections ever opened.
-        total_connections: u64 = "total-connections",
-        /// The server's process id.
-        pid: u64 = "pid",
-        /// The server's version.
-        version: String = "version" quoted q,
-        /// User CPU seconds.
-        rusage_utime: f64 = "rusage-utime",
-        /// System CPU seconds.
-        rusage_stime: f64 = "rusage-stime",
-        /// Seconds since the server started.
-        uptime: u64 = "uptime",
-        /// The oldest binlog file still needed.
-        binlog_oldest_index: u64 = "binlog-oldest-index",
-        /// The binlog file being written (0 without a binlog).
-        binlog_current_index: u64 = "binlog-current-index",
-        /// Records migrated by compaction.
-        binlog_records_migrated: u64 = "binlog-records-migrated",
-        /// Records written to the binlog.
-        binlog_records_written: u64 = "binlog-records-written",
-        /// The largest a binlog file may grow, in bytes.
-        binlog_max_size: u64 = "binlog-max-size",
-        /// Whether the server is draining (accepts no puts).
-        draining: bool = "draining",
-        /// A random id of this server process.
-        id: String = "id",
-        /// The machine's host name.
-        hostname: String = "hostname",
-        /// The OS version (uname).
-        os: String = "os",
-        /// The machine architecture (uname).
-        platform: String = "platform",
+        current_jobs_urgent = "current-jobs-urgent",
+        current_jobs_ready = "current-jobs-ready",
+        current_jobs_reserved = "current-jobs-reserved",
+        current_jobs_delayed = "current-jobs-delayed",
+        current_jobs_buried = "current-jobs-buried",
+        cmd_put = "cmd-put",
+        cmd_peek = "cmd-peek",
+        cmd_peek_ready = "cmd-peek-ready",
+        cmd_peek_delayed = "cmd-peek-delayed",
+        cmd_peek_buried = "cmd-peek-buried",
+        cmd_reserve = "cmd-reserve",
+        cmd_reserve_with_timeout = "cmd-reserve-with-timeout",
+        cmd_delete = "cmd-delete",
+        cmd_release = "cmd-release",
+        cmd_use = "cmd-use",
+        cmd_watch = "cmd-watch",
+        cmd_ignore = "cmd-ignore",
+        cmd_bury = "cmd-bury",
+        cmd_kick = "cmd-kick",
+        cmd_touch = "cmd-touch",
+        cmd_stats = "cmd-stats",
+        cmd_stats_job = "cmd-stats-job",
+        cmd_stats_tube = "cmd-stats-tube",
+        cmd_list_tubes = "cmd-list-tubes",
+        cmd_list_tube_used = "cmd-list-tube-used",
+        cmd_list_tubes_watched = "cmd-list-tubes-watched",
+        cmd_pause_tube = "cmd-pause-tube",
+        job_timeouts = "job-timeouts",
+        total_jobs = "total-jobs",
+        max_job_size = "max-job-size",
+        current_tubes = "current-tubes",
+        current_connections = "current-connections",
+        current_producers = "current-producers",
+        current_workers = "current-workers",
+        current_waiting = "current-waiting",
+        total_connections = "total-connections",
+        pid = "pid",
+        version = "version" quoted q,
+        rusage_utime = "rusage-utime",
+        rusage_stime = "rusage-stime",
+        uptime = "uptime",
+        binlog_oldest_index = "binlog-oldest-index",
+        binlog_current_index = "binlog-current-index",
+        binlog_records_migrated = "binlog-records-migrated",
+        binlog_records_written = "binlog-records-written",
+        binlog_max_size = "binlog-max-size",
+        draining = "draining",
+        id = "id",
+        hostname = "hostname",
+        os = "os",
+        platform = "platform",
     }
 );
 
@@ -427,7 +433,7 @@ mod tests {
         let job = JobStats::parse(STATS_JOB).unwrap();
         assert_eq!(
             (job.id, job.tube.as_str(), job.state, job.ttr),
-            (1, "default", JobState::Ready, 10)
+            (1, "default", JobState::Ready, Duration::from_secs(10))
         );
         assert_eq!(JobStats::parse(&job.to_yaml()).unwrap(), job);
         assert_eq!(

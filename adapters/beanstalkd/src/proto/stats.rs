@@ -95,10 +95,21 @@ fn unquote(value: &str) -> &str {
 }
 
 /// Implements [`StatsDocument`] for a stats struct whose fields map to YAML
-/// keys; `$key` is the wire key of each field, in beanstalkd's order. A field
-/// read `via` another type is checked as that type (a tube name) and stored
-/// as the struct's; fields `absent` from the wire take the value given.
+/// keys (declaring the struct too, given `struct` and the field types);
+/// `$key` is the wire key of each field, in beanstalkd's order. A field read
+/// `via` another type is checked as that type (a tube name) and stored as the
+/// struct's; fields `absent` from the wire take the value given.
 macro_rules! stats_doc {
+    // A struct only the protocol has: declared here, fields with their keys.
+    ($(#[$meta:meta])* struct $name:ident, $what:literal, { $($(#[$fmeta:meta])* $field:ident : $ty:ty = $key:literal $(quoted $q:tt)?),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        stats_doc!($name, $what, { $($field = $key $(quoted $q)?),* });
+    };
     ($name:ident, $what:literal, { $($field:ident = $key:literal $(via $via:ident)? $(quoted $q:tt)?),* $(,)? } $(absent { $($afield:ident: $avalue:expr),* })?) => {
         impl StatsDocument for $name {
             fn parse(yaml: &[u8]) -> Result<$name, ProtocolError> {
@@ -224,167 +235,112 @@ stats_doc!(
     }
 );
 
-/// `stats`: every field of protocol.txt. (Only beanstalkd has a server to
-/// report on, so this one is not in `pulpo-model`.)
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerStats {
-    /// Ready jobs with priority < 1024.
-    pub current_jobs_urgent: u64,
-    /// Ready jobs.
-    pub current_jobs_ready: u64,
-    /// Reserved jobs.
-    pub current_jobs_reserved: u64,
-    /// Delayed jobs.
-    pub current_jobs_delayed: u64,
-    /// Buried jobs.
-    pub current_jobs_buried: u64,
-    /// put commands.
-    pub cmd_put: u64,
-    /// peek commands.
-    pub cmd_peek: u64,
-    /// peek-ready commands.
-    pub cmd_peek_ready: u64,
-    /// peek-delayed commands.
-    pub cmd_peek_delayed: u64,
-    /// peek-buried commands.
-    pub cmd_peek_buried: u64,
-    /// reserve commands.
-    pub cmd_reserve: u64,
-    /// reserve-with-timeout commands.
-    pub cmd_reserve_with_timeout: u64,
-    /// delete commands.
-    pub cmd_delete: u64,
-    /// release commands.
-    pub cmd_release: u64,
-    /// use commands.
-    pub cmd_use: u64,
-    /// watch commands.
-    pub cmd_watch: u64,
-    /// ignore commands.
-    pub cmd_ignore: u64,
-    /// bury commands.
-    pub cmd_bury: u64,
-    /// kick commands.
-    pub cmd_kick: u64,
-    /// touch commands.
-    pub cmd_touch: u64,
-    /// stats commands.
-    pub cmd_stats: u64,
-    /// stats-job commands.
-    pub cmd_stats_job: u64,
-    /// stats-tube commands.
-    pub cmd_stats_tube: u64,
-    /// list-tubes commands.
-    pub cmd_list_tubes: u64,
-    /// list-tube-used commands.
-    pub cmd_list_tube_used: u64,
-    /// list-tubes-watched commands.
-    pub cmd_list_tubes_watched: u64,
-    /// pause-tube commands.
-    pub cmd_pause_tube: u64,
-    /// Times any job timed out.
-    pub job_timeouts: u64,
-    /// Jobs created.
-    pub total_jobs: u64,
-    /// The largest job body accepted, in bytes.
-    pub max_job_size: u64,
-    /// Existing tubes.
-    pub current_tubes: u64,
-    /// Open connections.
-    pub current_connections: u64,
-    /// Connections that have put.
-    pub current_producers: u64,
-    /// Connections that have reserved.
-    pub current_workers: u64,
-    /// Connections waiting in a reserve.
-    pub current_waiting: u64,
-    /// Connections ever opened.
-    pub total_connections: u64,
-    /// The server's process id.
-    pub pid: u64,
-    /// The server's version.
-    pub version: String,
-    /// User CPU seconds.
-    pub rusage_utime: f64,
-    /// System CPU seconds.
-    pub rusage_stime: f64,
-    /// Seconds since the server started.
-    pub uptime: u64,
-    /// The oldest binlog file still needed.
-    pub binlog_oldest_index: u64,
-    /// The binlog file being written (0 without a binlog).
-    pub binlog_current_index: u64,
-    /// Records migrated by compaction.
-    pub binlog_records_migrated: u64,
-    /// Records written to the binlog.
-    pub binlog_records_written: u64,
-    /// The largest a binlog file may grow, in bytes.
-    pub binlog_max_size: u64,
-    /// Whether the server is draining (accepts no puts).
-    pub draining: bool,
-    /// A random id of this server process.
-    pub id: String,
-    /// The machine's host name.
-    pub hostname: String,
-    /// The OS version (uname).
-    pub os: String,
-    /// The machine architecture (uname).
-    pub platform: String,
-}
-
 stats_doc!(
-    ServerStats, "stats", {
-        current_jobs_urgent = "current-jobs-urgent",
-        current_jobs_ready = "current-jobs-ready",
-        current_jobs_reserved = "current-jobs-reserved",
-        current_jobs_delayed = "current-jobs-delayed",
-        current_jobs_buried = "current-jobs-buried",
-        cmd_put = "cmd-put",
-        cmd_peek = "cmd-peek",
-        cmd_peek_ready = "cmd-peek-ready",
-        cmd_peek_delayed = "cmd-peek-delayed",
-        cmd_peek_buried = "cmd-peek-buried",
-        cmd_reserve = "cmd-reserve",
-        cmd_reserve_with_timeout = "cmd-reserve-with-timeout",
-        cmd_delete = "cmd-delete",
-        cmd_release = "cmd-release",
-        cmd_use = "cmd-use",
-        cmd_watch = "cmd-watch",
-        cmd_ignore = "cmd-ignore",
-        cmd_bury = "cmd-bury",
-        cmd_kick = "cmd-kick",
-        cmd_touch = "cmd-touch",
-        cmd_stats = "cmd-stats",
-        cmd_stats_job = "cmd-stats-job",
-        cmd_stats_tube = "cmd-stats-tube",
-        cmd_list_tubes = "cmd-list-tubes",
-        cmd_list_tube_used = "cmd-list-tube-used",
-        cmd_list_tubes_watched = "cmd-list-tubes-watched",
-        cmd_pause_tube = "cmd-pause-tube",
-        job_timeouts = "job-timeouts",
-        total_jobs = "total-jobs",
-        max_job_size = "max-job-size",
-        current_tubes = "current-tubes",
-        current_connections = "current-connections",
-        current_producers = "current-producers",
-        current_workers = "current-workers",
-        current_waiting = "current-waiting",
-        total_connections = "total-connections",
-        pid = "pid",
-        version = "version" quoted q,
-        rusage_utime = "rusage-utime",
-        rusage_stime = "rusage-stime",
-        uptime = "uptime",
-        binlog_oldest_index = "binlog-oldest-index",
-        binlog_current_index = "binlog-current-index",
-        binlog_records_migrated = "binlog-records-migrated",
-        binlog_records_written = "binlog-records-written",
-        binlog_max_size = "binlog-max-size",
-        draining = "draining",
-        id = "id",
-        hostname = "hostname",
-        os = "os",
-        platform = "platform",
+    /// `stats`: every field of protocol.txt. (Only beanstalkd has a server to
+    /// report on, so this one is not in `pulpo-model`.)
+    struct ServerStats, "stats", {
+        /// Ready jobs with priority < 1024.
+        current_jobs_urgent: u64 = "current-jobs-urgent",
+        /// Ready jobs.
+        current_jobs_ready: u64 = "current-jobs-ready",
+        /// Reserved jobs.
+        current_jobs_reserved: u64 = "current-jobs-reserved",
+        /// Delayed jobs.
+        current_jobs_delayed: u64 = "current-jobs-delayed",
+        /// Buried jobs.
+        current_jobs_buried: u64 = "current-jobs-buried",
+        /// put commands.
+        cmd_put: u64 = "cmd-put",
+        /// peek commands.
+        cmd_peek: u64 = "cmd-peek",
+        /// peek-ready commands.
+        cmd_peek_ready: u64 = "cmd-peek-ready",
+        /// peek-delayed commands.
+        cmd_peek_delayed: u64 = "cmd-peek-delayed",
+        /// peek-buried commands.
+        cmd_peek_buried: u64 = "cmd-peek-buried",
+        /// reserve commands.
+        cmd_reserve: u64 = "cmd-reserve",
+        /// reserve-with-timeout commands.
+        cmd_reserve_with_timeout: u64 = "cmd-reserve-with-timeout",
+        /// delete commands.
+        cmd_delete: u64 = "cmd-delete",
+        /// release commands.
+        cmd_release: u64 = "cmd-release",
+        /// use commands.
+        cmd_use: u64 = "cmd-use",
+        /// watch commands.
+        cmd_watch: u64 = "cmd-watch",
+        /// ignore commands.
+        cmd_ignore: u64 = "cmd-ignore",
+        /// bury commands.
+        cmd_bury: u64 = "cmd-bury",
+        /// kick commands.
+        cmd_kick: u64 = "cmd-kick",
+        /// touch commands.
+        cmd_touch: u64 = "cmd-touch",
+        /// stats commands.
+        cmd_stats: u64 = "cmd-stats",
+        /// stats-job commands.
+        cmd_stats_job: u64 = "cmd-stats-job",
+        /// stats-tube commands.
+        cmd_stats_tube: u64 = "cmd-stats-tube",
+        /// list-tubes commands.
+        cmd_list_tubes: u64 = "cmd-list-tubes",
+        /// list-tube-used commands.
+        cmd_list_tube_used: u64 = "cmd-list-tube-used",
+        /// list-tubes-watched commands.
+        cmd_list_tubes_watched: u64 = "cmd-list-tubes-watched",
+        /// pause-tube commands.
+        cmd_pause_tube: u64 = "cmd-pause-tube",
+        /// Times any job timed out.
+        job_timeouts: u64 = "job-timeouts",
+        /// Jobs created.
+        total_jobs: u64 = "total-jobs",
+        /// The largest job body accepted, in bytes.
+        max_job_size: u64 = "max-job-size",
+        /// Existing tubes.
+        current_tubes: u64 = "current-tubes",
+        /// Open connections.
+        current_connections: u64 = "current-connections",
+        /// Connections that have put.
+        current_producers: u64 = "current-producers",
+        /// Connections that have reserved.
+        current_workers: u64 = "current-workers",
+        /// Connections waiting in a reserve.
+        current_waiting: u64 = "current-waiting",
+        /// Connections ever opened.
+        total_connections: u64 = "total-connections",
+        /// The server's process id.
+        pid: u64 = "pid",
+        /// The server's version.
+        version: String = "version" quoted q,
+        /// User CPU seconds.
+        rusage_utime: f64 = "rusage-utime",
+        /// System CPU seconds.
+        rusage_stime: f64 = "rusage-stime",
+        /// Seconds since the server started.
+        uptime: u64 = "uptime",
+        /// The oldest binlog file still needed.
+        binlog_oldest_index: u64 = "binlog-oldest-index",
+        /// The binlog file being written (0 without a binlog).
+        binlog_current_index: u64 = "binlog-current-index",
+        /// Records migrated by compaction.
+        binlog_records_migrated: u64 = "binlog-records-migrated",
+        /// Records written to the binlog.
+        binlog_records_written: u64 = "binlog-records-written",
+        /// The largest a binlog file may grow, in bytes.
+        binlog_max_size: u64 = "binlog-max-size",
+        /// Whether the server is draining (accepts no puts).
+        draining: bool = "draining",
+        /// A random id of this server process.
+        id: String = "id",
+        /// The machine's host name.
+        hostname: String = "hostname",
+        /// The OS version (uname).
+        os: String = "os",
+        /// The machine architecture (uname).
+        platform: String = "platform",
     }
 );
 

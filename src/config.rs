@@ -45,8 +45,9 @@ use figment::Figment;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use error::{ConfigError, Origin, TubeNameError};
+pub use error::{ConfigError, Origin};
 pub use providers::{EnvProvider, FileProvider, defaults};
+pub use pulpo_model::{TubeNameError, validate_tube_name};
 
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "pulpo.toml";
@@ -57,9 +58,6 @@ pub const ENV_PREFIX: &str = "PULPO_";
 /// The largest `concurrency` accepted: more handlers at once than this in
 /// one runner is a typo, not a plan.
 pub const MAX_CONCURRENCY: usize = 10_000;
-
-/// The longest tube name beanstalkd accepts, in bytes.
-pub const MAX_TUBE_NAME_LEN: usize = 200;
 
 /// Defines a config keyword enum: its names, `as_str`, `FromStr`, `Display`,
 /// and serde in both directions (the name as a string).
@@ -617,45 +615,11 @@ pub fn from_toml_str(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     )
 }
 
-/// Checks a tube name by beanstalkd's rules: 1 to 200 bytes of letters,
-/// digits and `- + / ; . $ _ ( )`, not starting with `-`.
-pub fn validate_tube_name(name: &str) -> Result<(), TubeNameError> {
-    if name.is_empty() {
-        return Err(TubeNameError::Empty);
-    }
-    if name.len() > MAX_TUBE_NAME_LEN {
-        return Err(TubeNameError::TooLong { len: name.len() });
-    }
-    if name.starts_with('-') {
-        return Err(TubeNameError::LeadingHyphen);
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "-+/;.$_()".contains(c);
-    match name.chars().find(|c| !allowed(*c)) {
-        Some(c) => Err(TubeNameError::BadChar { c }),
-        None => Ok(()),
-    }
-}
-
 /// Checks a beanstalkd address: `HOST:PORT` (port 1 to 65535; IPv6 hosts in
-/// brackets) or `unix:/path/to/socket`.
+/// brackets) or `unix:/path/to/socket`, by the rules the client connects by
+/// ([`pulpo_model::Address::parse`]).
 pub fn validate_address(address: &str) -> Result<(), String> {
-    let expected = || {
+    pulpo_model::Address::parse(address).map(drop).map_err(|_| {
         format!("expected HOST:PORT (e.g. \"127.0.0.1:11300\") or unix:/path/to/socket, found {address:?}")
-    };
-    if let Some(path) = address.strip_prefix("unix:") {
-        return if path.is_empty() { Err(expected()) } else { Ok(()) };
-    }
-    let Some((host, port)) = address.rsplit_once(':') else {
-        return Err(expected());
-    };
-    let host_ok = match host.strip_prefix('[') {
-        Some(inner) => inner.strip_suffix(']').is_some_and(|ip| !ip.is_empty()),
-        None => !host.is_empty() && !host.contains(':') && !host.contains(char::is_whitespace),
-    };
-    let port_ok = port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0);
-    if host_ok && port_ok {
-        Ok(())
-    } else {
-        Err(expected())
-    }
+    })
 }

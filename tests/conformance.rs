@@ -230,7 +230,7 @@ async fn release_with_delay(b: &impl Backend) {
     let released_at = Instant::now();
     let info = q.stats_job(id).await.unwrap();
     assert_eq!(
-        (info.state, info.pri, info.releases, info.delay),
+        (info.state, info.pri, info.releases, info.delay.as_secs()),
         (JobState::Delayed, 3, 1, 1)
     );
     assert_eq!(
@@ -341,7 +341,13 @@ async fn stats_fields(b: &impl Backend) {
     assert_eq!(info.tube, "s");
     assert_eq!(info.state, JobState::Ready);
     assert_eq!(
-        (info.pri, info.ttr, info.delay, info.age, info.time_left),
+        (
+            info.pri,
+            info.ttr.as_secs(),
+            info.delay.as_secs(),
+            info.age.as_secs(),
+            info.time_left.as_secs()
+        ),
         (600, 30, 0, 0, 0)
     );
     assert_eq!(
@@ -359,9 +365,9 @@ async fn stats_fields(b: &impl Backend) {
     let info = q.stats_job(id).await.unwrap();
     assert_eq!((info.state, info.reserves), (JobState::Reserved, 1));
     assert!(
-        info.time_left <= 30 && info.time_left >= 28,
+        info.time_left.as_secs() <= 30 && info.time_left.as_secs() >= 28,
         "time-left {}",
-        info.time_left
+        info.time_left.as_secs()
     );
 
     let tube = q.stats_tube("s").await.unwrap();
@@ -419,7 +425,7 @@ async fn pause_holds_back_reservations(b: &impl Backend) {
     );
     let tube = q.stats_tube("pz").await.unwrap();
     assert_eq!(
-        (tube.pause, tube.cmd_pause_tube, tube.current_jobs_ready),
+        (tube.pause.as_secs(), tube.cmd_pause_tube, tube.current_jobs_ready),
         (1, 1, 1)
     );
     let got = q

@@ -236,7 +236,7 @@ async fn until_deleted(queue: &mut dyn Queue, id: u64) {
 }
 
 /// Waits until job `id` is buried; returns its stats.
-async fn until_buried(queue: &mut dyn Queue, id: u64) -> queue::JobInfo {
+async fn until_buried(queue: &mut dyn Queue, id: u64) -> queue::JobStats {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(info) = queue.stats_job(id).await
@@ -637,7 +637,10 @@ async fn shutdown_past_the_timeout_releases_at_once(env: Env) {
         stopping.elapsed()
     );
     let info = q.stats_job(slow).await.unwrap();
-    assert_eq!((info.state, info.releases, info.delay), (JobState::Ready, 1, 0));
+    assert_eq!(
+        (info.state, info.releases, info.delay.as_secs()),
+        (JobState::Ready, 1, 0)
+    );
     assert_eq!(report.counters["script"].released, 1);
 }
 

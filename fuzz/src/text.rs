@@ -9,7 +9,9 @@ use std::path::Path;
 
 use pulpo::config;
 use pulpo::message::Message;
-use pulpo_beanstalkd::proto::{JobStats, ServerStats, TubeStats, parse_tube_list, tube_list_to_yaml};
+use pulpo_beanstalkd::proto::{
+    JobStats, ServerStats, StatsDocument, TubeStats, parse_tube_list, tube_list_to_yaml,
+};
 
 /// Parses `yaml` as every stats document and as a tube list.
 pub fn check_stats_yaml(yaml: &[u8]) {

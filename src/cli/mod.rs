@@ -623,7 +623,7 @@ async fn tubes(queue: &mut dyn Queue, json: bool) -> Result<(), Failure> {
 }
 
 /// A JSON object of one job: id, state, stats and message (or the raw body).
-pub(crate) fn job_document(job: &queue::Job, info: Option<&queue::JobInfo>) -> Value {
+pub(crate) fn job_document(job: &queue::Job, info: Option<&queue::JobStats>) -> Value {
     let mut doc = Map::new();
     doc.insert("id".to_owned(), json!(job.id));
     if let Some(info) = info {

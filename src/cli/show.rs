@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::{Failure, job_document};
 use crate::config::Settings;
-use crate::queue::{Job, JobInfo, TubeInfo};
+use crate::queue::{Job, JobStats, TubeStats};
 
 /// Prints `value` as JSON when `json`, else the human text `human` makes.
 pub(super) fn emit(json: bool, value: Value, human: impl FnOnce() -> String) {
@@ -36,7 +36,7 @@ pub(super) fn pairs(map: &Map<String, Value>) -> String {
 }
 
 /// A job's statistics as `name: value` lines.
-pub(super) fn job_stats(info: &JobInfo) -> String {
+pub(super) fn job_stats(info: &JobStats) -> String {
     match serde_json::to_value(info) {
         Ok(Value::Object(map)) => {
             let map: Map<String, Value> = map.into_iter().filter(|(_, v)| !v.is_null()).collect();
@@ -47,7 +47,7 @@ pub(super) fn job_stats(info: &JobInfo) -> String {
 }
 
 /// Prints a job: a summary line, its statistics, and its message.
-pub(super) fn job(json: bool, job: &Job, info: Option<&JobInfo>) {
+pub(super) fn job(json: bool, job: &Job, info: Option<&JobStats>) {
     let doc = job_document(job, info);
     if json {
         print_json(&doc);
@@ -58,7 +58,11 @@ pub(super) fn job(json: bool, job: &Job, info: Option<&JobInfo>) {
             println!("job {} ({}) in tube {}", job.id, info.state, info.tube);
             println!(
                 "  pri {}  age {}s  delay {}s  ttr {}s  time-left {}s",
-                info.pri, info.age, info.delay, info.ttr, info.time_left
+                info.pri,
+                info.age.as_secs(),
+                info.delay.as_secs(),
+                info.ttr.as_secs(),
+                info.time_left.as_secs()
             );
             println!(
                 "  reserves {}  timeouts {}  releases {}  buries {}  kicks {}",
@@ -86,15 +90,15 @@ pub(super) fn job(json: bool, job: &Job, info: Option<&JobInfo>) {
 }
 
 /// A table of tubes and their job counts.
-pub(super) fn tube_table(infos: &[TubeInfo]) -> String {
+pub(super) fn tube_table(infos: &[TubeStats]) -> String {
     let width = infos.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
     let mut out = format!(
         "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>6}",
         "tube", "ready", "urgent", "reserved", "delayed", "buried", "paused"
     );
     for t in infos {
-        let paused = if t.pause_time_left > 0 {
-            format!("{}s", t.pause_time_left)
+        let paused = if t.pause_time_left.as_secs() > 0 {
+            format!("{}s", t.pause_time_left.as_secs())
         } else {
             "-".to_owned()
         };

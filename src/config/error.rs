@@ -64,29 +64,6 @@ impl Origin {
     }
 }
 
-/// A tube name that beanstalkd would refuse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TubeNameError {
-    /// Zero bytes.
-    #[error("a tube name cannot be empty")]
-    Empty,
-    /// Over 200 bytes.
-    #[error("a tube name is at most 200 bytes, this one is {len}")]
-    TooLong {
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// Starts with `-`.
-    #[error("a tube name cannot start with '-'")]
-    LeadingHyphen,
-    /// Has a character outside the allowed set.
-    #[error("a tube name cannot contain {c:?} (allowed: letters, digits and - + / ; . $ _ ( ))")]
-    BadChar {
-        /// The first such character.
-        c: char,
-    },
-}
-
 /// A config that cannot be used. Every message names the file or the
 /// variable or flag, the key, and what would be accepted.
 #[derive(Debug, thiserror::Error)]

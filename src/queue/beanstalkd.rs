@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulpo_beanstalkd::proto::{JobState as WireState, JobStats, ServerStats, TubeStats};
+use pulpo_beanstalkd::proto::{ServerStats, StatsDocument};
 use pulpo_beanstalkd::{Client, Command, ConnectOptions, Error, Reply, ServerError};
 use serde_json::{Map, Value};
 
 use super::lease::{Lease, unavailable_after};
 use super::{
-    Capabilities, Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Reservation, Result,
-    Settlement, TubeInfo, whole_seconds_ceil,
+    Capabilities, Job, JobStats, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement,
+    TubeStats, whole_seconds_ceil,
 };
 use crate::config::Settings;
 
@@ -193,49 +193,6 @@ fn job(job: pulpo_beanstalkd::client::Job) -> Job {
     }
 }
 
-fn job_info(stats: JobStats) -> JobInfo {
-    JobInfo {
-        id: stats.id,
-        tube: stats.tube.as_str().to_owned(),
-        state: match stats.state {
-            WireState::Ready => JobState::Ready,
-            WireState::Delayed => JobState::Delayed,
-            WireState::Reserved => JobState::Reserved,
-            WireState::Buried => JobState::Buried,
-        },
-        pri: stats.pri,
-        age: stats.age,
-        delay: stats.delay,
-        ttr: stats.ttr,
-        time_left: stats.time_left,
-        reserves: stats.reserves,
-        timeouts: stats.timeouts,
-        releases: stats.releases,
-        buries: stats.buries,
-        kicks: stats.kicks,
-        reason: None,
-    }
-}
-
-fn tube_info(stats: TubeStats) -> TubeInfo {
-    TubeInfo {
-        name: stats.name.as_str().to_owned(),
-        current_jobs_urgent: stats.current_jobs_urgent,
-        current_jobs_ready: stats.current_jobs_ready,
-        current_jobs_reserved: stats.current_jobs_reserved,
-        current_jobs_delayed: stats.current_jobs_delayed,
-        current_jobs_buried: stats.current_jobs_buried,
-        total_jobs: stats.total_jobs,
-        current_using: stats.current_using,
-        current_waiting: stats.current_waiting,
-        current_watching: stats.current_watching,
-        pause: stats.pause,
-        cmd_delete: stats.cmd_delete,
-        cmd_pause_tube: stats.cmd_pause_tube,
-        pause_time_left: stats.pause_time_left,
-    }
-}
-
 /// The server's stats as ordered pairs, in beanstalkd's own key names.
 fn server_stats(stats: &ServerStats) -> Map<String, Value> {
     // ServerStats writes itself as beanstalkd's YAML document; reading that
@@ -392,17 +349,16 @@ impl Queue for BeanstalkdQueue {
         }
     }
 
-    async fn stats_job(&mut self, id: u64) -> Result<JobInfo> {
+    async fn stats_job(&mut self, id: u64) -> Result<JobStats> {
         self.client
             .stats_job(id)
             .await
-            .map(job_info)
             .map_err(|err| map_error(err, Some(id), "stats-job"))
     }
 
-    async fn stats_tube(&mut self, tube: &str) -> Result<TubeInfo> {
+    async fn stats_tube(&mut self, tube: &str) -> Result<TubeStats> {
         match self.client.stats_tube(tube).await {
-            Ok(stats) => Ok(tube_info(stats)),
+            Ok(stats) => Ok(stats),
             Err(err) if err.is_not_found() => Err(QueueError::TubeNotFound {
                 tube: tube.to_owned(),
             }),

@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 
 use super::lease::{Lease, unavailable_after};
 use super::{
-    Capabilities, Job, JobInfo, JobState, NewJob, PeekState, Queue, QueueError, Reservation, Result,
-    Settlement, TubeInfo,
+    Capabilities, Job, JobStats, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement,
+    TubeStats,
 };
 use crate::config::Settings;
 
@@ -105,53 +105,6 @@ fn op(operation: &'static str) -> impl Fn(QueueError) -> QueueError {
     move |err| match err {
         QueueError::JobNotFound { id, .. } => QueueError::JobNotFound { id, operation },
         other => other,
-    }
-}
-
-fn state(state: fq::JobState) -> JobState {
-    match state {
-        fq::JobState::Ready => JobState::Ready,
-        fq::JobState::Delayed => JobState::Delayed,
-        fq::JobState::Reserved => JobState::Reserved,
-        fq::JobState::Buried => JobState::Buried,
-    }
-}
-
-fn job_info(s: fq::JobStats) -> JobInfo {
-    JobInfo {
-        id: s.id,
-        tube: s.tube,
-        state: state(s.state),
-        pri: s.pri,
-        age: s.age.as_secs(),
-        delay: s.delay.as_secs(),
-        ttr: s.ttr.as_secs(),
-        time_left: s.time_left.as_secs(),
-        reserves: u64::from(s.reserves),
-        timeouts: u64::from(s.timeouts),
-        releases: u64::from(s.releases),
-        buries: u64::from(s.buries),
-        kicks: u64::from(s.kicks),
-        reason: s.reason,
-    }
-}
-
-fn tube_info(s: fq::TubeStats) -> TubeInfo {
-    TubeInfo {
-        name: s.name,
-        current_jobs_urgent: s.current_jobs_urgent,
-        current_jobs_ready: s.current_jobs_ready,
-        current_jobs_reserved: s.current_jobs_reserved,
-        current_jobs_delayed: s.current_jobs_delayed,
-        current_jobs_buried: s.current_jobs_buried,
-        total_jobs: s.total_jobs,
-        current_using: s.current_using,
-        current_waiting: s.current_waiting,
-        current_watching: s.current_watching,
-        pause: s.pause.as_secs(),
-        cmd_delete: s.cmd_delete,
-        cmd_pause_tube: s.cmd_pause_tube,
-        pause_time_left: s.pause_time_left.as_secs(),
     }
 }
 
@@ -313,16 +266,15 @@ impl Queue for FileQueueAdapter {
         .await
     }
 
-    async fn stats_job(&mut self, id: u64) -> Result<JobInfo> {
+    async fn stats_job(&mut self, id: u64) -> Result<JobStats> {
         self.blocking(move |q| q.stats_job(id))
             .await
-            .map(job_info)
             .map_err(op("stats-job"))
     }
 
-    async fn stats_tube(&mut self, tube: &str) -> Result<TubeInfo> {
+    async fn stats_tube(&mut self, tube: &str) -> Result<TubeStats> {
         let tube = tube.to_owned();
-        self.blocking(move |q| q.stats_tube(&tube)).await.map(tube_info)
+        self.blocking(move |q| q.stats_tube(&tube)).await
     }
 
     async fn stats(&mut self) -> Result<Map<String, Value>> {

@@ -15,12 +15,11 @@ mod lease;
 
 pub use lease::Lease;
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::Serialize;
+pub use pulpo_model::{JobState, JobStats, TubeStats};
 
 use crate::config::{QueueKind, Settings};
 
@@ -49,38 +48,6 @@ pub struct Job {
     pub body: Bytes,
 }
 
-/// The four states of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Waiting to be reserved.
-    Ready,
-    /// Waiting for its delay to pass.
-    Delayed,
-    /// Held by a worker.
-    Reserved,
-    /// Set aside until kicked.
-    Buried,
-}
-
-impl JobState {
-    /// The state's name as beanstalkd writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Ready => "ready",
-            JobState::Delayed => "delayed",
-            JobState::Reserved => "reserved",
-            JobState::Buried => "buried",
-        }
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Which job `peek-ready`, `peek-delayed` or `peek-buried` looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeekState {
@@ -90,74 +57,6 @@ pub enum PeekState {
     Delayed,
     /// The next buried job a kick would revive.
     Buried,
-}
-
-/// A job's statistics: beanstalkd's `stats-job` fields, plus the reason of the
-/// last release or bury where the queue keeps one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JobInfo {
-    /// The job id.
-    pub id: u64,
-    /// The tube holding it.
-    pub tube: String,
-    /// Its state.
-    pub state: JobState,
-    /// Its priority.
-    pub pri: u32,
-    /// Seconds since it was put.
-    pub age: u64,
-    /// Its delay in seconds (of the last put or release).
-    pub delay: u64,
-    /// Its time-to-run in seconds.
-    pub ttr: u64,
-    /// Seconds until a reserved or delayed job changes state.
-    pub time_left: u64,
-    /// Times it has been reserved (pulpo's attempt count).
-    pub reserves: u64,
-    /// Times a reservation of it timed out.
-    pub timeouts: u64,
-    /// Times it has been released.
-    pub releases: u64,
-    /// Times it has been buried.
-    pub buries: u64,
-    /// Times it has been kicked.
-    pub kicks: u64,
-    /// Why it was last released or buried, where the queue stores it
-    /// (the file queue does; beanstalkd has nowhere to keep it).
-    pub reason: Option<String>,
-}
-
-/// A tube's statistics: beanstalkd's `stats-tube` fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TubeInfo {
-    /// The tube's name.
-    pub name: String,
-    /// Ready jobs with priority < 1024.
-    pub current_jobs_urgent: u64,
-    /// Ready jobs.
-    pub current_jobs_ready: u64,
-    /// Reserved jobs.
-    pub current_jobs_reserved: u64,
-    /// Delayed jobs.
-    pub current_jobs_delayed: u64,
-    /// Buried jobs.
-    pub current_jobs_buried: u64,
-    /// Jobs ever created in this tube (since the server or store started).
-    pub total_jobs: u64,
-    /// Connections using this tube.
-    pub current_using: u64,
-    /// Connections waiting in a reserve that watches this tube.
-    pub current_waiting: u64,
-    /// Connections watching this tube.
-    pub current_watching: u64,
-    /// Seconds the tube was last paused for.
-    pub pause: u64,
-    /// Delete commands for this tube.
-    pub cmd_delete: u64,
-    /// Pause commands for this tube.
-    pub cmd_pause_tube: u64,
-    /// Seconds until the pause ends.
-    pub pause_time_left: u64,
 }
 
 /// A job reserved for running, with what the runner needs to run and
@@ -182,14 +81,14 @@ pub struct Reservation {
 
 impl Reservation {
     /// A reservation from the reserved job and its `stats-job`.
-    pub fn from_stats(job: Job, info: JobInfo) -> Reservation {
+    pub fn from_stats(job: Job, info: JobStats) -> Reservation {
         Reservation {
             id: job.id,
             body: job.body,
             tube: info.tube,
             priority: info.pri,
-            ttr: Duration::from_secs(info.ttr.max(1)),
-            reserves: u32::try_from(info.reserves).unwrap_or(u32::MAX),
+            ttr: Duration::from_secs(info.ttr.as_secs().max(1)),
+            reserves: info.reserves,
         }
     }
 }
@@ -323,10 +222,10 @@ pub trait Queue: Send {
     async fn peek_state(&mut self, tube: &str, state: PeekState) -> Result<Option<Job>>;
 
     /// A job's statistics.
-    async fn stats_job(&mut self, id: u64) -> Result<JobInfo>;
+    async fn stats_job(&mut self, id: u64) -> Result<JobStats>;
 
     /// A tube's statistics.
-    async fn stats_tube(&mut self, tube: &str) -> Result<TubeInfo>;
+    async fn stats_tube(&mut self, tube: &str) -> Result<TubeStats>;
 
     /// The whole queue's statistics as ordered `name: value` pairs (the
     /// fields differ between queues).
@@ -347,7 +246,7 @@ pub trait Queue: Send {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
     /// It keeps the reason of a job's last release or bury, and shows it in
-    /// [`JobInfo::reason`] (the file queue does; beanstalkd has nowhere to
+    /// [`JobStats::reason`] (the file queue does; beanstalkd has nowhere to
     /// keep one).
     pub keeps_reasons: bool,
 }

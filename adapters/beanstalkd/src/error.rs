@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::proto::{CodecError, ProtocolError, Reply};
+use crate::proto::{CodecError, InvalidTubeName, ProtocolError, Reply};
 
 /// A result with the client's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -208,5 +208,22 @@ impl Error {
             },
             CodecError::Protocol(p) => Error::Protocol(p),
         }
+    }
+}
+
+/// A tube name the caller gave that breaks the protocol's rules: refused
+/// before anything is sent, as the protocol error it would be on the wire.
+impl From<InvalidTubeName> for Error {
+    fn from(err: InvalidTubeName) -> Error {
+        Error::Protocol(ProtocolError::InvalidTubeName(err))
+    }
+}
+
+/// An address that is neither `HOST:PORT` nor `unix:/path`, with the rule
+/// it breaks; the address itself is added by the caller, who has it.
+pub(crate) fn invalid_address(address: &str, err: pulpo_model::AddressError) -> Error {
+    Error::InvalidAddress {
+        address: address.to_owned(),
+        reason: err.to_string(),
     }
 }

@@ -12,7 +12,8 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use pulpo_beanstalkd::proto::{
     ClientCodec, CodecError, DEFAULT_MAX_BODY, DEFAULT_MAX_DOCUMENT, DEFAULT_MAX_LINE, JobStats,
-    ProtocolError, Reply, ServerCodec, ServerStats, TubeStats, parse_tube_list, tube_list_to_yaml,
+    ProtocolError, Reply, ServerCodec, ServerStats, StatsDocument, TubeStats, parse_tube_list,
+    tube_list_to_yaml,
 };
 use pulpo_testkit::mutation::{edits, mutate};
 use tokio_util::codec::{Decoder, Encoder};

@@ -28,13 +28,8 @@ pub enum Error {
         max: usize,
     },
     /// A tube name breaks beanstalkd's naming rules.
-    #[error("invalid tube name {name:?}: {reason}")]
-    InvalidTube {
-        /// The name given (lossy if not UTF-8).
-        name: String,
-        /// Which rule it breaks.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidTube(pulpo_model::InvalidTubeName),
     /// An option passed to `FileQueue::open` is out of range.
     #[error("invalid option: {0}")]
     InvalidOptions(String),

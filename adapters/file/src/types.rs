@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use pulpo_model::TubeName;
+pub use pulpo_model::{JobState, JobStats, TubeStats};
+
 use crate::error::{Error, Result};
 
 /// Settings for [`crate::FileQueue::open`].
@@ -60,66 +63,6 @@ pub struct Reserved {
     pub reserves: u32,
 }
 
-/// The state of a job, as beanstalkd names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobState {
-    /// Waiting to be reserved.
-    Ready,
-    /// Waiting for its delay to pass.
-    Delayed,
-    /// Held by a worker until it is deleted, released, buried or its TTR passes.
-    Reserved,
-    /// Set aside until kicked.
-    Buried,
-}
-
-impl JobState {
-    /// beanstalkd's word for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Ready => "ready",
-            JobState::Delayed => "delayed",
-            JobState::Reserved => "reserved",
-            JobState::Buried => "buried",
-        }
-    }
-}
-
-/// beanstalkd's `stats-job`, plus the last reason given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobStats {
-    /// `id`.
-    pub id: u64,
-    /// `tube`.
-    pub tube: String,
-    /// `state`.
-    pub state: JobState,
-    /// `pri`.
-    pub pri: u32,
-    /// `age`: time since the put.
-    pub age: Duration,
-    /// `delay`: the delay last set (by put or release).
-    pub delay: Duration,
-    /// `ttr`.
-    pub ttr: Duration,
-    /// `time-left`: until the reservation ends (reserved) or the job is ready (delayed); else 0.
-    pub time_left: Duration,
-    /// `file`: always 0 (beanstalkd's binlog file number has no equivalent).
-    pub file: u64,
-    /// `reserves`.
-    pub reserves: u32,
-    /// `timeouts`.
-    pub timeouts: u32,
-    /// `releases`.
-    pub releases: u32,
-    /// `buries`.
-    pub buries: u32,
-    /// `kicks`.
-    pub kicks: u32,
-    /// The reason given by the last release or bury that gave one (the last error).
-    pub reason: Option<String>,
-}
-
 /// A job as shown by `peek`: its body and its stats (which carry the reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -129,44 +72,6 @@ pub struct Job {
     pub body: Vec<u8>,
     /// Its stats, as `stats_job` would give.
     pub stats: JobStats,
-}
-
-/// beanstalkd's `stats-tube`.
-///
-/// `current_using`, `current_watching` and `current_waiting` are approximations: this queue
-/// has no connections, so they count the threads of *this handle* blocked in `reserve` on the
-/// tube (`current_using` is 0: `put` names its tube on each call). The other fields are exact
-/// and shared by all processes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TubeStats {
-    /// `name`.
-    pub name: String,
-    /// `current-jobs-urgent`: ready jobs with priority < 1024.
-    pub current_jobs_urgent: u64,
-    /// `current-jobs-ready`.
-    pub current_jobs_ready: u64,
-    /// `current-jobs-reserved`.
-    pub current_jobs_reserved: u64,
-    /// `current-jobs-delayed`.
-    pub current_jobs_delayed: u64,
-    /// `current-jobs-buried`.
-    pub current_jobs_buried: u64,
-    /// `total-jobs`: jobs ever put in this tube (kept across compaction).
-    pub total_jobs: u64,
-    /// `current-using` (approximation, see the type's doc).
-    pub current_using: u64,
-    /// `current-waiting` (approximation).
-    pub current_waiting: u64,
-    /// `current-watching` (approximation).
-    pub current_watching: u64,
-    /// `pause`: the pause asked, while it lasts; else 0.
-    pub pause: Duration,
-    /// `cmd-delete`.
-    pub cmd_delete: u64,
-    /// `cmd-pause-tube`.
-    pub cmd_pause_tube: u64,
-    /// `pause-time-left`.
-    pub pause_time_left: Duration,
 }
 
 /// Queue-wide counts (the job part of beanstalkd's `stats`, plus the store's own).
@@ -199,48 +104,9 @@ pub struct QueueStats {
     pub next_id: u64,
 }
 
-/// Checks a tube name against beanstalkd's rules: 1 to 200 bytes of `A-Za-z0-9-+/;.$_()`,
-/// not starting with `-`. Every command checks its tubes with it; it is public so that a caller
-/// (the CLI, a server) can refuse a bad name before it builds a job.
+/// Checks a tube name against beanstalkd's rules (see [`pulpo_model::validate_tube_name`]).
+/// Every command checks its tubes with it; it is public so that a caller (the CLI, a server)
+/// can refuse a bad name before it builds a job.
 pub fn validate_tube(name: &str) -> Result<()> {
-    let bad = |reason| {
-        Err(Error::InvalidTube {
-            name: name.to_string(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name.len() > 200 {
-        return bad("longer than 200 bytes");
-    }
-    if name.starts_with('-') {
-        return bad("starts with '-'");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-+/;.$_()".contains(&b))
-    {
-        return bad("only A-Z a-z 0-9 and -+/;.$_() are allowed");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tube_names_follow_beanstalkd() {
-        for ok in ["default", "a", "A-Z+/;.$_()0", &"x".repeat(200)] {
-            assert!(validate_tube(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "-a", "a b", "é", &"x".repeat(201), "a\n", "a*"] {
-            assert!(
-                matches!(validate_tube(bad), Err(Error::InvalidTube { .. })),
-                "{bad}"
-            );
-        }
-    }
+    TubeName::check(name).map_err(Error::InvalidTube)
 }

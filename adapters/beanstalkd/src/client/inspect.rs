@@ -5,7 +5,9 @@ use bytes::Bytes;
 
 use super::{Client, Job};
 use crate::error::Result;
-use crate::proto::{Command, JobStats, Reply, ServerStats, TubeName, TubeStats, parse_tube_list};
+use crate::proto::{
+    Command, JobStats, Reply, ServerStats, StatsDocument, TubeName, TubeStats, parse_tube_list,
+};
 
 /// The job of a `FOUND` reply; any other reply is given back.
 fn found(reply: Reply) -> Result<Job, Reply> {

@@ -16,7 +16,6 @@
 //! only if you mean to reconnect afterwards; `reserve_with_timeout` is the
 //! way to wait a bounded time and keep the connection.
 
-mod address;
 mod admin;
 mod connection;
 mod inspect;
@@ -27,12 +26,12 @@ use std::fmt;
 
 use bytes::Bytes;
 
-pub use address::Address;
 pub use connection::ConnectOptions;
 use connection::Connection;
 pub use producer::PutJob;
+pub use pulpo_model::Address;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, invalid_address};
 use crate::proto::{Command, Reply, TubeName};
 
 /// A job as reserve and peek return it: what a worker needs to run it and
@@ -77,7 +76,7 @@ impl Client {
     /// Connects with `options`; fails with [`Error::ConnectTimeout`] after
     /// `options.connect_timeout`, with [`Error::Connect`] if refused.
     pub async fn connect_with(address: &str, options: ConnectOptions) -> Result<Client> {
-        let address = Address::parse(address)?;
+        let address = Address::parse(address).map_err(|err| invalid_address(address, err))?;
         Ok(Client {
             conn: Connection::open(address, options).await?,
             used: TubeName::default_tube(),

@@ -13,8 +13,10 @@ pub use codec::{
 };
 pub use command::Command;
 pub use reply::Reply;
-pub use stats::{JobState, JobStats, ServerStats, TubeStats, parse_tube_list, tube_list_to_yaml};
-pub use tube::TubeName;
+pub use stats::{
+    JobState, JobStats, ServerStats, StatsDocument, TubeStats, parse_tube_list, tube_list_to_yaml,
+};
+pub use tube::{InvalidTubeName, TubeName};
 
 /// A frame that is not valid beanstalkd protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,13 +49,8 @@ pub enum ProtocolError {
         line: String,
     },
     /// A tube name that breaks the protocol's naming rules.
-    #[error("invalid tube name {name:?}: {reason}")]
-    InvalidTubeName {
-        /// The rejected name (lossily decoded, cut to 256 bytes).
-        name: String,
-        /// Which rule it breaks.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidTubeName(#[from] InvalidTubeName),
     /// A YAML stats or list document that does not parse.
     #[error("malformed {what} document: {detail}")]
     BadYaml {

@@ -6,53 +6,24 @@
 //! by hand; unknown keys are ignored, a missing documented key is an error.
 
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::str::FromStr;
+use std::time::Duration;
+
+pub use pulpo_model::{JobState, JobStats, TubeStats};
 
 use super::{ProtocolError, TubeName};
 
-/// A job's state, as stats-job reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    /// Waiting to be reserved.
-    Ready,
-    /// Waiting for its delay to pass.
-    Delayed,
-    /// Held by a worker.
-    Reserved,
-    /// Set aside until kicked.
-    Buried,
-}
+/// A YAML stats document, read and written as beanstalkd does. The job and
+/// tube documents are `pulpo-model`'s types, shared with the file queue and
+/// pulpo; this trait gives them (and [`ServerStats`]) their wire form.
+pub trait StatsDocument: Sized {
+    /// Parses the document; a missing documented key or a bad value is an
+    /// error naming the key.
+    fn parse(yaml: &[u8]) -> Result<Self, ProtocolError>;
 
-impl JobState {
-    /// The state's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Ready => "ready",
-            JobState::Delayed => "delayed",
-            JobState::Reserved => "reserved",
-            JobState::Buried => "buried",
-        }
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ready" => Ok(JobState::Ready),
-            "delayed" => Ok(JobState::Delayed),
-            "reserved" => Ok(JobState::Reserved),
-            "buried" => Ok(JobState::Buried),
-            other => Err(format!("unknown job state {other:?}")),
-        }
-    }
+    /// Writes the document as beanstalkd does.
+    fn to_yaml(&self) -> Vec<u8>;
 }
 
 /// The `key: value` pairs of one document.
@@ -98,7 +69,7 @@ impl<'a> Doc<'a> {
     }
 
     fn tube(&self, key: &str) -> Result<TubeName, ProtocolError> {
-        TubeName::new(self.str(key)?)
+        Ok(TubeName::new(self.str(key)?)?)
     }
 }
 
@@ -129,25 +100,33 @@ fn unquote(value: &str) -> &str {
         .unwrap_or(value)
 }
 
-/// Declares a stats struct whose fields map to YAML keys, with `parse` and
-/// `to_yaml`; `$key` is the wire key of each field, in beanstalkd's order.
+/// Implements [`StatsDocument`] for a stats struct whose fields map to YAML
+/// keys (declaring the struct too, given `struct` and the field types);
+/// `$key` is the wire key of each field, in beanstalkd's order. A field read
+/// `via` another type is checked as that type (a tube name) and stored as the
+/// struct's; fields `absent` from the wire take the value given.
 macro_rules! stats_doc {
-    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$fmeta:meta])* $field:ident : $ty:ty = $key:literal $(quoted $q:tt)?),* $(,)? }) => {
+    // A struct only the protocol has: declared here, fields with their keys.
+    ($(#[$meta:meta])* struct $name:ident, $what:literal, { $($(#[$fmeta:meta])* $field:ident : $ty:ty = $key:literal $(quoted $q:tt)?),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
         }
 
-        impl $name {
-            #[doc = concat!("Parses a ", $what, " YAML document.")]
-            pub fn parse(yaml: &[u8]) -> Result<$name, ProtocolError> {
+        stats_doc!($name, $what, { $($field = $key $(quoted $q)?),* });
+    };
+    ($name:ident, $what:literal, { $($field:ident = $key:literal $(via $via:ident)? $(quoted $q:tt)?),* $(,)? } $(absent { $($afield:ident: $avalue:expr),* })?) => {
+        impl StatsDocument for $name {
+            fn parse(yaml: &[u8]) -> Result<$name, ProtocolError> {
                 let doc = Doc::parse($what, yaml)?;
-                Ok($name { $($field: FieldValue::read(&doc, $key)?,)* })
+                Ok($name {
+                    $($field: stats_doc!(@read doc, $key $(, $via)?),)*
+                    $($($afield: $avalue,)*)?
+                })
             }
 
-            #[doc = concat!("Writes the ", $what, " document as beanstalkd does.")]
-            pub fn to_yaml(&self) -> Vec<u8> {
+            fn to_yaml(&self) -> Vec<u8> {
                 let mut out = String::from("---\n");
                 $(
                     let quoted = false $(|| stats_doc!(@q $q))?;
@@ -162,6 +141,8 @@ macro_rules! stats_doc {
             }
         }
     };
+    (@read $doc:ident, $key:literal) => { FieldValue::read(&$doc, $key)? };
+    (@read $doc:ident, $key:literal, $via:ident) => { <$via as FieldValue>::read(&$doc, $key)?.into() };
     (@q $q:tt) => { true };
 }
 
@@ -194,6 +175,16 @@ impl FieldValue for f64 {
     }
 }
 
+/// Times are whole seconds on the wire.
+impl FieldValue for Duration {
+    fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError> {
+        doc.get(key).map(Duration::from_secs)
+    }
+    fn write(&self) -> String {
+        self.as_secs().to_string()
+    }
+}
+
 impl FieldValue for JobState {
     fn read(doc: &Doc<'_>, key: &str) -> Result<Self, ProtocolError> {
         doc.get(key)
@@ -213,76 +204,47 @@ impl FieldValue for TubeName {
 }
 
 stats_doc!(
-    /// `stats-job`: every field of protocol.txt.
     JobStats, "stats-job", {
-        /// The job id.
-        id: u64 = "id",
-        /// The tube that holds the job.
-        tube: TubeName = "tube",
-        /// The job's state.
-        state: JobState = "state",
-        /// Its priority.
-        pri: u32 = "pri",
-        /// Seconds since the put that created it.
-        age: u64 = "age",
-        /// Seconds of delay of its last put or release.
-        delay: u64 = "delay",
-        /// Its time-to-run in seconds.
-        ttr: u64 = "ttr",
-        /// Seconds until a reserved or delayed job changes state.
-        time_left: u64 = "time-left",
-        /// The earliest binlog file holding it (0 without `-b`).
-        file: u64 = "file",
-        /// Times it has been reserved.
-        reserves: u64 = "reserves",
-        /// Times a reservation of it timed out.
-        timeouts: u64 = "timeouts",
-        /// Times it has been released.
-        releases: u64 = "releases",
-        /// Times it has been buried.
-        buries: u64 = "buries",
-        /// Times it has been kicked.
-        kicks: u64 = "kicks",
-    }
+        id = "id",
+        tube = "tube" via TubeName,
+        state = "state",
+        pri = "pri",
+        age = "age",
+        delay = "delay",
+        ttr = "ttr",
+        time_left = "time-left",
+        file = "file",
+        reserves = "reserves",
+        timeouts = "timeouts",
+        releases = "releases",
+        buries = "buries",
+        kicks = "kicks",
+    } absent { reason: None }
 );
 
 stats_doc!(
-    /// `stats-tube`: every field of protocol.txt.
     TubeStats, "stats-tube", {
-        /// The tube's name.
-        name: TubeName = "name",
-        /// Ready jobs with priority < 1024.
-        current_jobs_urgent: u64 = "current-jobs-urgent",
-        /// Ready jobs.
-        current_jobs_ready: u64 = "current-jobs-ready",
-        /// Reserved jobs.
-        current_jobs_reserved: u64 = "current-jobs-reserved",
-        /// Delayed jobs.
-        current_jobs_delayed: u64 = "current-jobs-delayed",
-        /// Buried jobs.
-        current_jobs_buried: u64 = "current-jobs-buried",
-        /// Jobs created in this tube since the server started.
-        total_jobs: u64 = "total-jobs",
-        /// Connections using this tube.
-        current_using: u64 = "current-using",
-        /// Connections watching this tube.
-        current_watching: u64 = "current-watching",
-        /// Connections waiting in a reserve on this tube.
-        current_waiting: u64 = "current-waiting",
-        /// Delete commands for this tube.
-        cmd_delete: u64 = "cmd-delete",
-        /// Pause commands for this tube.
-        cmd_pause_tube: u64 = "cmd-pause-tube",
-        /// Seconds the tube was paused for.
-        pause: u64 = "pause",
-        /// Seconds until the pause ends.
-        pause_time_left: u64 = "pause-time-left",
+        name = "name" via TubeName,
+        current_jobs_urgent = "current-jobs-urgent",
+        current_jobs_ready = "current-jobs-ready",
+        current_jobs_reserved = "current-jobs-reserved",
+        current_jobs_delayed = "current-jobs-delayed",
+        current_jobs_buried = "current-jobs-buried",
+        total_jobs = "total-jobs",
+        current_using = "current-using",
+        current_watching = "current-watching",
+        current_waiting = "current-waiting",
+        cmd_delete = "cmd-delete",
+        cmd_pause_tube = "cmd-pause-tube",
+        pause = "pause",
+        pause_time_left = "pause-time-left",
     }
 );
 
 stats_doc!(
-    /// `stats`: every field of protocol.txt.
-    ServerStats, "stats", {
+    /// `stats`: every field of protocol.txt. (Only beanstalkd has a server to
+    /// report on, so this one is not in `pulpo-model`.)
+    struct ServerStats, "stats", {
         /// Ready jobs with priority < 1024.
         current_jobs_urgent: u64 = "current-jobs-urgent",
         /// Ready jobs.
@@ -426,7 +388,7 @@ mod tests {
         let job = JobStats::parse(STATS_JOB).unwrap();
         assert_eq!(
             (job.id, job.tube.as_str(), job.state, job.ttr),
-            (1, "default", JobState::Ready, 10)
+            (1, "default", JobState::Ready, Duration::from_secs(10))
         );
         assert_eq!(JobStats::parse(&job.to_yaml()).unwrap(), job);
         assert_eq!(

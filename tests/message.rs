@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 use proptest::prelude::*;
-use pulpo::message::{Message, MessageError, MessageId, format_time, parse_time};
+use pulpo::message::{Message, MessageError, MessageId, parse_time};
 use serde_json::{Map, Value, json};
 
 fn fixture_dir(sub: &str) -> PathBuf {
@@ -126,32 +126,51 @@ fn full_message_is_written_back_exactly() {
     );
 }
 
+/// The zone `naive_dates_are_local_time` runs in: one with daylight saving
+/// time, so that a reader that ignored the zone, or used the offset of the
+/// wrong season, gives a different instant.
+const DST_ZONE: &str = "Europe/Berlin";
+
+/// Set in the child process that runs the test under [`DST_ZONE`].
+const IN_DST_ZONE: &str = "PULPO_TEST_IN_DST_ZONE";
+
 #[test]
 fn naive_dates_are_local_time() {
+    if std::env::var_os(IN_DST_ZONE).is_none() {
+        // The machine's own zone is often UTC, where local time proves
+        // nothing: run this test again in a child whose TZ has DST.
+        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "naive_dates_are_local_time", "--test-threads", "1"])
+            .env("TZ", DST_ZONE)
+            .env(IN_DST_ZONE, "1")
+            .output()
+            .expect("run the test under TZ");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "under TZ={DST_ZONE}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    // Summer: CEST, UTC+2.
     let (message, _) = good("naive_dates.json");
     assert_eq!(message.id, Some(MessageId::Job(7)));
-    assert_eq!(message.header.delay, Some(local("2026-06-15 10:30:00")));
+    assert_eq!(message.header.delay, Some(utc("2026-06-15T08:30:00Z")));
     assert_eq!(
         message.header.expiration,
-        Some(local("2026-06-16 08:00:00.123456"))
+        Some(utc("2026-06-16T06:00:00.123456Z"))
     );
+    assert_eq!(message.header.delay, Some(local("2026-06-15 10:30:00")));
     let written: Value = serde_json::from_slice(&message.to_json()).expect("JSON");
-    assert_eq!(
-        written["header"]["delay"],
-        format_time(local("2026-06-15 10:30:00"))
-    );
-    assert!(
-        written["header"]["expiration"]
-            .as_str()
-            .is_some_and(|t| t.ends_with(".123456Z")),
-        "microseconds kept: {}",
-        written["header"]["expiration"]
-    );
+    assert_eq!(written["header"]["delay"], "2026-06-15T08:30:00Z");
+    assert_eq!(written["header"]["expiration"], "2026-06-16T06:00:00.123456Z");
 
+    // Winter: CET, UTC+1.
     let (message, _) = good("naive_t_dates.json");
     assert_eq!(message.id, None);
-    assert_eq!(message.header.delay, Some(local("2026-01-10 12:00:00")));
-    assert_eq!(message.header.expiration, Some(local("2026-01-11 12:00:00.5")));
+    assert_eq!(message.header.delay, Some(utc("2026-01-10T11:00:00Z")));
+    assert_eq!(message.header.expiration, Some(utc("2026-01-11T11:00:00.5Z")));
 }
 
 #[test]

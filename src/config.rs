@@ -25,8 +25,9 @@
 //! as TOML-ish literals (`3`, `true`, `["1s", "5m"]`, or a bare string).
 //! Keys from the environment are lowercased, so a handler for a request type
 //! with capitals or `__` in its name can only be configured in the file.
-//! `PULPO_LOG` and `PULPO_BENCH_*` / `PULPO_TEST_*` belong to other parts of
-//! pulpo and are not config keys.
+//! `PULPO_LOG`, `PULPO_BENCH_*` / `PULPO_TEST_*` and `PULPO_JOB_*` (the job
+//! variables of an `exec` handler's child) belong to other parts of pulpo
+//! and are not config keys.
 //!
 //! Relative paths (`file.path`, handler directories) are kept as written and
 //! resolve against the working directory, not the config file's directory.
@@ -562,16 +563,36 @@ pub struct Overrides {
 /// exists; an explicitly given file that is missing is an error) < the
 /// process's `PULPO_` environment < `overrides`.
 pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
-    let file = match config_file {
-        Some(path) => Some(FileProvider::read(path)?),
+    let default = Path::new(DEFAULT_CONFIG_FILE);
+    let file = config_file.or_else(|| default.is_file().then_some(default));
+    load_file(file, overrides)
+}
+
+/// The config file [`load`] reads for `config_file`: that file, else
+/// `./pulpo.toml` as an absolute path when it exists, else none. A process
+/// that loads its config again later (`on_idle = "restart"`) resolves it
+/// once at start and calls [`load_file`], so it keeps its source even when
+/// `./pulpo.toml` goes away or appears.
+pub fn config_file_to_read(config_file: Option<&Path>) -> Option<PathBuf> {
+    match config_file {
+        Some(path) => Some(path.to_path_buf()),
         None => {
             let default = Path::new(DEFAULT_CONFIG_FILE);
-            if default.is_file() {
-                Some(FileProvider::read(default)?)
-            } else {
-                None
-            }
+            let absolute = std::env::current_dir()
+                .map(|dir| dir.join(default))
+                .unwrap_or_else(|_| default.to_path_buf());
+            default.is_file().then_some(absolute)
         }
+    }
+}
+
+/// Loads the settings from exactly `file` (none: no file, whatever is in
+/// the working directory): defaults < `file` < the process's `PULPO_`
+/// environment < `overrides`. A missing `file` is an error.
+pub fn load_file(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    let file = match file {
+        Some(path) => Some(FileProvider::read(path)?),
+        None => None,
     };
     let source_file = file.as_ref().map(|file| file.path().to_path_buf());
     let figment = layered(file, Some(EnvProvider::from_process()), overrides);

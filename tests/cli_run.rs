@@ -505,3 +505,120 @@ fn run_on_beanstalkd_processes_every_job() {
     }
     assert_eq!(stats["current-jobs-buried"], 1, "{stats}");
 }
+
+#[test]
+fn an_exec_handler_can_run_pulpo_to_publish_to_the_configured_tube() {
+    // The job's variables in the handler's environment (id, attempt, tube,
+    // request type) must not be read as config keys by the pulpo it runs.
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let config = dir.join("pulpo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tube = \"out\"\nwatch = [\"in\"]\n\n\
+             [handlers.relay]\nkind = \"exec\"\ncommand = [{:?}, \"--config\", {:?}, \"publish\", \"relayed\", \"hi\"]\n",
+            env!("CARGO_BIN_EXE_pulpo"),
+            config.display().to_string()
+        ),
+    )
+    .unwrap();
+    publish(dir, &["--tube", "in"], "relay", "x");
+    let summary = one_document(&ok(dir, &["run", "--json"], &QUICK_IDLE));
+    assert_eq!(counts(&summary, "relay"), (1, 1, 0, 0), "{summary}");
+    let relayed = one_document(&ok(dir, &["--tube", "out", "peek", "--ready", "--json"], &[]));
+    assert_eq!(
+        relayed["message"]["header"]["request_type"], "relayed",
+        "{relayed}"
+    );
+}
+
+#[test]
+fn on_idle_restart_keeps_the_config_file_it_started_with() {
+    // A deploy removes the config file between two in-process restarts: the
+    // runner goes on with the config it has (same queue, same handlers),
+    // for an implicit ./pulpo.toml and for --config alike, and still prints
+    // its summary when it stops.
+    for args in [
+        &["run", "--json"][..],
+        &["--config", "pulpo.toml", "run", "--json"],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        std::fs::write(
+            dir.join("pulpo.toml"),
+            "sleep_duration = \"0.2\"\nshutdown_after_number_of_empty_iterations = 2\non_idle = \"restart\"\n\n\
+             [file]\npath = \"jobs\"\nfsync = false\n\n[handlers.hello]\nkind = \"success\"\n",
+        )
+        .unwrap();
+        let mut run = Running::start(dir, args, &[]);
+        run.wait_for_log("re-reading the config");
+        std::fs::remove_file(dir.join("pulpo.toml")).unwrap();
+        run.wait_for_log("re-reading the config");
+        let id = publish(dir, &["--path", "jobs"], "hello", "x");
+        let published = Instant::now();
+        loop {
+            let out = pulpo(dir, &["--path", "jobs", "stats-job", &id.to_string()], &[]);
+            if !out.status.success() {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(stderr.contains("not found"), "{stderr}");
+                break;
+            }
+            assert!(
+                published.elapsed() < TIME_GUARD,
+                "{args:?}: job {id} was not run; stderr:\n{}",
+                run.log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        run.signal(libc::SIGTERM);
+        let (status, stdout, stderr) = run.exit_within(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        let summary = one_document(&stdout);
+        assert_eq!(counts(&summary, "hello"), (1, 1, 0, 0), "{args:?}: {summary}");
+        assert!(
+            stderr.contains("keeping the running config"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !dir.join("pulpo-data").exists(),
+            "{args:?}: another queue was opened"
+        );
+    }
+}
+
+/// CPU time (user + system) the process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    // utime and stime, fields 14 and 15 of proc(5), in clock ticks.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[test]
+fn a_zero_sleep_duration_does_not_make_an_idle_runner_spin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Running::start(
+        dir.path(),
+        &["run", "--json"],
+        &[
+            ("PULPO_SLEEP_DURATION", "0s"),
+            ("PULPO_SHUTDOWN_AFTER_NUMBER_OF_EMPTY_ITERATIONS", "0"),
+        ],
+    );
+    run.wait_for_log("runner started");
+    let pid = run.child.id();
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(pid) - before;
+    run.signal(libc::SIGTERM);
+    let (status, _, stderr) = run.exit_within(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        used < Duration::from_millis(200),
+        "an idle runner used {used:?} of CPU in 2 s"
+    );
+}

@@ -91,7 +91,7 @@ async fn stdin_environment_and_working_directory() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let handler = build(json!({
-        "command": ["sh", "-c", "cat > stdin.txt; env | grep -E '^(PULPO_|EXTRA)' | sort > env.txt; pwd > pwd.txt"],
+        "command": ["sh", "-c", "cat > stdin.txt; env | grep -E '^(PULPO_|EXTRA)' | grep -v '^PULPO_JOB_RUN=' | sort > env.txt; pwd > pwd.txt"],
         "working_directory": out.display().to_string(),
         "env": {"EXTRA": "yes please"},
     }));
@@ -106,7 +106,7 @@ async fn stdin_environment_and_working_directory() {
     let env = std::fs::read_to_string(out.join("env.txt")).unwrap();
     assert_eq!(
         env,
-        "EXTRA=yes please\nPULPO_ATTEMPT=3\nPULPO_JOB_ID=42\nPULPO_REQUEST_TYPE=job\nPULPO_TUBE=images\n"
+        "EXTRA=yes please\nPULPO_JOB_ATTEMPT=3\nPULPO_JOB_ID=42\nPULPO_JOB_REQUEST_TYPE=job\nPULPO_JOB_TUBE=images\n"
     );
     let pwd = std::fs::read_to_string(out.join("pwd.txt")).unwrap();
     assert_eq!(
@@ -188,14 +188,20 @@ async fn what_a_finished_child_left_running_is_killed() {
         "sleep 30 & echo $! > {}; exit 0",
         pid_file.display()
     )));
+    succeeds_and_leaves_nothing(&handler, &pid_file).await;
+}
+
+/// Runs `handler` to success within 10 s, then waits until the process
+/// whose pid its script wrote to `pid_file` is gone.
+async fn succeeds_and_leaves_nothing(handler: &Arc<dyn Handler>, pid_file: &Path) {
     let started = Instant::now();
-    assert_eq!(run(&handler, Message::new("job")).await, Outcome::success());
-    assert!(started.elapsed() < Duration::from_secs(10));
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    assert_eq!(run(handler, Message::new("job")).await, Outcome::success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap();
     wait_until_gone(&[pid]);
 }
 
@@ -245,24 +251,61 @@ fn is_zombie(pid: i32) -> bool {
 }
 
 #[tokio::test]
-async fn a_program_that_cannot_start_is_fatal() {
+async fn a_program_missing_or_not_executable_at_run_time_is_transient() {
+    // Mid-deploy the program may be gone, or there but not executable yet:
+    // the job is tried again later instead of being buried.
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("gone.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let handler = build(json!({"command": [script.display().to_string()]}));
     assert_eq!(run(&handler, Message::new("job")).await, Outcome::success());
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let not_executable = run(&handler, Message::new("job")).await;
     std::fs::remove_file(&script).unwrap();
+    let missing = run(&handler, Message::new("job")).await;
+    for (outcome, os_error) in [(not_executable, "Permission denied"), (missing, "No such file")] {
+        match outcome {
+            // The reason names the program and the OS error.
+            Outcome::Transient { reason, delay: None } => assert!(
+                reason.contains("cannot start")
+                    && reason.contains(&script.display().to_string())
+                    && reason.contains(os_error),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn control_characters_of_stderr_are_escaped_in_the_reason() {
+    let handler = build(sh("printf 'bad \\033[31mred\\000nul\\a\\n' >&2; exit 3"));
     match run(&handler, Message::new("job")).await {
-        // The reason names the program and the OS error.
-        Outcome::Fatal { reason } => assert!(
-            reason.contains("cannot start")
-                && reason.contains(&script.display().to_string())
-                && reason.contains("No such file"),
-            "{reason}"
-        ),
+        Outcome::Fatal { reason } => {
+            assert!(
+                !reason.contains(['\x1b', '\0', '\x07']),
+                "raw control characters in {reason:?}"
+            );
+            assert!(reason.contains(r"bad \x1b[31mred\0nul\x07"), "{reason}");
+        }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_grandchild_that_calls_setsid_does_not_outlive_the_job() {
+    // The double fork leaves a process in a session of its own, holding
+    // stdout open, after the handler exits 0: the job still ends when the
+    // handler does, and the escaped process is killed.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let handler = build(sh(&format!(
+        "( setsid sh -c 'echo $$ > {0}.tmp; mv {0}.tmp {0}; exec sleep 30' & ); \
+         while [ ! -e {0} ]; do sleep 0.05; done; exit 0",
+        pid_file.display()
+    )));
+    succeeds_and_leaves_nothing(&handler, &pid_file).await;
 }
 
 #[test]

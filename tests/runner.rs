@@ -90,6 +90,7 @@ async fn script(payload: &str, ctx: &Context) -> Outcome {
     match verb {
         "ok" => Outcome::success(),
         "fatal" => Outcome::fatal("scripted fatal"),
+        "fatal_raw" => Outcome::fatal("raw \x1b[2J\0 text"),
         "panic" => panic!("scripted panic"),
         "transient" => Outcome::transient("scripted transient"),
         "retry_after" => Outcome::retry_after("scripted retry", ms()),
@@ -288,12 +289,16 @@ async fn fatal_and_panic_bury(env: Env) {
     let mut q = env.queue(&settings).await;
     let fatal = publish_script(q.as_mut(), &settings, "fatal").await;
     let panic = publish_script(q.as_mut(), &settings, "panic").await;
+    let raw = publish_script(q.as_mut(), &settings, "fatal_raw").await;
     let running = Running::start(settings, &registry(&journal));
     let fatal_info = until_buried(q.as_mut(), fatal).await;
     let panic_info = until_buried(q.as_mut(), panic).await;
+    let raw_info = until_buried(q.as_mut(), raw).await;
     assert_eq!((fatal_info.reserves, fatal_info.buries), (1, 1));
     if q.capabilities().keeps_reasons {
         assert_eq!(fatal_info.reason.as_deref(), Some("scripted fatal"));
+        // Control characters in a reason are escaped, not stored raw.
+        assert_eq!(raw_info.reason.as_deref(), Some(r"raw \x1b[2J\0 text"));
         let reason = panic_info.reason.unwrap();
         assert!(
             reason.contains("panicked") && reason.contains("scripted panic"),
@@ -301,8 +306,8 @@ async fn fatal_and_panic_bury(env: Env) {
         );
     }
     let report = running.stop().await;
-    assert_eq!(report.counters["script"].buried, 2);
-    assert_eq!(journal.runs().len(), 2, "each ran once");
+    assert_eq!(report.counters["script"].buried, 3);
+    assert_eq!(journal.runs().len(), 3, "each ran once");
 }
 
 /// No handler for the request type, a body that is not a message, and an
@@ -446,8 +451,64 @@ async fn attempts_are_counted_by_the_queue(env: Env) {
     assert!(journal.runs().is_empty(), "a poison job is not run again");
     assert_eq!(info.reserves, 3);
     if q.capabilities().keeps_reasons {
-        assert!(info.reason.unwrap().contains("max_attempts"));
+        // The reason says what it counted.
+        let reason = info.reason.unwrap();
+        assert!(
+            reason.contains("attempt 3 is more than max_attempts = 2")
+                && reason.contains("reserved it 3 times"),
+            "{reason}"
+        );
     }
+}
+
+/// Graceful shutdowns do not use up attempts: a long job interrupted by
+/// three shutdowns in a row is handed back each time and runs again as
+/// attempt 1, although max_attempts is 2.
+async fn graceful_shutdowns_do_not_use_up_attempts(env: Env) {
+    let journal = Arc::new(Journal::default());
+    let settings = env.settings(&format!(
+        "{QUICK}shutdown_timeout = \"200ms\"\n[retry]\nmax_attempts = 2\n"
+    ));
+    let mut q = env.queue(&settings).await;
+    let id = publish_script(q.as_mut(), &settings, "sleep:30000").await;
+    for n in 1..=3 {
+        let running = Running::start(settings.clone(), &registry(&journal));
+        eventually(Duration::from_secs(10), "the handler started", || async {
+            (journal.runs_of(id).len() >= n).then_some(())
+        })
+        .await;
+        running.stop().await;
+        let info = q.stats_job(id).await.unwrap();
+        assert_eq!(info.state, JobState::Ready, "handed back, ready at once");
+    }
+    let attempts: Vec<u32> = journal.runs_of(id).iter().map(|r| r.attempt).collect();
+    assert_eq!(attempts, [1, 1, 1]);
+    assert_eq!(q.stats_job(id).await.unwrap().reserves, 3);
+}
+
+/// An outage is not idleness: with the server gone for longer than the
+/// idle rule's iterations, the runner waits for it instead of stopping as
+/// idle, and runs the jobs once it is back.
+async fn an_outage_is_not_idleness(mut env: Env) {
+    let journal = Arc::new(Journal::default());
+    let settings =
+        env.settings("sleep_duration = \"200ms\"\nshutdown_after_number_of_empty_iterations = 3\n");
+    let running = Running::start(settings.clone(), &registry(&journal));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = env.server.as_mut().unwrap();
+    server.kill();
+    // Ten iterations of 200 ms without the queue.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !running.handle.is_finished(),
+        "the runner stopped as idle while the queue was down"
+    );
+    server.restart();
+    let mut q = env.queue(&settings).await;
+    let id = publish_script(q.as_mut(), &settings, "ok").await;
+    until_deleted(q.as_mut(), id).await;
+    let report = running.stop().await;
+    assert_eq!(report.counters["script"].succeeded, 1);
 }
 
 /// A handler past its timeout is cancelled and treated as transient.
@@ -636,11 +697,10 @@ async fn shutdown_past_the_timeout_releases_at_once(env: Env) {
         "stopped in {:?}",
         stopping.elapsed()
     );
+    // Handed back: released, then kicked to ready at once (the kick keeps
+    // the reservation from counting as an attempt).
     let info = q.stats_job(slow).await.unwrap();
-    assert_eq!(
-        (info.state, info.releases, info.delay.as_secs()),
-        (JobState::Ready, 1, 0)
-    );
+    assert_eq!((info.state, info.releases, info.kicks), (JobState::Ready, 1, 1));
     assert_eq!(report.counters["script"].released, 1);
 }
 
@@ -740,11 +800,17 @@ on_both_queues!(
     shutdown_waits_for_in_flight_handlers,
     shutdown_past_the_timeout_releases_at_once,
     exec_handlers_through_the_runner,
+    graceful_shutdowns_do_not_use_up_attempts,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beanstalkd_restart_mid_run() {
     beanstalkd_restart_during_a_run(Env::beanstalkd()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beanstalkd_outage_is_not_idleness() {
+    an_outage_is_not_idleness(Env::beanstalkd()).await;
 }
 
 #[test]

@@ -9,8 +9,8 @@ use crate::handlers::Registry;
 use crate::runner;
 
 /// Runs the runner until it stops, after checking every handler table of
-/// `settings`; each in-process restart re-reads the config. Prints the
-/// counters.
+/// `settings`; each in-process restart re-reads the config file it started
+/// with (or keeps the running config if that fails). Prints the counters.
 pub(super) async fn run(
     registry: &Registry,
     settings: &Settings,
@@ -21,9 +21,13 @@ pub(super) async fn run(
 ) -> Result<(), Failure> {
     // Handler tables are checked before anything runs.
     registry.build_all(settings)?;
+    // Every restart reads the file this run started with: an implicit
+    // ./pulpo.toml is resolved to its path now, and never swapped for
+    // defaults if a deploy removes it.
+    let config_file = config::config_file_to_read(config_file.as_deref());
     // `--tube` narrows what run reserves from to that tube, as for pop.
     let load = move || {
-        let mut settings = config::load(config_file.as_deref(), &overrides)?;
+        let mut settings = config::load_file(config_file.as_deref(), &overrides)?;
         if let Some(tube) = &only_tube {
             settings.watch = vec![tube.clone()];
         }

@@ -116,7 +116,9 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// The `PULPO_` environment: `PULPO_RETRY__MAX_ATTEMPTS=3` sets
 /// `retry.max_attempts`. Names are matched case-insensitively and keys
 /// lowercased (Figment's `Env::prefixed(..).split("__")`). `PULPO_LOG`,
-/// `PULPO_BENCH_*` and `PULPO_TEST_*` are not config keys and are skipped.
+/// `PULPO_BENCH_*`, `PULPO_TEST_*` and `PULPO_JOB_*` (what an `exec`
+/// handler's child is told about its job) are not config keys and are
+/// skipped, so a handler can run `pulpo` itself.
 /// The provider remembers each variable's name, so an error names the
 /// variable that was actually set.
 #[derive(Clone)]
@@ -168,7 +170,7 @@ fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> 
 /// Variables under the prefix that other parts of pulpo own.
 fn is_reserved(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key == "log" || key.starts_with("bench_") || key.starts_with("test_")
+    key == "log" || key.starts_with("bench_") || key.starts_with("test_") || key.starts_with("job_")
 }
 
 /// The variable that set the value at `path`: the one whose key is `path`,

@@ -11,8 +11,12 @@
 //! ```
 //!
 //! The payload goes to stdin (a string payload as is, anything else as the
-//! whole message JSON); `PULPO_JOB_ID`, `PULPO_REQUEST_TYPE`,
-//! `PULPO_ATTEMPT` and `PULPO_TUBE` are in the environment. Exit 0 is
+//! whole message JSON); `PULPO_JOB_ID`, `PULPO_JOB_REQUEST_TYPE`,
+//! `PULPO_JOB_ATTEMPT` and `PULPO_JOB_TUBE` are in the environment (under
+//! `PULPO_JOB_`, which the config loader never reads, so the child can run
+//! `pulpo` itself), with `PULPO_JOB_RUN`, which marks this run's processes.
+//! A program that cannot be started because it is missing or not
+//! executable (mid-deploy) is a transient failure. Exit 0 is
 //! success, 75 (`EX_TEMPFAIL`) a transient failure, anything else — a killing
 //! signal included — a fatal one, with the exit status and the end of stderr
 //! as the reason. stdout and stderr are read to the end but only their first
@@ -22,19 +26,34 @@
 //! The child runs in a process group of its own. When the runner cancels the
 //! handler (its timeout, or shutdown), the whole group is killed, so
 //! nothing it started outlives the job; when the child exits on its own,
-//! whatever it left running in its group is killed too. If the runner
-//! process dies, the kernel kills the child (`PR_SET_PDEATHSIG`).
+//! whatever it left running is killed too, and the job ends then: its
+//! output is read for at most [`OUTPUT_GRACE`] more. A descendant that left
+//! the group (`setsid`, a double fork) is found by the `PULPO_JOB_RUN` in
+//! its environment and killed as well. If the runner process dies, the
+//! kernel kills the child (`PR_SET_PDEATHSIG`).
+//!
+//! Why the environment and not `PR_SET_CHILD_SUBREAPER`: a subreaper
+//! runner inherits every orphan of every job and must reap them all, also
+//! those that exit on their own long after their job (else they pile up as
+//! zombies), without stealing the exit status of children that other code
+//! in the same process waits for. The mark needs none of that; only a
+//! descendant that both leaves the group and clears its environment
+//! escapes it.
 
+use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, HandlerSettings};
-use crate::handlers::{BoxFuture, Context, Handler, Outcome};
+use crate::handlers::{BoxFuture, Context, Handler, Outcome, printable};
 use crate::message::Message;
 
 /// The exit code of a transient failure (`EX_TEMPFAIL` of sysexits.h).
@@ -48,6 +67,16 @@ pub const MAX_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
 
 /// How much of stderr's end a failure's reason quotes.
 const REASON_STDERR_BYTES: usize = 500;
+
+/// How long the output of a child that has exited is still read: a process
+/// it left behind may hold its stdout open, and the job ends regardless.
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// The variable that marks every process of one run of an exec handler.
+const RUN_VARIABLE: &str = "PULPO_JOB_RUN";
+
+/// Numbers the runs of exec handlers in this process, for [`RUN_VARIABLE`].
+static RUNS: AtomicU64 = AtomicU64::new(0);
 
 /// A checked `[handlers.*]` table of kind `exec`.
 #[derive(Debug, Clone)]
@@ -231,26 +260,85 @@ impl Handler for Exec {
     }
 }
 
-/// Kills a process group when dropped, unless disarmed.
+/// Kills a run's processes when dropped (a cancelled job) or asked to:
+/// its process group, then every process marked with the run's
+/// `PULPO_JOB_RUN` (what left the group).
 struct GroupKill {
     pgid: Option<i32>,
+    /// `PULPO_JOB_RUN=<run>`, as it appears in /proc/<pid>/environ.
+    mark: Vec<u8>,
 }
 
 impl GroupKill {
-    fn kill_now(&mut self) {
-        if let Some(pgid) = self.pgid.take() {
-            // SAFETY: kill(2) with a negative pid signals the group; no memory is involved.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
+    fn kill_group(&mut self) -> bool {
+        match self.pgid.take() {
+            Some(pgid) => {
+                // SAFETY: kill(2) with a negative pid signals the group; no memory is involved.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+                true
             }
+            None => false,
+        }
+    }
+
+    /// Kills the group and what left it, waiting for the search to end.
+    async fn kill_now(&mut self) {
+        if self.kill_group() {
+            let mark = self.mark.clone();
+            let _ = tokio::task::spawn_blocking(move || kill_marked(&mark)).await;
         }
     }
 }
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
-        self.kill_now();
+        if self.kill_group() {
+            let mark = std::mem::take(&mut self.mark);
+            // Dropped inside a cancelled job: search on a thread of its own.
+            let _ = std::thread::Builder::new()
+                .name("pulpo-exec-kill".to_owned())
+                .spawn(move || kill_marked(&mark));
+        }
     }
+}
+
+/// Kills (SIGKILL) every process whose environment holds `mark`, in rounds
+/// until none is left (one may fork while it is being found). Returns how
+/// many it killed.
+fn kill_marked(mark: &[u8]) -> usize {
+    let own = std::process::id();
+    let mut killed = 0;
+    for _ in 0..20 {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return killed;
+        };
+        let mut found = 0;
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == own {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ.split(|&byte| byte == 0).any(|var| var == mark) {
+                // SAFETY: kill(2) on a pid; no memory is involved.
+                if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+                    found += 1;
+                }
+            }
+        }
+        if found == 0 {
+            break;
+        }
+        killed += found;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    killed
 }
 
 /// What a stream gave: its first `limit` bytes, how many more there were,
@@ -282,8 +370,10 @@ impl Captured {
         }
     }
 
-    /// The stream's end as text: lossy UTF-8, trimmed, not starting inside
-    /// a character, marked with `...` when earlier bytes were left out.
+    /// The stream's end as text: lossy UTF-8, trimmed, control characters
+    /// escaped ([`printable`]), at most [`REASON_STDERR_BYTES`] long, not
+    /// starting inside a character, marked with `...` when earlier bytes
+    /// were left out.
     fn tail_text(&self) -> String {
         let cut = self.kept.len() as u64 + self.dropped > self.tail.len() as u64;
         // A cut window may open on a character's continuation bytes (at most 3).
@@ -297,7 +387,18 @@ impl Captured {
             false => 0,
         };
         let text = String::from_utf8_lossy(&self.tail[skip..]);
-        match text.trim() {
+        // Escaped control characters take more room: keep the end within bounds.
+        let text = printable(text.trim());
+        let (text, cut) = match text.len().checked_sub(REASON_STDERR_BYTES) {
+            Some(excess) if excess > 0 => {
+                let start = (excess..text.len())
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                (&text[start..], true)
+            }
+            _ => (&text[..], cut),
+        };
+        match text {
             "" => String::new(),
             text if cut => format!("...{text}"),
             text => text.to_owned(),
@@ -305,14 +406,18 @@ impl Captured {
     }
 }
 
-/// Reads `stream` to its end, keeping the first `limit` bytes and the last
-/// [`REASON_STDERR_BYTES`]; the rest is read and thrown away, so the child
-/// never stalls on a full pipe.
-async fn read_bounded(mut stream: impl AsyncRead + Unpin, limit: usize) -> Captured {
+/// Reads `stream` to its end, or until `stop`, keeping the first `limit`
+/// bytes and the last [`REASON_STDERR_BYTES`]; the rest is read and thrown
+/// away, so the child never stalls on a full pipe.
+async fn read_bounded(mut stream: impl AsyncRead + Unpin, limit: usize, stop: CancellationToken) -> Captured {
     let mut captured = Captured::empty();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        match stream.read(&mut buf).await {
+        let read = tokio::select! {
+            read = stream.read(&mut buf) => read,
+            _ = stop.cancelled() => break,
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let room = limit.saturating_sub(captured.kept.len()).min(n);
@@ -342,14 +447,16 @@ fn stdin_bytes(message: &Message) -> Vec<u8> {
 
 async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome {
     let program = spec.program.display().to_string();
+    let run = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env("PULPO_JOB_ID", context.job_id.to_string())
-        .env("PULPO_REQUEST_TYPE", &context.request_type)
-        .env("PULPO_ATTEMPT", context.attempt.to_string())
-        .env("PULPO_TUBE", &context.tube)
+        .env("PULPO_JOB_REQUEST_TYPE", &context.request_type)
+        .env("PULPO_JOB_ATTEMPT", context.attempt.to_string())
+        .env("PULPO_JOB_TUBE", &context.tube)
+        .env(RUN_VARIABLE, &run)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -371,11 +478,16 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
+        // Missing or not executable: mid-deploy, most likely; try again later.
+        Err(err) if matches!(err.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
+            return Outcome::transient(format!("cannot start {program}: {err}"));
+        }
         Err(err) => return Outcome::fatal(format!("cannot start {program}: {err}")),
     };
     // Dropped with this future: a cancelled job leaves nothing running.
     let mut group = GroupKill {
         pgid: child.id().and_then(|pid| i32::try_from(pid).ok()),
+        mark: format!("{RUN_VARIABLE}={run}").into_bytes(),
     };
     let input = stdin_bytes(&message);
     let stdin = child.stdin.take();
@@ -387,13 +499,29 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
         }
     });
     let limit = spec.output_limit;
-    let stdout = child.stdout.take().map(|s| tokio::spawn(read_bounded(s, limit)));
-    let stderr = child.stderr.take().map(|s| tokio::spawn(read_bounded(s, limit)));
+    let stop = CancellationToken::new();
+    let read = |stream| tokio::spawn(read_bounded(stream, limit, stop.clone()));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| read(Box::new(s) as Box<dyn AsyncRead + Send + Unpin>));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| read(Box::new(s) as Box<dyn AsyncRead + Send + Unpin>));
     let status = child.wait().await;
-    // The child is done; whatever it left behind in its group goes too, so
-    // the pipes close.
-    group.kill_now();
+    // The child is done, and so is the job: whatever it left behind goes
+    // too, so the pipes close; what still holds them open is read no longer
+    // than OUTPUT_GRACE.
+    group.kill_now().await;
     writer.abort();
+    let grace = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(OUTPUT_GRACE).await;
+            stop.cancel();
+        })
+    };
     let collect = |reader: Option<tokio::task::JoinHandle<Captured>>| async move {
         match reader {
             Some(reader) => reader.await.unwrap_or_else(|_| Captured::empty()),
@@ -401,12 +529,13 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
         }
     };
     let (out, err) = (collect(stdout).await, collect(stderr).await);
+    grace.abort();
     if !out.kept.is_empty() {
         tracing::debug!(
             id = context.job_id,
             "{program} stdout{}:\n{}",
             out.note(),
-            out.text()
+            printable(&out.text())
         );
     }
     if !err.kept.is_empty() {
@@ -414,7 +543,7 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
             id = context.job_id,
             "{program} stderr{}:\n{}",
             err.note(),
-            err.text()
+            printable(&err.text())
         );
     }
     let status = match status {
@@ -476,7 +605,7 @@ mod tests {
     use super::*;
 
     async fn capture(input: &[u8], limit: usize) -> Captured {
-        read_bounded(input, limit).await
+        read_bounded(input, limit, CancellationToken::new()).await
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 //! runner — never the handler — deletes, releases or buries the job by the
 //! outcome.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +18,31 @@ pub mod registry;
 pub mod samples;
 
 pub use registry::{Factory, Registry};
+
+/// `text` safe for a log line, a terminal or a stored reason: control
+/// characters that a child's stderr or a job body may carry (ESC, NUL, CR,
+/// DEL, the C1 range) are written as escapes (`\x1b`, `\0`, `\u{85}`);
+/// newlines and tabs are kept. Text without any is borrowed as is.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\0' => out.push_str("\\0"),
+            c if escaped(c) && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if escaped(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// What a handler decided about its job.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +203,15 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_but_keeps_lines_and_tabs() {
+        assert!(matches!(printable("plain\ttext\nline 2 é"), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("a\x1b[31mb\0c\rd\x7fe\u{85}f\n"),
+            "a\\x1b[31mb\\0c\\x0dd\\x7fe\\u{85}f\n"
+        );
+    }
 
     /// Records what a handler asked of the runner.
     #[derive(Default)]

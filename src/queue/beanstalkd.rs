@@ -490,6 +490,10 @@ impl Lease for BeanstalkdQueue {
         Queue::touch(self, id).await
     }
 
+    async fn kick_job(&mut self, id: u64) -> Result<()> {
+        Queue::kick_job(self, id).await
+    }
+
     async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64> {
         Queue::put(self, tube, job).await
     }

@@ -137,6 +137,7 @@ fn reservation(r: fq::Reserved) -> Reservation {
         priority: r.pri,
         ttr: r.ttr.max(Duration::from_secs(1)),
         reserves: r.reserves,
+        kicks: r.kicks,
     }
 }
 
@@ -398,6 +399,10 @@ impl Lease for FileQueueAdapter {
 
     async fn touch(&mut self, id: u64) -> Result<()> {
         Queue::touch(self, id).await
+    }
+
+    async fn kick_job(&mut self, id: u64) -> Result<()> {
+        Queue::kick_job(self, id).await
     }
 
     async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64> {

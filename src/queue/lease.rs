@@ -47,6 +47,11 @@ pub trait Lease: Send {
     /// Restarts the TTR of a job this handle reserved: the lease.
     async fn touch(&mut self, id: u64) -> Result<()>;
 
+    /// Moves a delayed job to ready at once (the second half of handing a
+    /// job back at shutdown: released with a delay, then kicked, so that
+    /// its `kicks` record that the reservation was not an attempt).
+    async fn kick_job(&mut self, id: u64) -> Result<()>;
+
     /// Stores a job in `tube` (a handler's follow-ups and publishes).
     async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64>;
 

@@ -74,9 +74,12 @@ pub struct Reservation {
     pub priority: u32,
     /// Its time-to-run: the lease the runner keeps renewing.
     pub ttr: Duration,
-    /// Times the queue has reserved it, this time included: the attempt
-    /// number, counted by the queue so a crashed worker's attempt counts.
+    /// Times the queue has reserved it, this time included, counted by the
+    /// queue so a crashed worker's attempt counts.
     pub reserves: u32,
+    /// Times it has been kicked: by an operator, or by a runner handing it
+    /// back at shutdown. Each gives back one attempt ([`Reservation::attempt`]).
+    pub kicks: u32,
 }
 
 impl Reservation {
@@ -89,7 +92,16 @@ impl Reservation {
             priority: info.pri,
             ttr: Duration::from_secs(info.ttr.as_secs().max(1)),
             reserves: info.reserves,
+            kicks: info.kicks,
         }
+    }
+
+    /// The attempt number: reservations (this one included) less kicks, at
+    /// least 1. A runner hands a job back at shutdown by releasing and
+    /// kicking it, so a graceful shutdown does not use up an attempt, and
+    /// an operator's kick gives a buried job one more try.
+    pub fn attempt(&self) -> u32 {
+        self.reserves.saturating_sub(self.kicks).max(1)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The idle rule (pulpo-messaging's): one empty iteration is
-//! `sleep_duration` with no job reserved or running; after
+//! `sleep_duration` with no job reserved or running and every worker
+//! reaching the queue (an outage is not idleness); after
 //! `shutdown_after_number_of_empty_iterations` of them in a row (0 = never)
 //! the runner stops, and `on_idle` decides what follows.
 

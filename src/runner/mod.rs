@@ -13,10 +13,12 @@
 //!   [`run_until_stopped`] restarts);
 //! - **shutdown**: when the token given to [`Runner::run`] is cancelled,
 //!   workers stop reserving; handlers still running get `shutdown_timeout`,
-//!   then are cancelled and their jobs released at once.
+//!   then are cancelled and their jobs handed back (ready at once, no
+//!   attempt used up).
 //!
 //! A queue that goes away (beanstalkd restarting, a full disk) is retried
-//! with back-off by each worker; jobs it held come back by themselves.
+//! with back-off by each worker; jobs it held come back by themselves, and
+//! the idle rule counts no iteration while it is away.
 
 mod counters;
 mod idle;
@@ -51,6 +53,10 @@ pub const COUNTERS_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// idle rule are looked at between calls, and beanstalkd 1.12 can miss
 /// waking a waiting reserve when another worker's reservation times out.
 pub const RESERVE_SLICE: Duration = Duration::from_secs(1);
+
+/// The shortest iteration: a `sleep_duration` below it (`"0s"`) counts as
+/// this, so an idle runner waits between looks instead of spinning.
+pub const MIN_ITERATION: Duration = Duration::from_millis(100);
 
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,6 +105,9 @@ struct Shared {
     active: AtomicBool,
     /// Workers holding a job right now.
     busy: AtomicUsize,
+    /// Workers failing to reach the queue right now: an outage is not
+    /// idleness, so the idle rule counts no iteration while one is.
+    failing: AtomicUsize,
     phase: watch::Receiver<Phase>,
     /// Cancelled with the move to [`Phase::Stopping`]: waiting reserves give up.
     stopping: CancellationToken,
@@ -155,6 +164,7 @@ impl Runner {
             tally: Tally::default(),
             active: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
+            failing: AtomicUsize::new(0),
             phase,
             stopping: phases.stopping(),
         });
@@ -206,7 +216,7 @@ async fn supervise(
     let mut stop = None;
     let mut abandon_at: Option<tokio::time::Instant> = None;
     let mut idle = IdleRule::new(settings.shutdown_after_number_of_empty_iterations);
-    let iteration = settings.sleep_duration.max(Duration::from_millis(1));
+    let iteration = settings.sleep_duration.max(MIN_ITERATION);
     let mut idle_tick = tokio::time::interval_at(tokio::time::Instant::now() + iteration, iteration);
     let mut counters_tick = tokio::time::interval_at(
         tokio::time::Instant::now() + COUNTERS_LOG_INTERVAL,
@@ -237,8 +247,10 @@ async fn supervise(
                 phases.abandon();
             }
             _ = idle_tick.tick(), if stop.is_none() => {
+                // A job reserved or running, or the queue out of reach: not empty.
                 let active = shared.active.swap(false, Ordering::SeqCst)
-                    || shared.busy.load(Ordering::SeqCst) > 0;
+                    || shared.busy.load(Ordering::SeqCst) > 0
+                    || shared.failing.load(Ordering::SeqCst) > 0;
                 if idle.iteration(active) {
                     let empty_iterations = idle.empty_iterations();
                     info!(
@@ -349,6 +361,13 @@ async fn open_queues(
 /// the handlers are rebuilt and the queue reopened. Returns when a run ends
 /// by shutdown, or by the idle rule with `on_idle = "exit"`. The counters of
 /// every run are added up.
+///
+/// The first `load` must succeed. At a restart, settings that cannot be
+/// loaded or whose handlers cannot be built (the config file removed or
+/// half-written by a deploy) do not stop the runner and are not replaced by
+/// defaults: it logs a warning and goes on with the settings it ran with,
+/// trying again at the next restart. `load` should read the same source
+/// each time (the CLI resolves an implicit `./pulpo.toml` to its path).
 pub async fn run_until_stopped(
     mut load: impl FnMut() -> Result<Settings, ConfigError>,
     registry: &Registry,
@@ -357,10 +376,19 @@ pub async fn run_until_stopped(
     let started = Instant::now();
     let mut counters: BTreeMap<String, Counters> = BTreeMap::new();
     let mut restarts = 0;
+    let mut running: Option<Settings> = None;
     loop {
-        let settings = load()?;
-        let on_idle = settings.on_idle;
-        let report = Runner::new(settings, registry)?.run(shutdown.clone()).await?;
+        let runner = match (load().and_then(|s| Runner::new(s, registry)), running.take()) {
+            (Ok(runner), _) => runner,
+            (Err(err), None) => return Err(err.into()),
+            (Err(err), Some(previous)) => {
+                warn!("cannot re-read the config: {err}; keeping the running config");
+                Runner::new(previous, registry)?
+            }
+        };
+        running = Some(runner.settings().clone());
+        let on_idle = runner.settings().on_idle;
+        let report = runner.run(shutdown.clone()).await?;
         for (request_type, c) in &report.counters {
             counters.entry(request_type.clone()).or_default().add(c);
         }

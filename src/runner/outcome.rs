@@ -51,8 +51,11 @@ pub enum Happened {
 pub struct Facts<'a> {
     /// The message's request type (for the no-handler reason).
     pub request_type: &'a str,
-    /// The queue's reserve count: this attempt's number.
+    /// This attempt's number: the queue's reserve count less the job's
+    /// kicks (hand-backs at shutdown, an operator's kicks).
     pub attempt: u32,
+    /// The queue's reserve count, this reservation included (for reasons).
+    pub reserves: u32,
     /// The job's priority, kept on release and bury.
     pub priority: u32,
     /// The retry policy of the job's handler.
@@ -139,9 +142,14 @@ pub fn decide(happened: Happened, facts: &Facts<'_>) -> (Settlement, Count) {
             OnExpired::Delete => (Settlement::Delete, Count::ExpiredDeleted),
         },
         Happened::TooManyAttempts => bury(format!(
-            "reserved {} times, more than max_attempts = {}: earlier workers died or lost the \
-             job's lease while running it",
-            facts.attempt, facts.retry.max_attempts
+            "attempt {} is more than max_attempts = {}: the queue reserved it {} times, less {} \
+             kicked back (hand-backs at shutdown, an operator's kicks); attempts that were not \
+             settled ended with their worker dying or losing the job's lease (or max_attempts \
+             was lowered since)",
+            facts.attempt,
+            facts.retry.max_attempts,
+            facts.reserves,
+            facts.reserves.saturating_sub(facts.attempt)
         )),
         Happened::Succeeded => (Settlement::Delete, Count::Succeeded),
         Happened::FollowUpFailed(reason) => transient(&reason, None),
@@ -159,7 +167,11 @@ pub fn decide(happened: Happened, facts: &Facts<'_>) -> (Settlement, Count) {
             Settlement::Release {
                 priority: facts.priority,
                 delay: Duration::ZERO,
-                reason: Some("shutdown: the handler did not finish within shutdown_timeout".to_owned()),
+                reason: Some(
+                    "shutdown: the handler did not finish within shutdown_timeout; handed back, \
+                     not counted as an attempt"
+                        .to_owned(),
+                ),
             },
             Count::Released,
         ),
@@ -270,6 +282,7 @@ mod tests {
         Facts {
             request_type: "work",
             attempt,
+            reserves: attempt,
             priority: 7,
             retry,
             on_expired: OnExpired::Bury,
@@ -326,7 +339,11 @@ mod tests {
         else {
             panic!("{settlement:?}")
         };
-        assert!(reason.contains("reserved 5 times"), "{reason}");
+        assert!(
+            reason.contains("attempt 5 is more than max_attempts = 4")
+                && reason.contains("reserved it 5 times, less 0 kicked back"),
+            "{reason}"
+        );
         assert_eq!(count, Count::Buried);
     }
 
@@ -429,7 +446,11 @@ mod tests {
                 Settlement::Release {
                     priority: 7,
                     delay: Duration::ZERO,
-                    reason: Some("shutdown: the handler did not finish within shutdown_timeout".into())
+                    reason: Some(
+                        "shutdown: the handler did not finish within shutdown_timeout; handed back, \
+                         not counted as an attempt"
+                            .into()
+                    )
                 },
                 Count::Released
             )

@@ -17,9 +17,9 @@ use tracing::{Instrument, debug, info, warn};
 use super::counters::NOT_A_MESSAGE;
 use super::outcome::{self, Count, Facts, Happened, random_fraction, too_many_attempts};
 use super::phase::{Phase, reached};
-use super::{RESERVE_SLICE, Shared, queue_backoff};
+use super::{MIN_ITERATION, RESERVE_SLICE, Shared, queue_backoff};
 use crate::config::HandlerSettings;
-use crate::handlers::{BoxFuture, Context, JobServices, Outcome};
+use crate::handlers::{BoxFuture, Context, JobServices, Outcome, printable};
 use crate::message::Message;
 use crate::publish::prepare;
 use crate::queue::{Lease, QueueError, Reservation, Settlement};
@@ -33,11 +33,19 @@ pub(super) fn touch_interval(ttr: Duration) -> Duration {
     (ttr / 3).max(MIN_TOUCH_INTERVAL)
 }
 
+/// How long a job handed back at shutdown stays delayed if its kick does
+/// not follow (the runner lost the queue in between): one second, the
+/// least a delay can be on beanstalkd.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
+
 /// A decided settlement not yet sent, with what its log line needs.
 struct Pending {
     id: u64,
     settlement: Settlement,
     request_type: String,
+    /// A release at shutdown, of a job whose handler did not finish or did
+    /// not start: handed back ([`hand_back`]), so it uses up no attempt.
+    hand_back: bool,
 }
 
 /// How a handler run ended.
@@ -90,17 +98,20 @@ impl JobServices for Services {
 /// The worker loop; returns when the runner stops.
 pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize) {
     let mut phase = shared.phase.clone();
-    let slice = shared
-        .settings
-        .sleep_duration
-        .clamp(Duration::from_millis(1), RESERVE_SLICE);
+    let slice = shared.settings.sleep_duration.clamp(MIN_ITERATION, RESERVE_SLICE);
     let mut pending: Option<Pending> = None;
     let mut failures = 0u32;
     loop {
         if *phase.borrow() != Phase::Running {
             if let Some(p) = pending.take() {
-                let settled = queue.settle(p.id, &p.settlement).await;
+                let settled = match p.hand_back {
+                    true => hand_back(queue.as_mut(), &p).await,
+                    false => queue.settle(p.id, &p.settlement).await,
+                };
                 report_settled(&shared, &p, settled);
+            }
+            if failures > 0 {
+                shared.failing.fetch_sub(1, Ordering::SeqCst);
             }
             debug!(worker = n, "worker stopped");
             return;
@@ -135,6 +146,17 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
             }
             None => queue.reserve(watch, slice, &shared.stopping).await,
         };
+        // An outage is not idleness: the idle rule counts no iteration
+        // while a worker cannot reach the queue.
+        match (&reserved, failures) {
+            (Ok(_), 1..) => {
+                shared.failing.fetch_sub(1, Ordering::SeqCst);
+            }
+            (Err(_), 0) => {
+                shared.failing.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
         match reserved {
             Ok(Some(job)) => {
                 failures = 0;
@@ -146,9 +168,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
                         settlement: Settlement::Release {
                             priority: job.priority,
                             delay: Duration::ZERO,
-                            reason: Some("the runner is stopping".to_owned()),
+                            reason: Some(
+                                "the runner is stopping: handed back unrun, not counted as an attempt"
+                                    .to_owned(),
+                            ),
                         },
                         request_type: NOT_A_MESSAGE.to_owned(),
+                        hand_back: true,
                     });
                     continue;
                 }
@@ -206,6 +232,33 @@ async fn recover(
     }
 }
 
+/// Hands a job back at shutdown without using up an attempt: released with
+/// [`HAND_BACK_DELAY`], then kicked at once, so it is ready again now and its
+/// `kicks` (which [`Reservation::attempt`] subtracts) record that this
+/// reservation was given back, on either queue. If the kick fails, the job
+/// is ready after the delay and this reservation counts as an attempt.
+async fn hand_back(queue: &mut dyn Lease, p: &Pending) -> Result<(), QueueError> {
+    let Settlement::Release { priority, reason, .. } = &p.settlement else {
+        return queue.settle(p.id, &p.settlement).await;
+    };
+    let release = Settlement::Release {
+        priority: *priority,
+        delay: HAND_BACK_DELAY,
+        reason: reason.clone(),
+    };
+    queue.settle(p.id, &release).await?;
+    if let Err(err) = queue.kick_job(p.id).await {
+        warn!(
+            id = p.id,
+            "job {} was released but not kicked: {err}; it is ready again in {}, and this \
+             reservation counts as an attempt",
+            p.id,
+            humantime::format_duration(HAND_BACK_DELAY)
+        );
+    }
+    Ok(())
+}
+
 /// Logs a settlement's result; a failed one is counted (the job comes back
 /// by itself: its lease ends, or its connection is gone).
 fn report_settled(shared: &Shared, p: &Pending, settled: Result<(), QueueError>) {
@@ -230,8 +283,9 @@ async fn run_job(
     phase: &mut watch::Receiver<Phase>,
 ) -> Pending {
     let message = Message::from_json(&job.body);
+    // As logs and counters show it: a job body may carry control characters.
     let request_type = match &message {
-        Ok(message) => message.request_type().to_owned(),
+        Ok(message) => printable(message.request_type()).into_owned(),
         Err(_) => NOT_A_MESSAGE.to_owned(),
     };
     shared.tally.update(&request_type, |c| c.reserved += 1);
@@ -239,7 +293,7 @@ async fn run_job(
         "job",
         id = job.id,
         request_type = %request_type,
-        attempt = job.reserves,
+        attempt = job.attempt(),
         tube = %job.tube,
         outcome = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
@@ -254,9 +308,11 @@ async fn run_job(
         }
         Err(err) => Happened::NotAMessage(err.to_string()),
     };
+    let hand_back = happened == Happened::Abandoned;
     let facts = Facts {
         request_type: &request_type,
-        attempt: job.reserves,
+        attempt: job.attempt(),
+        reserves: job.reserves,
         priority: job.priority,
         retry: shared
             .settings
@@ -269,7 +325,19 @@ async fn run_job(
         Happened::Expired(at) => at.clone(),
         _ => String::new(),
     };
-    let (settlement, count) = outcome::decide(happened, &facts);
+    let (mut settlement, count) = outcome::decide(happened, &facts);
+    // One place for every reason, whichever handler wrote it: escaped for
+    // the log, the terminal and the queue's stored reason.
+    if let Settlement::Release {
+        reason: Some(reason), ..
+    }
+    | Settlement::Bury {
+        reason: Some(reason), ..
+    } = &mut settlement
+        && let std::borrow::Cow::Owned(escaped) = printable(reason)
+    {
+        *reason = escaped;
+    }
     shared.tally.update(&request_type, |c| count.apply(c));
     let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     span.record("outcome", settlement.name());
@@ -294,6 +362,7 @@ async fn run_job(
         id: job.id,
         settlement,
         request_type,
+        hand_back,
     }
 }
 
@@ -321,7 +390,7 @@ async fn what_happened(
             .unwrap_or_default();
         return Happened::Expired(expired_at);
     }
-    if too_many_attempts(&handler_settings.retry, job.reserves) {
+    if too_many_attempts(&handler_settings.retry, job.attempt()) {
         return Happened::TooManyAttempts;
     }
     let ran = run_handler(
@@ -370,7 +439,7 @@ async fn run_handler(
     let (requests, mut incoming) = mpsc::channel(8);
     let context = Context::new(
         job.id,
-        job.reserves,
+        job.attempt(),
         job.tube.clone(),
         message.request_type().to_owned(),
         Arc::new(Services { requests }),

@@ -13,7 +13,7 @@ use crate::dir::{DirLock, prepare_dir};
 use crate::error::{Error, Result};
 use crate::format::{self, Record};
 use crate::group_commit::GroupCommit;
-use crate::index::{RESERVES, Slot, Tube};
+use crate::index::{KICKS, RESERVES, Slot, Tube};
 use crate::log::Log;
 use crate::notify::Notifier;
 use crate::stats::WaitGuard;
@@ -232,7 +232,8 @@ impl FileQueue {
                 if let Some(id) = tx.index().best_ready(&tubes, tx.now) {
                     let j = tx.job(id)?;
                     let (off, len, ttr) = (j.body_off, j.body_len, j.ttr_ms);
-                    let (pri, reserves) = (j.pri, j.counters[RESERVES].saturating_add(1));
+                    let (pri, reserves, kicks) =
+                        (j.pri, j.counters[RESERVES].saturating_add(1), j.counters[KICKS]);
                     let tube = tx.index().tubes[j.tube as usize].name.to_string();
                     let body = tx.log.read_body(off, len)?;
                     tx.push(Record::Reserve {
@@ -248,6 +249,7 @@ impl FileQueue {
                         pri,
                         ttr,
                         reserves,
+                        kicks,
                     };
                     return Ok((Some(reserved), None));
                 }

@@ -61,6 +61,8 @@ pub struct Reserved {
     pub ttr: Duration,
     /// Times it has been reserved, this reservation included.
     pub reserves: u32,
+    /// Times it has been kicked.
+    pub kicks: u32,
 }
 
 /// A job as shown by `peek`: its body and its stats (which carry the reason).

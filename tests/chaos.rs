@@ -151,9 +151,9 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
         loop {
             let stats = self.stats();
             let left: u64 = [
-                "current-jobs-ready",
-                "current-jobs-reserved",
-                "current-jobs-delayed",
+                "current_jobs_ready",
+                "current_jobs_reserved",
+                "current_jobs_delayed",
             ]
             .iter()
             .map(|key| stats[*key].as_u64().unwrap())
@@ -180,7 +180,7 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
         }
 
         let stats = self.stats();
-        let buried = stats["current-jobs-buried"].as_u64().unwrap();
+        let buried = stats["current_jobs_buried"].as_u64().unwrap();
         let text = std::fs::read_to_string(&self.handled).unwrap();
         let mut seen: HashMap<u64, u64> = HashMap::new();
         for line in text.lines() {

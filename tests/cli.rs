@@ -11,6 +11,12 @@ use serde_json::Value;
 /// Runs `pulpo` with the given arguments in `dir` (so no stray ./pulpo.toml
 /// is read), with the environment cleared of PULPO_ variables.
 fn pulpo_in(dir: &Path, args: &[&str]) -> Output {
+    command_in(dir, args).output().expect("run the pulpo binary")
+}
+
+/// The `pulpo` command [`pulpo_in`] runs, for a caller that sets up its
+/// standard streams itself.
+fn command_in(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
     cmd.current_dir(dir).args(args);
     for (key, _) in std::env::vars() {
@@ -18,7 +24,7 @@ fn pulpo_in(dir: &Path, args: &[&str]) -> Output {
             cmd.env_remove(key);
         }
     }
-    cmd.output().expect("run the pulpo binary")
+    cmd
 }
 
 struct Env {
@@ -65,10 +71,35 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run the pulpo binary")
+    }
+
+    /// The command [`Env::run`] runs, for a caller that sets up its streams.
+    fn command(&self, args: &[&str]) -> Command {
         let address = self.server.address();
         let mut all = vec!["--queue", "beanstalkd", "--address", address.as_str()];
         all.extend_from_slice(args);
-        pulpo_in(self.dir.path(), &all)
+        command_in(self.dir.path(), &all)
+    }
+
+    /// Runs `work` with the library's client, connected to the server: for
+    /// what the CLI cannot do.
+    fn client(&self, work: impl AsyncFnOnce(&mut pulpo_beanstalkd::Client)) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut client = pulpo_beanstalkd::Client::connect(&self.server.address())
+                .await
+                .unwrap();
+            work(&mut client).await;
+        });
+    }
+
+    /// `total_jobs` of `pulpo stats --json`: jobs ever stored.
+    fn total_jobs(&self) -> u64 {
+        self.json(&["stats"])["total_jobs"].as_u64().unwrap()
     }
 
     fn fails(&self, args: &[&str], code: i32) -> String {
@@ -187,14 +218,7 @@ fn bury_kick_delete_and_stats() {
     let env = Env::new();
     let id = env.json(&["publish", "task", "p"])["ids"][0].as_u64().unwrap();
     // Bury it through the library client (the CLI has no bury: the runner buries).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut client = pulpo_beanstalkd::Client::connect(&env.server.address())
-            .await
-            .unwrap();
+    env.client(async |client| {
         let job = client.reserve_with_timeout(0).await.unwrap();
         assert_eq!(job.id, id);
         client.bury(id, 5).await.unwrap();
@@ -212,7 +236,7 @@ fn bury_kick_delete_and_stats() {
     assert_eq!(text.trim(), "kicked 0 jobs in tube default");
 
     let stats = env.json(&["stats"]);
-    assert_eq!(stats["current-jobs-ready"], 1);
+    assert_eq!(stats["current_jobs_ready"], 1);
     assert!(stats["version"].is_string());
 
     let out = env.json(&["delete", &id.to_string()]);
@@ -368,9 +392,227 @@ fn the_file_queue_is_the_default() {
         "a ready job is not kickable"
     );
     let stats: Value = serde_json::from_str(&run(&["stats", "--json"])).unwrap();
-    assert_eq!(stats["current-jobs-ready"], 2);
+    assert_eq!(stats["current_jobs_ready"], 2);
     // Another directory is another queue.
     let other = dir.path().join("elsewhere");
     let out = pulpo_in(dir.path(), &["--path", other.to_str().unwrap(), "publish", "x"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+}
+
+/// `/dev/full` opened for writing: every write fails with ENOSPC.
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full")
+}
+
+/// The N of "storing N of M jobs" in publish's one-line report on stderr.
+fn stored_count(stderr: &str) -> u64 {
+    let after = stderr
+        .split_once("storing ")
+        .unwrap_or_else(|| panic!("no \"storing N of M\" in: {stderr}"))
+        .1;
+    after.split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_full_stdout_is_a_one_line_error_not_a_panic() {
+    let env = Env::new();
+    let id = env.json(&["publish", "task", "p"])["ids"][0]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let commands: [&[&str]; 9] = [
+        &["stats"],
+        &["stats", "--json"],
+        &["peek", &id],
+        &["peek", &id, "--json"],
+        &["stats-job", &id],
+        &["tubes"],
+        &["kick"],
+        &["config"],
+        &["publish", "task", "q", "--json"],
+    ];
+    for args in commands {
+        let out = env.command(args).stdout(dev_full()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "pulpo {args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "pulpo {args:?}: one line: {stderr}");
+        assert!(
+            stderr.contains("stdout") && stderr.contains("No space left on device"),
+            "pulpo {args:?} names stdout and the cause: {stderr}"
+        );
+    }
+
+    // publish stops at the first batch whose ids it cannot print, and says
+    // how many it stored.
+    let before = env.total_jobs();
+    let out = env
+        .command(&["publish", "task", "q", "--count", "2500"])
+        .stdout(dev_full())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("1000 of 2500"), "{stderr}");
+    assert_eq!(env.total_jobs() - before, 1000, "no batch after the failed write");
+}
+
+#[test]
+fn publish_to_a_closed_pipe_stores_nothing_and_exits_141() {
+    let env = Env::new();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = env
+        .command(&["publish", "task", "q", "--count", "5000"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stored_count(&stderr), 0, "{stderr}");
+    assert_eq!(env.total_jobs(), 0);
+
+    // The other commands stop quietly.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = env.command(&["stats"]).stdout(writer).output().unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn publish_stops_soon_after_its_reader_goes_away_in_both_modes() {
+    use std::io::{BufRead, BufReader, Read};
+    let env = Env::new();
+    for json in [false, true] {
+        let count = 200_000u64;
+        let count_arg = count.to_string();
+        let mut args = vec!["publish", "task", "q", "--count", &count_arg];
+        if json {
+            args.push("--json");
+        }
+        let before = env.total_jobs();
+        let mut child = env
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `| head -1`: read the first line (human) or the first chunk
+        // (--json streams its array), then go away.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let first = if json {
+            let mut chunk = vec![0; 64];
+            let n = stdout.read(&mut chunk).unwrap();
+            String::from_utf8_lossy(&chunk[..n]).into_owned()
+        } else {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line
+        };
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if json {
+            assert!(first.starts_with("{\"tube\":\"default\",\"ids\":["), "{first}");
+        } else {
+            assert_eq!(first.trim().parse::<u64>().unwrap(), before + 1, "{first}");
+        }
+        assert_eq!(out.status.code(), Some(141), "json {json}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let stored = stored_count(&stderr);
+        assert!(stderr.contains(&format!("{stored} of {count}")), "{stderr}");
+        assert_eq!(env.total_jobs() - before, stored, "the report is exact");
+        assert!(
+            stored < count / 2,
+            "json {json}: publish went on storing {stored} jobs nobody reads"
+        );
+    }
+}
+
+#[test]
+fn pop_prints_a_body_that_is_not_utf8_faithfully() {
+    let env = Env::new();
+    let body: &[u8] = b"\xff\xfe body\x00\x1b[31m\xc3";
+    env.client(async |client| {
+        client.put(1, 0, 60, body.to_vec()).await.unwrap();
+        client.put(2, 0, 60, body.to_vec()).await.unwrap();
+    });
+
+    let popped = env.json(&["pop"]);
+    assert_eq!(popped["body_base64"], "//4gYm9keQAbWzMxbcM=", "{popped}");
+    assert!(popped.get("body").is_none(), "no lossy copy: {popped}");
+    assert!(popped["body_error"].is_string(), "{popped}");
+
+    let out = env.run(&["pop"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stdout.windows(body.len()).any(|w| w == body),
+        "the raw bytes are on stdout: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn pop_keeps_the_job_when_it_cannot_print_it() {
+    let env = Env::new();
+    let id = env.json(&["publish", "task", "keep me"])["ids"][0]
+        .as_u64()
+        .unwrap();
+    let out = env.command(&["pop"]).stdout(dev_full()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stdout"), "{stderr}");
+    assert_eq!(env.json(&["stats-job", &id.to_string()])["state"], "ready");
+}
+
+#[test]
+fn stats_and_tubes_spell_their_keys_alike() {
+    let env = Env::new();
+    env.ok(&["publish", "task", "--count", "2"]);
+    let stats = env.json(&["stats"]);
+    let tube = env.tube("default");
+    for key in ["current_jobs_ready", "current_jobs_buried", "total_jobs"] {
+        assert_eq!(
+            stats[key],
+            2 * u64::from(key != "current_jobs_buried"),
+            "{key}: {stats}"
+        );
+        assert_eq!(stats[key], tube[key], "{key}: {stats} vs {tube}");
+    }
+    let map = stats.as_object().unwrap();
+    assert!(map.keys().all(|k| !k.contains('-')), "snake_case keys: {stats}");
+    // Human output uses the same names.
+    assert!(env.ok(&["stats"]).contains("current_jobs_ready"));
+}
+
+#[test]
+fn publish_refuses_what_pulpo_would_not_run() {
+    let env = Env::new();
+    for request_type in ["", " ", "send email", "tab\there", "esc\u{1b}[31m", "nl\n"] {
+        let err = env.fails(&["publish", request_type, "p"], 2);
+        assert!(err.contains("request type"), "{request_type:?}: {err}");
+    }
+    let err = env.fails(&["publish", "x", "--header", "attempts=3"], 2);
+    assert!(
+        err.contains("attempts") && !err.contains("own flag"),
+        "no flag for attempts exists: {err}"
+    );
+    let err = env.fails(&["publish", "x", "--header", "request_type=y"], 2);
+    assert!(err.contains("argument"), "{err}");
+    let err = env.fails(&["publish", "x", "--expiration", "2001-02-03T04:05:06Z"], 2);
+    assert!(
+        err.contains("--expiration") && err.contains("not in the future"),
+        "{err}"
+    );
+    let err = env.fails(&["publish", "x", "--expires-in", "0"], 2);
+    assert!(err.contains("--expires-in"), "{err}");
+    let err = env.fails(&["publish", "x", "--delay", "1h", "--expires-in", "10m"], 2);
+    assert!(err.contains("--delay"), "expires before it is ready: {err}");
+    assert_eq!(env.total_jobs(), 0, "nothing was stored");
 }

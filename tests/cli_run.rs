@@ -255,13 +255,13 @@ fn the_readme_flow_runs_every_sample_handler_and_exits_when_idle() {
 
     let stats = one_document(&ok(dir, &["stats", "--json"], &[]));
     for key in [
-        "current-jobs-ready",
-        "current-jobs-reserved",
-        "current-jobs-delayed",
+        "current_jobs_ready",
+        "current_jobs_reserved",
+        "current_jobs_delayed",
     ] {
         assert_eq!(stats[key], 0, "{key}: {stats}");
     }
-    assert_eq!(stats["current-jobs-buried"], 3 + buried, "{stats}");
+    assert_eq!(stats["current_jobs_buried"], 3 + buried, "{stats}");
 }
 
 #[test]
@@ -497,13 +497,40 @@ fn run_on_beanstalkd_processes_every_job() {
     stats_args.extend(["stats", "--json"]);
     let stats = one_document(&ok(dir, &stats_args, &[]));
     for key in [
-        "current-jobs-ready",
-        "current-jobs-reserved",
-        "current-jobs-delayed",
+        "current_jobs_ready",
+        "current_jobs_reserved",
+        "current_jobs_delayed",
     ] {
         assert_eq!(stats[key], 0, "{key}: {stats}");
     }
-    assert_eq!(stats["current-jobs-buried"], 1, "{stats}");
+    assert_eq!(stats["current_jobs_buried"], 1, "{stats}");
+}
+
+#[test]
+fn a_summary_that_cannot_be_printed_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    for json in [false, true] {
+        let mut args = vec!["run"];
+        if json {
+            args.push("--json");
+        }
+        let out = pulpo_command(dir.path(), &args, &QUICK_IDLE)
+            .env("PULPO_LOG", "error")
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "json {json}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains("stdout") && stderr.contains("No space left on device"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -116,9 +116,9 @@ fn a_full_disk_fails_publish_cleanly_and_runners_wait_for_space() {
 
     // Every acknowledged job is there, whole; nothing half-written.
     let before = stats(work.path());
-    assert_eq!(before["total-jobs"].as_u64(), Some(acknowledged), "{before}");
-    assert_eq!(before["current-jobs-ready"].as_u64(), Some(acknowledged));
-    assert_eq!(before["corrupt-records"].as_u64(), Some(0));
+    assert_eq!(before["total_jobs"].as_u64(), Some(acknowledged), "{before}");
+    assert_eq!(before["current_jobs_ready"].as_u64(), Some(acknowledged));
+    assert_eq!(before["corrupt_records"].as_u64(), Some(0));
     let peek = pulpo(work.path(), &["peek", &acknowledged.to_string(), "--json"]);
     let job: Value = serde_json::from_slice(&peek.stdout).unwrap();
     assert_eq!(job["message"]["body"]["payload"].as_str(), Some(payload.as_str()));
@@ -144,7 +144,7 @@ fn a_full_disk_fails_publish_cleanly_and_runners_wait_for_space() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now = stats(work.path());
-        if now["current-jobs-ready"].as_u64() == Some(0) && now["current-jobs-reserved"].as_u64() == Some(0) {
+        if now["current_jobs_ready"].as_u64() == Some(0) && now["current_jobs_reserved"].as_u64() == Some(0) {
             break;
         }
         assert!(
@@ -192,9 +192,64 @@ fn a_read_only_queue_fails_publish_with_a_clear_error() {
     fs.remount("rw");
     let after = stats(work.path());
     assert_eq!(
-        after["total-jobs"].as_u64(),
+        after["total_jobs"].as_u64(),
         Some(1),
         "the refused job left nothing: {after}"
     );
-    assert_eq!(after["corrupt-records"].as_u64(), Some(0));
+    assert_eq!(after["corrupt_records"].as_u64(), Some(0));
+}
+
+#[test]
+fn a_publish_cut_short_by_a_full_disk_reports_what_it_stored() {
+    let count = 100_000u64;
+    let count_arg = count.to_string();
+    for json in [false, true] {
+        let Some(fs) = Tmpfs::mount("1m") else {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs here (needs root); the partial-publish test did not run"
+            );
+            return;
+        };
+        let work = tempfile::tempdir().unwrap();
+        config(work.path(), &fs.path.join("queue"));
+        let mut args = vec!["publish", "work", "p", "--count", &count_arg];
+        if json {
+            args.push("--json");
+        }
+        let out = pulpo(work.path(), &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "json {json}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains("No space left on device"), "{stderr}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let ids: Vec<u64> = if json {
+            // One document with the ids stored and the error.
+            assert_eq!(text.lines().count(), 1, "one document on one line: {text}");
+            let doc: Value = serde_json::from_str(&text).unwrap_or_else(|err| panic!("{err}: {text}"));
+            assert!(
+                doc["error"].as_str().unwrap().contains("No space left on device"),
+                "{doc}"
+            );
+            let ids = doc["ids"].as_array().unwrap();
+            ids.iter().map(|id| id.as_u64().unwrap()).collect()
+        } else {
+            // The ids as they were stored, then the error on stderr.
+            text.lines().map(|l| l.parse().unwrap()).collect()
+        };
+        let stored = ids.len() as u64;
+        assert!(
+            stored > 0 && stored < count,
+            "the disk took some batches: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("storing {stored} of {count} jobs")),
+            "stderr says how many: {stderr}"
+        );
+        assert_eq!(ids, (1..=stored).collect::<Vec<_>>(), "json {json}");
+        assert_eq!(
+            stats(work.path())["total_jobs"].as_u64(),
+            Some(stored),
+            "a retry knows exactly what is already stored"
+        );
+    }
 }

@@ -147,9 +147,9 @@ fn word_count_counts_writes_and_follows_up() {
     let stats: Value = serde_json::from_str(&ok(dir.path(), &with(&["stats", "--json"]))).unwrap();
     assert_eq!(
         (
-            &stats["current-jobs-ready"],
-            &stats["current-jobs-delayed"],
-            &stats["current-jobs-buried"]
+            &stats["current_jobs_ready"],
+            &stats["current_jobs_delayed"],
+            &stats["current_jobs_buried"]
         ),
         (&Value::from(0), &Value::from(0), &Value::from(1)),
         "{stats}"

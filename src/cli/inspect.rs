@@ -57,7 +57,7 @@ pub(super) async fn peek(
         Err(QueueError::JobNotFound { .. }) => None,
         Err(err) => return Err(err.into()),
     };
-    show::job(json, &job, info.as_ref());
+    show::job(json, &job, info.as_ref())?;
     Ok(())
 }
 
@@ -72,11 +72,13 @@ pub(super) async fn tubes(queue: &mut dyn Queue, json: bool) -> Result<(), Failu
         }
     }
     let value = serde_json::to_value(&infos).unwrap_or(Value::Null);
-    show::emit(json, json!({"tubes": value}), || show::tube_table(&infos));
+    show::emit(json, json!({"tubes": value}), || show::tube_table(&infos))?;
     Ok(())
 }
 
-/// A JSON object of one job: id, state, stats and message (or the raw body).
+/// A JSON object of one job: id, state, stats and message; a body that is
+/// not a message comes as `body` (UTF-8 text) or `body_base64` (any other
+/// bytes, standard base64 with padding), never as a lossy copy.
 pub(crate) fn job_document(job: &queue::Job, info: Option<&queue::JobStats>) -> Value {
     let mut doc = Map::new();
     doc.insert("id".to_owned(), json!(job.id));
@@ -93,12 +95,54 @@ pub(crate) fn job_document(job: &queue::Job, info: Option<&queue::JobStats>) -> 
             doc.insert("message".to_owned(), value);
         }
         Err(err) => {
-            doc.insert(
-                "body".to_owned(),
-                Value::String(String::from_utf8_lossy(&job.body).into_owned()),
-            );
+            match std::str::from_utf8(&job.body) {
+                Ok(text) => doc.insert("body".to_owned(), Value::String(text.to_owned())),
+                Err(_) => doc.insert("body_base64".to_owned(), Value::String(base64(&job.body))),
+            };
             doc.insert("body_error".to_owned(), Value::String(err.to_string()));
         }
     }
     Value::Object(doc)
+}
+
+/// `bytes` in standard base64 (RFC 4648, with `=` padding).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        // The test vectors of RFC 4648, section 10.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
 }

@@ -1,4 +1,5 @@
-//! The commands that change jobs by id or take them: `delete` and `pop`.
+//! The commands that change jobs by id or take them: `delete` and `pop`
+//! (which deletes only a job it has printed).
 
 use std::time::Duration;
 
@@ -14,13 +15,13 @@ pub(super) async fn delete(queue: &mut dyn Queue, ids: &[u64], json: bool) -> Re
         match queue.delete(id).await {
             Ok(()) => {
                 if !json {
-                    println!("deleted job {id}");
+                    show::line(&format!("deleted job {id}"))?;
                 }
                 deleted.push(id);
             }
             Err(err @ QueueError::JobNotFound { .. }) => {
                 if !json && ids.len() > 1 {
-                    eprintln!("pulpo: error: {err}");
+                    show::error(&err.to_string());
                 }
                 failed.push(json!({"id": id, "error": err.to_string()}));
             }
@@ -28,7 +29,7 @@ pub(super) async fn delete(queue: &mut dyn Queue, ids: &[u64], json: bool) -> Re
         }
     }
     if json {
-        show::print_json(&json!({"deleted": deleted, "failed": failed}));
+        show::print_json(&json!({"deleted": deleted, "failed": failed}))?;
     }
     match (failed.len(), ids) {
         (0, _) => Ok(()),
@@ -51,7 +52,23 @@ pub(super) async fn pop(queue: &mut dyn Queue, watch: &[String], json: bool) -> 
         });
     };
     let info = queue.stats_job(job.id).await.ok();
-    show::job(json, &job, info.as_ref());
+    // Only a job that was shown is deleted: one that could not be printed
+    // goes back, ready at once.
+    if let Err(err) = show::job(json, &job, info.as_ref()) {
+        if let Some(info) = &info {
+            let reason = "pulpo pop could not print it";
+            if let Err(release) = queue
+                .release(job.id, info.pri, Duration::ZERO, Some(reason))
+                .await
+            {
+                tracing::warn!(
+                    "job {}: cannot release it after a failed print: {release}",
+                    job.id
+                );
+            }
+        }
+        return Err(err.into());
+    }
     queue.delete(job.id).await?;
     Ok(())
 }

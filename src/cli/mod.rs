@@ -134,9 +134,11 @@ fn parse_time_arg(text: &str) -> Result<DateTime<Utc>, String> {
 /// A failed command: its one-line reason and the exit code.
 #[derive(Debug)]
 pub struct Failure {
-    /// The exit code: 2 for usage and config errors, 1 otherwise.
+    /// The exit code: 2 for usage and config errors, 141 when stdout's
+    /// reader went away, 1 otherwise.
     pub code: u8,
-    /// The one-line reason.
+    /// The one-line reason; empty when there is nothing to say (a closed
+    /// stdout ends a command quietly, as it does other Unix tools).
     pub message: String,
 }
 
@@ -187,14 +189,16 @@ pub fn main_with(registry: Registry) -> ExitCode {
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("pulpo: error: cannot start the async runtime: {err}");
+            show::error(&format!("cannot start the async runtime: {err}"));
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run_with(cli, &registry)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("pulpo: error: {}", failure.message);
+            if !failure.message.is_empty() {
+                show::error(&failure.message);
+            }
             ExitCode::from(failure.code)
         }
     }
@@ -219,7 +223,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         .find(|line| !line.trim().is_empty())
         .unwrap_or("invalid arguments");
     let reason = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("pulpo: error: {reason} (see pulpo --help)");
+    show::error(&format!("{reason} (see pulpo --help)"));
     ExitCode::from(2)
 }
 
@@ -279,14 +283,14 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             let kicked = queue.kick(&tube, bound).await?;
             show::emit(json, json!({"tube": tube, "kicked": kicked}), || {
                 format!("kicked {kicked} job{} in tube {tube}", plural(kicked))
-            });
+            })?;
             Ok(())
         }
         Command::KickJob { id } => {
             queue.kick_job(id).await?;
             show::emit(json, json!({"id": id, "kicked": true}), || {
                 format!("kicked job {id}")
-            });
+            })?;
             Ok(())
         }
         Command::Pop => {
@@ -298,14 +302,13 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             manage::pop(queue, &watch, json).await
         }
         Command::Stats => {
-            let stats = queue.stats().await?;
-            show::emit(json, Value::Object(stats.clone()), || show::pairs(&stats));
+            show::stats(json, queue.stats().await?)?;
             Ok(())
         }
         Command::StatsJob { id } => {
             let info = queue.stats_job(id).await?;
             let value = serde_json::to_value(&info).unwrap_or(Value::Null);
-            show::emit(json, value, || show::job_stats(&info));
+            show::emit(json, value, || show::job_stats(&info))?;
             Ok(())
         }
         Command::Tubes => inspect::tubes(queue, json).await,
@@ -314,7 +317,7 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             let secs = duration.as_secs_f64();
             show::emit(json, json!({"tube": tube, "paused_for": secs}), || {
                 format!("paused tube {tube} for {}", humantime::format_duration(duration))
-            });
+            })?;
             Ok(())
         }
         Command::Config | Command::Run => unreachable!("handled before the queue is opened"),

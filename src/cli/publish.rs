@@ -6,12 +6,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Failure, parse_duration_arg, parse_time_arg, show};
 use crate::config::Settings;
 use crate::message::Message;
-use crate::queue::{self, NewJob, Queue};
+use crate::queue::{self, NewJob, Queue, QueueError};
 
 /// How many messages `publish --count` hands the queue at once: each batch's
 /// ids are printed as soon as the queue has stored it.
@@ -51,6 +51,7 @@ pub(super) struct PublishArgs {
 
 /// Builds the message `publish` stores, from its flags and the defaults.
 fn build_message(args: &PublishArgs, now: DateTime<Utc>) -> Result<Message, Failure> {
+    check_request_type(&args.request_type)?;
     let mut message = Message::new(&args.request_type);
     if let Some(body_json) = &args.body_json {
         let body: Value = serde_json::from_str(body_json)
@@ -71,13 +72,19 @@ fn build_message(args: &PublishArgs, now: DateTime<Utc>) -> Result<Message, Fail
         let Some((key, value)) = pair.split_once('=') else {
             return Err(Failure::usage(format!("--header {pair:?}: expected KEY=VALUE")));
         };
-        if matches!(
-            key,
-            "request_type" | "priority" | "delay" | "expiration" | "ttr" | "attempts"
-        ) {
-            return Err(Failure::usage(format!(
-                "--header {key}=...: {key} has its own flag (see pulpo publish --help)"
-            )));
+        let instead = match key {
+            "request_type" => Some("it is the first argument of pulpo publish"),
+            "priority" => Some("use --priority"),
+            "delay" => Some("use --delay"),
+            "expiration" => Some("use --expires-in or --expiration"),
+            "ttr" => Some("use --ttr"),
+            "attempts" => {
+                Some("the queue counts attempts (each reservation is one); a new job has made none")
+            }
+            _ => None,
+        };
+        if let Some(instead) = instead {
+            return Err(Failure::usage(format!("--header {key}=...: {instead}")));
         }
         if key.is_empty() {
             return Err(Failure::usage(format!("--header {pair:?}: the key is empty")));
@@ -100,7 +107,62 @@ fn build_message(args: &PublishArgs, now: DateTime<Utc>) -> Result<Message, Fail
         (Some(expires_in), _) => Some(now + chrono_duration(expires_in)?),
         (None, expiration) => expiration,
     };
+    check_expiration(args, &message, now)?;
     Ok(message)
+}
+
+/// Refuses a request type no `[handlers.<request_type>]` table could be
+/// meant by, which the runner would only bury: empty, or with whitespace or
+/// control characters (which also garble logs and terminals).
+fn check_request_type(request_type: &str) -> Result<(), Failure> {
+    let problem = if request_type.is_empty() {
+        "is empty"
+    } else if request_type.chars().any(char::is_control) {
+        "contains a control character"
+    } else if request_type.chars().any(char::is_whitespace) {
+        "contains whitespace"
+    } else {
+        return Ok(());
+    };
+    Err(Failure::usage(format!(
+        "request type {request_type:?} {problem}: give the name of a [handlers.<request_type>] table, e.g. send_email"
+    )))
+}
+
+/// Refuses an expiration that comes before the job could run: in the past,
+/// now (`--expires-in 0`), or before its `--delay` ends. Such a job would
+/// only be buried (or deleted) unrun.
+fn check_expiration(args: &PublishArgs, message: &Message, now: DateTime<Utc>) -> Result<(), Failure> {
+    let Some(expiration) = message.header.expiration else {
+        return Ok(());
+    };
+    let flag = if args.expires_in.is_some() {
+        "--expires-in"
+    } else {
+        "--expiration"
+    };
+    if expiration <= now {
+        return Err(Failure::usage(format!(
+            "{flag}: the job would expire at {}, which is not in the future (it is now {}); give a later time",
+            rfc3339(expiration),
+            rfc3339(now)
+        )));
+    }
+    if let Some(ready) = message.header.delay
+        && expiration <= ready
+    {
+        return Err(Failure::usage(format!(
+            "{flag}: the job would expire at {}, before --delay makes it ready at {}; expire it later or delay it less",
+            rfc3339(expiration),
+            rfc3339(ready)
+        )));
+    }
+    Ok(())
+}
+
+/// A time for an error message, to the second.
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn chrono_duration(duration: Duration) -> Result<chrono::Duration, Failure> {
@@ -141,22 +203,155 @@ pub(super) async fn publish(
     };
     let tube = &settings.tube;
 
-    let mut ids = Vec::new();
-    let mut remaining = args.count;
+    let mut out = IdStream::new(json);
+    let mut stored = 0u64;
+    let stop = put_all(queue, tube, &job, args.count, &mut out, &mut stored).await;
+    let so_far = format!(
+        "stopped after storing {stored} of {} jobs in tube {tube}",
+        args.count
+    );
+    match stop {
+        None => Ok(out.end(None)?),
+        Some(Stop::Queue(err)) => {
+            let failure = Failure::from(err);
+            // The document says what was stored; if stdout fails now too,
+            // the error line below still does.
+            let _ = out.end(Some(&failure.message));
+            Err(Failure {
+                code: failure.code,
+                message: if args.count > 1 {
+                    format!("{so_far}: {}", failure.message)
+                } else {
+                    failure.message
+                },
+            })
+        }
+        Some(Stop::Stdout(err, unprinted)) => {
+            let unprinted = match (unprinted.first(), unprinted.last()) {
+                (Some(first), Some(last)) => {
+                    format!(
+                        " (the ids of the last {}, {first} to {last}, were not printed)",
+                        unprinted.len()
+                    )
+                }
+                _ => String::new(),
+            };
+            Err(Failure {
+                code: err.exit_code(),
+                message: format!("{err}: {so_far}{unprinted}"),
+            })
+        }
+    }
+}
+
+/// Puts `count` copies of `job` into `tube` in batches, writing each batch's
+/// ids to `out` once stored and counting them in `stored`; says why it
+/// stopped early, if it did.
+async fn put_all(
+    queue: &mut dyn Queue,
+    tube: &str,
+    job: &NewJob,
+    count: u64,
+    out: &mut IdStream,
+    stored: &mut u64,
+) -> Option<Stop> {
+    // The document's opening goes first: a stdout that cannot take it gets
+    // nothing stored.
+    if let Err(err) = out.open(tube) {
+        return Some(Stop::Stdout(err, Vec::new()));
+    }
+    let mut remaining = count;
     while remaining > 0 {
+        // Once nobody reads stdout, stored jobs' ids would be lost: stop.
+        if let Err(err) = show::check_reader() {
+            return Some(Stop::Stdout(err, Vec::new()));
+        }
         let n = remaining.min(PUBLISH_BATCH);
         remaining -= n;
         let batch = (0..n).map(|_| job.clone()).collect();
-        for result in queue.put_many(tube, batch).await? {
-            let id = result?;
-            if !json {
-                println!("{id}");
+        let results = match queue.put_many(tube, batch).await {
+            Ok(results) => results,
+            Err(err) => return Some(Stop::Queue(err)),
+        };
+        let mut refused = None;
+        let mut ids = Vec::with_capacity(results.len());
+        for result in results {
+            match result {
+                Ok(id) => ids.push(id),
+                Err(err) => {
+                    refused.get_or_insert(err);
+                }
             }
-            ids.push(id);
+        }
+        *stored += ids.len() as u64;
+        if let Err(err) = out.ids(&ids) {
+            return Some(Stop::Stdout(err, ids));
+        }
+        if let Some(err) = refused {
+            return Some(Stop::Queue(err));
         }
     }
-    if json {
-        show::print_json(&json!({"tube": tube, "ids": ids}));
+    None
+}
+
+/// Why a publish stopped before its last batch.
+enum Stop {
+    /// The queue failed or refused a job.
+    Queue(QueueError),
+    /// Stdout failed; the ids of the batch stored last, not printed.
+    Stdout(show::StdoutError, Vec<u64>),
+}
+
+/// The ids as they are stored, on stdout: one per line, or with `--json` one
+/// document `{"tube": ..., "ids": [...]}` whose array is written batch by
+/// batch, so no count of jobs is held in memory, and which ends with an
+/// `"error"` when the publish stopped early.
+struct IdStream {
+    json: bool,
+    /// Ids already written into the JSON array.
+    any: bool,
+}
+
+impl IdStream {
+    fn new(json: bool) -> IdStream {
+        IdStream { json, any: false }
     }
-    Ok(())
+
+    /// Opens the JSON document, before anything is stored.
+    fn open(&mut self, tube: &str) -> Result<(), show::StdoutError> {
+        if !self.json {
+            return Ok(());
+        }
+        show::write(format!("{{\"tube\":{},\"ids\":[", Value::from(tube)).as_bytes())
+    }
+
+    fn ids(&mut self, ids: &[u64]) -> Result<(), show::StdoutError> {
+        let mut text = String::new();
+        for id in ids {
+            if self.json {
+                if self.any {
+                    text.push(',');
+                }
+                self.any = true;
+                text.push_str(&id.to_string());
+            } else {
+                text.push_str(&format!("{id}\n"));
+            }
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        show::write(text.as_bytes())
+    }
+
+    /// Closes the document, with the reason the publish stopped early.
+    fn end(&mut self, error: Option<&str>) -> Result<(), show::StdoutError> {
+        if !self.json {
+            return Ok(());
+        }
+        match error {
+            Some(error) => show::line(&format!("],\"error\":{}}}", Value::from(error))),
+            None => show::line("]}"),
+        }
+    }
 }

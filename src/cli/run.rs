@@ -42,7 +42,7 @@ pub(super) async fn run(
                 message: other.to_string(),
             },
         })?;
-    show::run_report(json, &report);
+    show::run_report(json, &report)?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! refused before the queue is touched.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -286,14 +287,30 @@ fn sigterm_and_sigint_stop_the_runner_promptly_with_a_shutdown_summary() {
     }
 }
 
-#[test]
-fn a_second_signal_exits_at_once_and_the_job_comes_back_after_its_ttr() {
+/// How a runner is made to die while its exec handler runs.
+#[derive(Debug, Clone, Copy)]
+enum Death {
+    /// SIGTERM, then a second SIGTERM: exit at once, 128 + 15.
+    SecondSignal,
+    /// SIGKILL: no chance to do anything.
+    Kill,
+}
+
+/// A runner dies while its `exec` handler (`sleep 30`) runs: the handler
+/// dies with it (the kernel's parent-death signal), and nobody released the
+/// job, so it is ready again once its 1 s TTR runs out.
+fn a_dead_runner_leaves_no_child_and_the_job_comes_back(death: Death) {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
+    let mark = format!("PULPO_TEST_MARK={}-{death:?}", std::process::id());
+    let (key, value) = mark.split_once('=').unwrap();
     std::fs::write(
         dir.join("pulpo.toml"),
-        "shutdown_timeout = \"60s\"\nshutdown_after_number_of_empty_iterations = 0\n\n\
-         [handlers.nap]\nkind = \"exec\"\ncommand = [\"sleep\", \"30\"]\nttr = \"1s\"\n",
+        format!(
+            "shutdown_timeout = \"60s\"\nshutdown_after_number_of_empty_iterations = 0\n\n\
+             [handlers.nap]\nkind = \"exec\"\ncommand = [\"sleep\", \"30\"]\nttr = \"1s\"\n\
+             env = {{ {key} = \"{value}\" }}\n"
+        ),
     )
     .unwrap();
     let id = publish(dir, &[], "nap", "");
@@ -302,22 +319,33 @@ fn a_second_signal_exits_at_once_and_the_job_comes_back_after_its_ttr() {
     let reserved = Instant::now();
     loop {
         let job = one_document(&ok(dir, &["stats-job", &id.to_string(), "--json"], &[]));
-        if job["state"] == "reserved" {
+        if job["state"] == "reserved" && !pulpo_testkit::procs::with_env_var(&mark).is_empty() {
             break;
         }
-        assert!(reserved.elapsed() < TIME_GUARD, "job {id} never reserved: {job}");
+        assert!(reserved.elapsed() < TIME_GUARD, "job {id} never started: {job}");
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // The first signal starts the graceful shutdown; the handler would get a minute.
-    run.signal(libc::SIGTERM);
-    run.wait_for_log("shutting down");
-    let second = Instant::now();
-    run.signal(libc::SIGTERM);
-    let (status, stdout, stderr) = run.exit_within(Duration::from_secs(3));
-    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{stderr}");
-    assert!(second.elapsed() < Duration::from_secs(3));
-    assert!(stdout.is_empty(), "no summary after a second signal: {stdout}");
+    match death {
+        Death::SecondSignal => {
+            // The first signal starts the graceful shutdown; the handler would get a minute.
+            run.signal(libc::SIGTERM);
+            run.wait_for_log("shutting down");
+            let second = Instant::now();
+            run.signal(libc::SIGTERM);
+            let (status, stdout, stderr) = run.exit_within(Duration::from_secs(3));
+            assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{stderr}");
+            assert!(second.elapsed() < Duration::from_secs(3));
+            assert!(stdout.is_empty(), "no summary after a second signal: {stdout}");
+        }
+        Death::Kill => {
+            run.signal(libc::SIGKILL);
+            let (status, _, _) = run.exit_within(Duration::from_secs(3));
+            assert_eq!(status.signal(), Some(libc::SIGKILL));
+        }
+    }
+    // The handler's `sleep 30` died with its runner.
+    pulpo_testkit::procs::wait_until_none_with(&mark, Duration::from_secs(3));
 
     // Nobody released it: it is ready again once its 1s TTR runs out.
     let exited = Instant::now();
@@ -332,6 +360,16 @@ fn a_second_signal_exits_at_once_and_the_job_comes_back_after_its_ttr() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_job_comes_back_after_its_ttr() {
+    a_dead_runner_leaves_no_child_and_the_job_comes_back(Death::SecondSignal);
+}
+
+#[test]
+fn a_killed_runner_leaves_no_child_and_the_job_comes_back_after_its_ttr() {
+    a_dead_runner_leaves_no_child_and_the_job_comes_back(Death::Kill);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 pub mod mutation;
 pub mod output;
+pub mod procs;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;

@@ -5,48 +5,14 @@
 //! appears, a runner waits while the disk is full and finishes the work once
 //! space returns.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use pulpo_testkit::tmpfs::Tmpfs;
 use serde_json::Value;
 
 /// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(&path)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then_some(Tmpfs { _dir: dir, path })
-    }
-
-    fn remount(&self, options: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.path)
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount {options}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
 fn pulpo(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pulpo"))
         .args(args)
@@ -80,8 +46,10 @@ fn config(work: &Path, queue: &Path) {
 
 #[test]
 fn a_full_disk_fails_publish_cleanly_and_runners_wait_for_space() {
-    let Some(fs) = Tmpfs::mount("256k") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the disk-fault test did not run");
+    let Some(fs) = Tmpfs::mount(
+        "256k",
+        "a_full_disk_fails_publish_cleanly_and_runners_wait_for_space",
+    ) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -172,8 +140,7 @@ fn a_full_disk_fails_publish_cleanly_and_runners_wait_for_space() {
 
 #[test]
 fn a_read_only_queue_fails_publish_with_a_clear_error() {
-    let Some(fs) = Tmpfs::mount("1m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the read-only test did not run");
+    let Some(fs) = Tmpfs::mount("1m", "a_read_only_queue_fails_publish_with_a_clear_error") else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -204,10 +171,7 @@ fn a_publish_cut_short_by_a_full_disk_reports_what_it_stored() {
     let count = 100_000u64;
     let count_arg = count.to_string();
     for json in [false, true] {
-        let Some(fs) = Tmpfs::mount("1m") else {
-            eprintln!(
-                "SKIPPED: cannot mount a tmpfs here (needs root); the partial-publish test did not run"
-            );
+        let Some(fs) = Tmpfs::mount("1m", "a_publish_cut_short_by_a_full_disk_reports_what_it_stored") else {
             return;
         };
         let work = tempfile::tempdir().unwrap();

@@ -9,6 +9,8 @@
 pub mod mutation;
 pub mod output;
 pub mod procs;
+pub mod skip;
+pub mod tmpfs;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;

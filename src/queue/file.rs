@@ -137,6 +137,8 @@ fn reservation(r: fq::Reserved) -> Reservation {
         priority: r.pri,
         ttr: r.ttr.max(Duration::from_secs(1)),
         reserves: r.reserves,
+        // The file queue refuses too-big bodies at put.
+        too_big: None,
     }
 }
 

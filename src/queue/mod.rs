@@ -77,6 +77,9 @@ pub struct Reservation {
     /// Times the queue has reserved it, this time included: the attempt
     /// number, counted by the queue so a crashed worker's attempt counts.
     pub reserves: u32,
+    /// Set when the body is over the limit this handle reads (so `body` is
+    /// empty): why, naming the limit. The runner buries such a job unrun.
+    pub too_big: Option<String>,
 }
 
 impl Reservation {
@@ -89,6 +92,7 @@ impl Reservation {
             priority: info.pri,
             ttr: Duration::from_secs(info.ttr.as_secs().max(1)),
             reserves: info.reserves,
+            too_big: None,
         }
     }
 }
@@ -239,6 +243,13 @@ pub trait Queue: Send {
 
     /// The optional abilities of this queue.
     fn capabilities(&self) -> Capabilities;
+
+    /// The pause [`Queue::pause_tube`] applies when asked for `duration`:
+    /// the same, or rounded up where the queue counts coarser units, so
+    /// that callers can say what was applied.
+    fn applied_pause(&self, duration: Duration) -> Duration {
+        duration
+    }
 }
 
 /// The optional abilities a queue has or lacks. Callers ask for one; they
@@ -262,7 +273,7 @@ pub async fn open(settings: &Settings) -> Result<Box<dyn Queue>> {
 /// Opens the queue the settings name, as the runner's first worker handle.
 pub async fn open_lease(settings: &Settings) -> Result<Box<dyn Lease>> {
     Ok(match settings.queue {
-        QueueKind::Beanstalkd => Box::new(beanstalkd::BeanstalkdQueue::open(settings).await?),
+        QueueKind::Beanstalkd => Box::new(beanstalkd::BeanstalkdQueue::open_for_runner(settings).await?),
         QueueKind::File => Box::new(file::FileQueueAdapter::open_with(settings).await?),
     })
 }

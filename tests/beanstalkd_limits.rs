@@ -115,15 +115,20 @@ fn run_until_idle(dir: &Path, config: &str) -> Output {
 
 const IDLE: &str = "sleep_duration = \"100ms\"\nshutdown_after_number_of_empty_iterations = 5\n";
 
-/// Item 2: a job over the client's limit is buried at once, with a reason
-/// naming the key, and the job behind it runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_job_is_buried_and_the_jobs_behind_it_run() {
+/// A beanstalkd taking bodies up to 300,000 bytes (`-z`), and a directory.
+fn server_taking_big_jobs() -> (Beanstalkd, tempfile::TempDir) {
     let server = Beanstalkd::start_with(Options {
         max_job_size: Some(300_000),
         ..Options::default()
     });
-    let dir = tempfile::tempdir().unwrap();
+    (server, tempfile::tempdir().unwrap())
+}
+
+/// Item 2: a job over the client's limit is buried at once, with a reason
+/// naming the key, and the job behind it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_job_is_buried_and_the_jobs_behind_it_run() {
+    let (server, dir) = server_taking_big_jobs();
     let config = config(dir.path(), &server, IDLE, "");
     let mut c = client(&server).await;
     let big = c.put(7, 0, 60, message("ok", 100_000)).await.unwrap();
@@ -146,11 +151,7 @@ async fn an_oversized_job_is_buried_and_the_jobs_behind_it_run() {
 /// validated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_job_size_lets_a_runner_take_bigger_jobs() {
-    let server = Beanstalkd::start_with(Options {
-        max_job_size: Some(300_000),
-        ..Options::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
+    let (server, dir) = server_taking_big_jobs();
     let config = config(dir.path(), &server, IDLE, "max_job_size = 200000");
     let mut c = client(&server).await;
     let big = c.put(7, 0, 60, message("ok", 100_000)).await.unwrap();

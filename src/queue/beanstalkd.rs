@@ -608,10 +608,10 @@ mod open_files {
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
             return Ok(()); // Cannot tell: connecting will say if it fails.
         }
-        if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur as u64 >= need {
+        if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= need {
             return Ok(());
         }
-        if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max as u64 >= need {
+        if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= need {
             let raised = libc::rlimit {
                 rlim_cur: limit.rlim_max,
                 rlim_max: limit.rlim_max,
@@ -619,8 +619,8 @@ mod open_files {
             // SAFETY: setrlimit(2) reads the struct it is given.
             if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
                 tracing::info!(
-                    from = limit.rlim_cur as u64,
-                    to = limit.rlim_max as u64,
+                    from = limit.rlim_cur,
+                    to = limit.rlim_max,
                     "raised the open-file limit to its hard limit for concurrency = {concurrency}"
                 );
                 return Ok(());
@@ -630,11 +630,11 @@ mod open_files {
             "concurrency = {concurrency} needs about {need} open files (a connection per worker and an \
              exec handler's pipes), but the open-file limit is {} (hard limit {}): lower concurrency, or \
              raise the limit (ulimit -n {need}, or LimitNOFILE= in a systemd unit)",
-            limit.rlim_cur as u64,
+            limit.rlim_cur,
             if limit.rlim_max == libc::RLIM_INFINITY {
                 "unlimited".to_owned()
             } else {
-                (limit.rlim_max as u64).to_string()
+                limit.rlim_max.to_string()
             }
         )))
     }

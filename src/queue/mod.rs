@@ -151,7 +151,8 @@ pub enum QueueError {
     },
     /// The job body exceeds the queue's maximum job size.
     #[error(
-        "job of {size} bytes is too big for the queue (max-job-size); make the body smaller or raise the queue's limit"
+        "job of {size} bytes is too big for the queue; make the body smaller or raise the limit \
+         (max_job_size in the queue's [file] or [beanstalkd] table, and beanstalkd's -z)"
     )]
     JobTooBig {
         /// The body's size in bytes.

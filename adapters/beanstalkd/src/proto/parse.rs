@@ -90,6 +90,28 @@ fn oversized(word: &[u8], limit: usize) -> Option<u64> {
     (len > limit as u64 && len <= MAX_SKIPPED_BODY).then_some(len)
 }
 
+/// The head of a reply carrying job `id`'s body of the length in `word`:
+/// read whole (`whole`) within `max_body`, else skipped (`too_big`).
+fn job_head(
+    id: u64,
+    word: &[u8],
+    max_body: usize,
+    whole: fn(u64, Bytes) -> Reply,
+    too_big: fn(u64, u64) -> Reply,
+) -> Result<Head<Reply>, Option<ProtocolError>> {
+    if let Some(len) = oversized(word, max_body) {
+        return Ok(Head::Skip {
+            len,
+            frame: too_big(id, len),
+        });
+    }
+    Ok(Head::Body {
+        len: body_len(word, max_body)?,
+        limit: max_body,
+        make: Box::new(move |body| whole(id, body)),
+    })
+}
+
 /// Parses a reply line (without CRLF).
 pub(crate) fn reply_line(
     line: &[u8],
@@ -113,34 +135,22 @@ pub(crate) fn reply_line(
         }),
         (b"DEADLINE_SOON", 1) => simple(Reply::DeadlineSoon),
         (b"TIMED_OUT", 1) => simple(Reply::TimedOut),
-        (b"RESERVED", 3) => {
-            let id = num64(1)?;
-            match oversized(w[2], max_body) {
-                Some(len) => Ok(Head::Skip {
-                    len,
-                    frame: Reply::ReservedTooBig { id, len },
-                }),
-                None => Ok(Head::Body {
-                    len: len_at(2, max_body)?,
-                    limit: max_body,
-                    make: Box::new(move |body| Reply::Reserved { id, body }),
-                }),
-            }
-        }
-        (b"FOUND", 3) => {
-            let id = num64(1)?;
-            match oversized(w[2], max_body) {
-                Some(len) => Ok(Head::Skip {
-                    len,
-                    frame: Reply::FoundTooBig { id, len },
-                }),
-                None => Ok(Head::Body {
-                    len: len_at(2, max_body)?,
-                    limit: max_body,
-                    make: Box::new(move |body| Reply::Found { id, body }),
-                }),
-            }
-        }
+        (b"RESERVED", 3) => job_head(
+            num64(1)?,
+            w[2],
+            max_body,
+            |id, body| Reply::Reserved { id, body },
+            |id, len| Reply::ReservedTooBig { id, len },
+        )
+        .map_err(|e| e.unwrap_or_else(bad)),
+        (b"FOUND", 3) => job_head(
+            num64(1)?,
+            w[2],
+            max_body,
+            |id, body| Reply::Found { id, body },
+            |id, len| Reply::FoundTooBig { id, len },
+        )
+        .map_err(|e| e.unwrap_or_else(bad)),
         (b"OK", 2) => Ok(Head::Body {
             len: len_at(1, max_document)?,
             limit: max_document,

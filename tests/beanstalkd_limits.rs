@@ -57,7 +57,8 @@ fn config(dir: &Path, server: &Beanstalkd, extra: &str, beanstalkd: &str) -> Str
         "queue = \"beanstalkd\"\ntube = \"t\"\nwatch = [\"t\"]\n{extra}\n\
          [beanstalkd]\naddress = \"{}\"\n{beanstalkd}\n\
          [handlers.ok]\nkind = \"success\"\n\
-         [handlers.slow]\nkind = \"exec\"\ncommand = [\"sleep\", \"1\"]\n",
+         [handlers.slow]\nkind = \"exec\"\ncommand = [\"sleep\", \"1\"]\n\
+         [handlers.long]\nkind = \"exec\"\ncommand = [\"sleep\", \"30\"]\n",
         server.address()
     );
     std::fs::write(&path, text).unwrap();
@@ -205,10 +206,14 @@ fn commands_to_a_stopped_server_time_out() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-/// Item 6: a runner whose settle hangs on a stopped server still stops
-/// within shutdown_timeout (plus a grace) on SIGTERM, and says so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_does_not_wait_for_a_stopped_server() {
+/// Runs a job of `request_type` with `ttr` (seconds) under `pulpo run`,
+/// stops the server (SIGSTOP) once it is reserved, waits `hang`, sends
+/// SIGTERM, and returns how long the runner took to stop, and its log.
+async fn stop_a_runner_facing_a_stopped_server(
+    request_type: &str,
+    ttr: u32,
+    hang: Duration,
+) -> (Duration, String, u64) {
     let server = Beanstalkd::start();
     let dir = tempfile::tempdir().unwrap();
     let config = config(
@@ -219,7 +224,7 @@ async fn shutdown_does_not_wait_for_a_stopped_server() {
         "command_timeout = \"60s\"",
     );
     let mut c = client(&server).await;
-    let id = c.put(1, 0, 60, message("slow", 1)).await.unwrap();
+    let id = c.put(1, 0, ttr, message(request_type, 1)).await.unwrap();
     let child = spawn(pulpo(dir.path(), &["--config", &config, "run"]));
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.stats_job(id).await.unwrap().state != JobState::Reserved {
@@ -227,21 +232,39 @@ async fn shutdown_does_not_wait_for_a_stopped_server() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let stopped = Stopped::new(&server);
-    // The handler (sleep 1) ends; its delete then waits on the stopped server.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(hang).await;
     let stop_asked = Instant::now();
     signal(child.id(), libc::SIGTERM);
     let out = tokio::task::spawn_blocking(move || {
-        wait_within(child, Duration::from_secs(20), "pulpo run after SIGTERM")
+        wait_within(child, Duration::from_secs(30), "pulpo run after SIGTERM")
     })
     .await
     .unwrap();
     let took = stop_asked.elapsed();
     drop(stopped);
-    let log = stderr(&out);
+    (took, stderr(&out), id)
+}
+
+/// Item 6: a runner whose settle hangs on a stopped server still stops
+/// within shutdown_timeout (plus a grace) on SIGTERM, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_stopped_server() {
+    // The handler (sleep 1) ends; its delete then waits on the stopped server.
+    let (took, log, id) =
+        stop_a_runner_facing_a_stopped_server("slow", 60, Duration::from_millis(1500)).await;
     assert!(took < Duration::from_secs(8), "stopped after {took:?}: {log}");
     assert!(log.contains("still waiting"), "{log}");
-    assert!(log.contains(&format!("job {id}")), "{log}");
+    assert!(log.contains(&format!("delete job {id}")), "{log}");
+}
+
+/// Item 6: nor does a lease renewal (touch) stuck on a stopped server keep
+/// the runner from cancelling a long handler at shutdown_timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_touch_on_a_stopped_server() {
+    // TTR 3 s: the lease is renewed every second, so a touch is waiting.
+    let (took, log, id) = stop_a_runner_facing_a_stopped_server("long", 3, Duration::from_millis(1500)).await;
+    assert!(took < Duration::from_secs(8), "stopped after {took:?}: {log}");
+    assert!(log.contains(&format!("touch job {id}")), "{log}");
 }
 
 /// Item 13b: beanstalkd pauses whole seconds; a half-second pause is

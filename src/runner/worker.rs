@@ -473,14 +473,14 @@ async fn run_handler(
                 return joined((&mut task).await, Ran::TimedOut(limit));
             }
             _ = tokio::time::sleep_until(next_touch) => {
-                if let Err(err) = queue.touch(job.id).await {
+                if let Err(err) = touch(queue, job.id, phase).await {
                     warn!("could not renew the lease of job {}: {err}", job.id);
                 }
                 next_touch = tokio::time::Instant::now() + every;
             }
             Some(request) = incoming.recv() => match request {
                 Request::Touch(reply) => {
-                    let result = queue.touch(job.id).await.map_err(|err| err.to_string());
+                    let result = touch(queue, job.id, phase).await;
                     next_touch = tokio::time::Instant::now() + every;
                     let _ = reply.send(result);
                 }
@@ -494,6 +494,17 @@ async fn run_handler(
                 }
             },
         }
+    }
+}
+
+/// Renews job `id`'s lease, but not past shutdown_timeout (see
+/// [`within_shutdown`]): a queue that stopped answering must not keep the
+/// worker from cancelling its handler.
+async fn touch(queue: &mut dyn Lease, id: u64, phase: &watch::Receiver<Phase>) -> Result<(), String> {
+    let what = format!("{} to touch job {id}", queue.describe());
+    match within_shutdown(phase, &what, queue.touch(id)).await {
+        Some(touched) => touched.map_err(|err| err.to_string()),
+        None => Err("the queue did not answer before shutdown_timeout".to_owned()),
     }
 }
 

@@ -41,7 +41,8 @@ pub struct ConnectOptions {
     pub command_timeout: Duration,
     /// The longest reply line accepted, CRLF included.
     pub max_line: usize,
-    /// The largest job body sent or accepted.
+    /// The largest job body sent or read. A larger one the server sends
+    /// (reserve, peek) is skipped unread: [`Error::JobTooBigToRead`].
     pub max_body: usize,
     /// The largest YAML document (stats, tube lists) accepted.
     pub max_document: usize,

@@ -313,13 +313,25 @@ pub struct BeanstalkdSettings {
     /// How long connecting may take before the queue counts as unreachable.
     #[serde(with = "crate::duration::human")]
     pub connect_timeout: Duration,
+    /// How long a command may wait for the server's reply (on top of the
+    /// wait a reserve asks for) before the connection counts as lost.
+    #[serde(with = "crate::duration::human")]
+    pub command_timeout: Duration,
+    /// The largest job body this client reads, in bytes; a reserved job
+    /// over it is buried unread.
+    pub max_job_size: u32,
 }
+
+/// The highest `[beanstalkd] max_job_size`: beanstalkd's own ceiling on `-z`.
+pub const MAX_BEANSTALKD_JOB_SIZE: u32 = 1 << 30;
 
 impl Default for BeanstalkdSettings {
     fn default() -> BeanstalkdSettings {
         BeanstalkdSettings {
             address: "127.0.0.1:11300".to_owned(),
             connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
+            max_job_size: 65_535,
         }
     }
 }

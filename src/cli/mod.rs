@@ -314,9 +314,23 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         Command::Tubes => inspect::tubes(queue, json).await,
         Command::Pause { tube, duration } => {
             queue.pause_tube(&tube, duration).await?;
-            let secs = duration.as_secs_f64();
-            show::emit(json, json!({"tube": tube, "paused_for": secs}), || {
-                format!("paused tube {tube} for {}", humantime::format_duration(duration))
+            // What the queue applied, which may be rounded up (beanstalkd
+            // pauses whole seconds).
+            let applied = queue.applied_pause(duration);
+            let value = json!({
+                "tube": tube,
+                "paused_for": applied.as_secs_f64(),
+                "requested": duration.as_secs_f64(),
+            });
+            show::emit(json, value, || {
+                let mut line = format!("paused tube {tube} for {}", humantime::format_duration(applied));
+                if applied != duration {
+                    line += &format!(
+                        " (rounded up from {}: the queue pauses in whole seconds)",
+                        humantime::format_duration(duration)
+                    );
+                }
+                line
             })?;
             Ok(())
         }

@@ -18,8 +18,8 @@ use serde_json::Map;
 use super::error::Origin;
 use super::{
     Backoff, BeanstalkdSettings, ConfigError, DefaultsSettings, FileSettings, HandlerSettings,
-    MAX_CONCURRENCY, OnExpired, OnIdle, QueueKind, RetrySettings, Settings, validate_address,
-    validate_tube_name,
+    MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, OnExpired, OnIdle, QueueKind, RetrySettings, Settings,
+    validate_address, validate_tube_name,
 };
 use crate::duration::{self, DurationError};
 
@@ -470,6 +470,8 @@ struct RawFile {
 struct RawBeanstalkd {
     address: Option<Address>,
     connect_timeout: Option<PositiveDuration>,
+    command_timeout: Option<PositiveDuration>,
+    max_job_size: Option<Bounded<1, { MAX_BEANSTALKD_JOB_SIZE as u64 }>>,
 }
 
 /// `[handlers]`: request type → handler table.
@@ -615,6 +617,12 @@ impl RawConfig {
                 connect_timeout: raw
                     .connect_timeout
                     .map_or(base.beanstalkd.connect_timeout, |d| d.0),
+                command_timeout: raw
+                    .command_timeout
+                    .map_or(base.beanstalkd.command_timeout, |d| d.0),
+                max_job_size: raw
+                    .max_job_size
+                    .map_or(base.beanstalkd.max_job_size, |n| to_u32(n.0)),
             },
             None => base.beanstalkd,
         };

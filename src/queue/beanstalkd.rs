@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pulpo_beanstalkd::proto::{ServerStats, StatsDocument};
 use pulpo_beanstalkd::{Client, Command, ConnectOptions, Error, Reply, ServerError};
 use serde_json::{Map, Value};
@@ -23,10 +24,25 @@ pub struct BeanstalkdQueue {
 }
 
 impl BeanstalkdQueue {
-    /// Connects to the server of the settings' `[beanstalkd]` table.
+    /// Connects to the server of the settings' `[beanstalkd]` table, with
+    /// its timeouts and body limit.
     pub async fn open(settings: &Settings) -> Result<BeanstalkdQueue> {
         let beanstalkd = &settings.beanstalkd;
-        BeanstalkdQueue::connect(&beanstalkd.address, beanstalkd.connect_timeout).await
+        let options = ConnectOptions {
+            connect_timeout: beanstalkd.connect_timeout,
+            command_timeout: beanstalkd.command_timeout,
+            max_body: beanstalkd.max_job_size as usize,
+            ..ConnectOptions::default()
+        };
+        BeanstalkdQueue::connect_with(&beanstalkd.address, options).await
+    }
+
+    /// Opens the runner's first handle: as [`BeanstalkdQueue::open`], after
+    /// making sure the process may open a connection for each of the
+    /// `concurrency` workers ([`open_files::ensure`]).
+    pub(crate) async fn open_for_runner(settings: &Settings) -> Result<BeanstalkdQueue> {
+        open_files::ensure(settings.concurrency)?;
+        BeanstalkdQueue::open(settings).await
     }
 
     /// Connects to `address` (`HOST:PORT` or `unix:/path`), failing after
@@ -36,6 +52,10 @@ impl BeanstalkdQueue {
             connect_timeout,
             ..ConnectOptions::default()
         };
+        BeanstalkdQueue::connect_with(address, options).await
+    }
+
+    async fn connect_with(address: &str, options: ConnectOptions) -> Result<BeanstalkdQueue> {
         let client = Client::connect_with(address, options)
             .await
             .map_err(|err| map_error(err, None, "connect"))?;
@@ -43,13 +63,34 @@ impl BeanstalkdQueue {
     }
 
     /// Reserves like [`Queue::reserve`] and returns the job with its tube,
-    /// priority, TTR and reserve count, from its `stats-job`.
+    /// priority, TTR and reserve count, from its `stats-job`. A job whose
+    /// body is over the client's limit comes marked too big, without it.
     async fn reserve_for_run(&mut self, watch: &[String], timeout: Duration) -> Result<Option<Reservation>> {
-        let Some(job) = Queue::reserve(self, watch, timeout).await? else {
-            return Ok(None);
+        self.set_watch_list(watch).await?;
+        match self
+            .client
+            .reserve_with_timeout(whole_seconds_ceil(timeout))
+            .await
+        {
+            Ok(reserved) => self.reservation(reserved.id, Ok(reserved.body)).await.map(Some),
+            Err(Error::JobTooBigToRead { id, len, .. }) => self.reservation(id, Err(len)).await.map(Some),
+            Err(err) if err.is_timed_out() => Ok(None),
+            Err(err) => Err(map_error(err, None, "reserve")),
+        }
+    }
+
+    /// The reservation of job `id`, with its `stats-job`: its body, or the
+    /// length of a body over the client's limit (skipped unread).
+    async fn reservation(&mut self, id: u64, body: std::result::Result<Bytes, u64>) -> Result<Reservation> {
+        let info = self.stats_job(id).await?;
+        let limit = self.client.options().max_body;
+        let (body, too_big) = match body {
+            Ok(body) => (body, None),
+            Err(len) => (Bytes::new(), Some(too_big_reason(len, limit))),
         };
-        let info = self.stats_job(job.id).await?;
-        Ok(Some(Reservation::from_stats(job, info)))
+        let mut reservation = Reservation::from_stats(Job { id, body }, info);
+        reservation.too_big = too_big;
+        Ok(reservation)
     }
 
     async fn use_tube(&mut self, tube: &str) -> Result<()> {
@@ -94,9 +135,31 @@ impl BeanstalkdQueue {
     }
 }
 
+/// Why a job over the client's body limit is not run: its size, the limit
+/// and the key that sets it.
+fn too_big_reason(len: u64, limit: usize) -> String {
+    format!(
+        "its body of {len} bytes is over the limit of {limit} bytes ([beanstalkd] max_job_size); \
+         raise max_job_size and kick the job to run it"
+    )
+}
+
 /// Maps a client error to a queue error; `id` names the job the call was about.
 fn map_error(err: Error, id: Option<u64>, operation: &'static str) -> QueueError {
     match err {
+        Error::JobTooBigToRead { id, len, .. } => QueueError::Refused(format!(
+            "job {id} has a body of {len} bytes, over [beanstalkd] max_job_size; raise max_job_size to read it"
+        )),
+        Error::CommandTimeout { .. } => QueueError::Unavailable(format!(
+            "{err} (raise [beanstalkd] command_timeout to wait longer)"
+        )),
+        Error::Connect {
+            ref source,
+            ref address,
+        } if open_files::exhausted(source) => QueueError::Unusable(format!(
+            "cannot connect to beanstalkd at {address}: {source}; {}",
+            open_files::ADVICE
+        )),
         Error::Server {
             error: ServerError::NotFound,
             ..
@@ -397,6 +460,11 @@ impl Queue for BeanstalkdQueue {
     fn capabilities(&self) -> Capabilities {
         Capabilities { keeps_reasons: false }
     }
+
+    /// beanstalkd pauses whole seconds: a pause is rounded up.
+    fn applied_pause(&self, duration: Duration) -> Duration {
+        Duration::from_secs(u64::from(whole_seconds_ceil(duration)))
+    }
 }
 
 #[async_trait]
@@ -440,13 +508,8 @@ impl Lease for BeanstalkdQueue {
             None => Err(QueueError::Internal("beanstalkd sent too few replies".to_owned())),
         };
         let reserved = match replies.next() {
-            Some(Reply::Reserved { id, body }) => {
-                let info = match self.stats_job(id).await {
-                    Ok(info) => info,
-                    Err(err) => return (settled, Err(err)),
-                };
-                Ok(Some(Reservation::from_stats(Job { id, body }, info)))
-            }
+            Some(Reply::Reserved { id, body }) => self.reservation(id, Ok(body)).await.map(Some),
+            Some(Reply::ReservedTooBig { id, len }) => self.reservation(id, Err(len)).await.map(Some),
             Some(Reply::TimedOut | Reply::DeadlineSoon) => Ok(None),
             Some(other) => Err(QueueError::Internal(format!(
                 "beanstalkd answered {other:?} to reserve-with-timeout"
@@ -511,5 +574,106 @@ impl Lease for BeanstalkdQueue {
             .await
             .map_err(|err| map_error(err, None, "connect"))?;
         Ok(Box::new(BeanstalkdQueue { client }))
+    }
+}
+
+/// The open-file limit against the runner's connections: one per worker,
+/// plus what a running `exec` handler holds (its pipes) and the process's
+/// own files.
+mod open_files {
+    /// What a worker may hold at once: its connection and, while an `exec`
+    /// handler runs, the parent's ends of the child's pipes.
+    const PER_WORKER: u64 = 4;
+    /// The process's own files: stdio, the runtime, config, logs.
+    const HEADROOM: u64 = 64;
+
+    /// What to do when the files run out.
+    pub(super) const ADVICE: &str = "the process is out of open files: lower concurrency, or raise the open-file limit (ulimit -n, \
+         or LimitNOFILE= in a systemd unit)";
+
+    /// Whether connecting failed because the process (or the system) has no
+    /// file descriptors left: waiting will not help.
+    pub(super) fn exhausted(err: &std::io::Error) -> bool {
+        matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    }
+
+    /// Makes sure `concurrency` workers fit under the open-file limit:
+    /// raises the soft limit (up to the hard one) when it is too low, and
+    /// fails with what to do when even the hard limit is too low.
+    pub(super) fn ensure(concurrency: usize) -> crate::queue::Result<()> {
+        let need = (concurrency as u64)
+            .saturating_mul(PER_WORKER)
+            .saturating_add(HEADROOM);
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit(2) writes into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return Ok(()); // Cannot tell: connecting will say if it fails.
+        }
+        if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= need {
+            return Ok(());
+        }
+        if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= need {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: setrlimit(2) reads the struct it is given.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                tracing::info!(
+                    from = limit.rlim_cur,
+                    to = limit.rlim_max,
+                    "raised the open-file limit to its hard limit for concurrency = {concurrency}"
+                );
+                return Ok(());
+            }
+        }
+        Err(crate::queue::QueueError::Unusable(format!(
+            "concurrency = {concurrency} needs about {need} open files (a connection per worker and an \
+             exec handler's pipes), but the open-file limit is {} (hard limit {}): lower concurrency, or \
+             raise the limit (ulimit -n {need}, or LimitNOFILE= in a systemd unit)",
+            limit.rlim_cur,
+            if limit.rlim_max == libc::RLIM_INFINITY {
+                "unlimited".to_owned()
+            } else {
+                limit.rlim_max.to_string()
+            }
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Out of file descriptors is not an outage: waiting does not help, so
+    /// the runner must not retry it as "is the server running?".
+    #[test]
+    fn running_out_of_open_files_is_not_retried() {
+        for errno in [libc::EMFILE, libc::ENFILE] {
+            let err = Error::Connect {
+                address: "127.0.0.1:11300".to_owned(),
+                source: std::io::Error::from_raw_os_error(errno),
+            };
+            match map_error(err, None, "connect") {
+                QueueError::Unusable(text) => {
+                    assert!(
+                        text.contains("lower concurrency") && text.contains("ulimit -n"),
+                        "{text}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let refused = Error::Connect {
+            address: "127.0.0.1:11300".to_owned(),
+            source: std::io::Error::from_raw_os_error(libc::ECONNREFUSED),
+        };
+        assert!(matches!(
+            map_error(refused, None, "connect"),
+            QueueError::Unavailable(_)
+        ));
     }
 }

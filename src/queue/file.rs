@@ -138,6 +138,8 @@ fn reservation(r: fq::Reserved) -> Reservation {
         ttr: r.ttr.max(Duration::from_secs(1)),
         reserves: r.reserves,
         kicks: r.kicks,
+        // The file queue refuses too-big bodies at put.
+        too_big: None,
     }
 }
 

@@ -80,6 +80,9 @@ pub struct Reservation {
     /// Times it has been kicked: by an operator, or by a runner handing it
     /// back at shutdown. Each gives back one attempt ([`Reservation::attempt`]).
     pub kicks: u32,
+    /// Set when the body is over the limit this handle reads (so `body` is
+    /// empty): why, naming the limit. The runner buries such a job unrun.
+    pub too_big: Option<String>,
 }
 
 impl Reservation {
@@ -93,6 +96,7 @@ impl Reservation {
             ttr: Duration::from_secs(info.ttr.as_secs().max(1)),
             reserves: info.reserves,
             kicks: info.kicks,
+            too_big: None,
         }
     }
 
@@ -159,7 +163,8 @@ pub enum QueueError {
     },
     /// The job body exceeds the queue's maximum job size.
     #[error(
-        "job of {size} bytes is too big for the queue (max-job-size); make the body smaller or raise the queue's limit"
+        "job of {size} bytes is too big for the queue; make the body smaller or raise the limit \
+         (max_job_size in the queue's [file] or [beanstalkd] table, and beanstalkd's -z)"
     )]
     JobTooBig {
         /// The body's size in bytes.
@@ -251,6 +256,13 @@ pub trait Queue: Send {
 
     /// The optional abilities of this queue.
     fn capabilities(&self) -> Capabilities;
+
+    /// The pause [`Queue::pause_tube`] applies when asked for `duration`:
+    /// the same, or rounded up where the queue counts coarser units, so
+    /// that callers can say what was applied.
+    fn applied_pause(&self, duration: Duration) -> Duration {
+        duration
+    }
 }
 
 /// The optional abilities a queue has or lacks. Callers ask for one; they
@@ -274,7 +286,7 @@ pub async fn open(settings: &Settings) -> Result<Box<dyn Queue>> {
 /// Opens the queue the settings name, as the runner's first worker handle.
 pub async fn open_lease(settings: &Settings) -> Result<Box<dyn Lease>> {
     Ok(match settings.queue {
-        QueueKind::Beanstalkd => Box::new(beanstalkd::BeanstalkdQueue::open(settings).await?),
+        QueueKind::Beanstalkd => Box::new(beanstalkd::BeanstalkdQueue::open_for_runner(settings).await?),
         QueueKind::File => Box::new(file::FileQueueAdapter::open_with(settings).await?),
     })
 }

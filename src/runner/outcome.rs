@@ -20,6 +20,9 @@ pub enum Happened {
     NotAMessage(String),
     /// No handler table for the message's request type.
     NoHandler,
+    /// The body is over the limit the queue handle reads, so it was not
+    /// read (the queue's reason names the limit and its key).
+    TooBig(String),
     /// Its `expiration` (written as RFC 3339) passed before it ran.
     Expired(String),
     /// The queue has handed it out more often than `max_attempts` allows.
@@ -131,6 +134,7 @@ pub fn decide(happened: Happened, facts: &Facts<'_>) -> (Settlement, Count) {
     };
     match happened {
         Happened::NotAMessage(error) => bury(format!("the job body is not a pulpo message: {error}")),
+        Happened::TooBig(reason) => bury(format!("the job is too big to run: {reason}")),
         Happened::NoHandler => {
             let request_type = facts.request_type;
             bury(format!(
@@ -416,6 +420,15 @@ mod tests {
         assert_eq!(
             decide(Happened::NotAMessage("expected value".into()), &facts(&retry, 1)),
             buried("the job body is not a pulpo message: expected value")
+        );
+    }
+
+    #[test]
+    fn a_job_too_big_to_read_is_buried_on_its_first_attempt() {
+        let retry = policy(Backoff::Fixed, false);
+        assert_eq!(
+            decide(Happened::TooBig("over max_job_size".into()), &facts(&retry, 1)),
+            buried("the job is too big to run: over max_job_size")
         );
     }
 

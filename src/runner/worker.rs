@@ -104,11 +104,17 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
     loop {
         if *phase.borrow() != Phase::Running {
             if let Some(p) = pending.take() {
-                let settled = match p.hand_back {
-                    true => hand_back(queue.as_mut(), &p).await,
-                    false => queue.settle(p.id, &p.settlement).await,
+                let what = describe(&*queue, &p);
+                let settle = async {
+                    if p.hand_back {
+                        hand_back(queue.as_mut(), &p).await
+                    } else {
+                        queue.settle(p.id, &p.settlement).await
+                    }
                 };
-                report_settled(&shared, &p, settled);
+                if let Some(settled) = within_shutdown(&phase, &what, settle).await {
+                    report_settled(&shared, &p, settled);
+                }
             }
             if failures > 0 {
                 shared.failing.fetch_sub(1, Ordering::SeqCst);
@@ -122,7 +128,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
             // for a job only when none is ready.
             Some(p) => {
                 let settle = Some((p.id, p.settlement.clone()));
-                let (settled, reserved) = queue.settle_and_reserve(settle, watch, Duration::ZERO).await;
+                let what = describe(&*queue, &p);
+                let trip = queue.settle_and_reserve(settle, watch, Duration::ZERO);
+                let Some((settled, reserved)) = within_shutdown(&phase, &what, trip).await else {
+                    return;
+                };
                 if let Err(err @ QueueError::Unavailable(_)) = &settled {
                     // The queue could not take it (a full disk, a lost
                     // connection), and nothing was reserved: try again once
@@ -259,6 +269,55 @@ async fn hand_back(queue: &mut dyn Lease, p: &Pending) -> Result<(), QueueError>
     Ok(())
 }
 
+/// How long a settling call may go on after shutdown_timeout has passed.
+const SETTLE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a settling call may wait during a shutdown before it is logged.
+const SLOW_SETTLE: Duration = Duration::from_secs(1);
+
+/// `<queue> to <operation> job <id>`, for the lines about a slow settlement.
+fn describe(queue: &dyn Lease, p: &Pending) -> String {
+    format!("{} to {} job {}", queue.describe(), p.settlement.name(), p.id)
+}
+
+/// Runs `call`, a queue call that settles a job (`what` says which), but
+/// gives up on it once shutdown_timeout has passed (and [`SETTLE_GRACE`]),
+/// so that a queue that stopped answering cannot hold the runner past it;
+/// says so when it waits long during a shutdown. `None`: given up (the
+/// handle is then unusable; the runner is stopping anyway).
+async fn within_shutdown<T>(
+    phase: &watch::Receiver<Phase>,
+    what: &str,
+    call: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let (mut stopping, mut abandon) = (phase.clone(), phase.clone());
+    let slow = async move {
+        reached(&mut stopping, Phase::Stopping).await;
+        tokio::time::sleep(SLOW_SETTLE).await;
+    };
+    let give_up = async move {
+        reached(&mut abandon, Phase::Abandon).await;
+        tokio::time::sleep(SETTLE_GRACE).await;
+    };
+    tokio::pin!(call, slow, give_up);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            out = &mut call => return Some(out),
+            _ = &mut slow, if !warned => {
+                warned = true;
+                warn!("still waiting for {what}; giving up {} after shutdown_timeout",
+                    humantime::format_duration(SETTLE_GRACE));
+            }
+            _ = &mut give_up => {
+                warn!("gave up waiting for {what}: no answer by shutdown_timeout; the queue will hand \
+                       the job out again (at once if the connection closes, else after its TTR)");
+                return None;
+            }
+        }
+    }
+}
+
 /// Logs a settlement's result; a failed one is counted (the job comes back
 /// by itself: its lease ends, or its connection is gone).
 fn report_settled(shared: &Shared, p: &Pending, settled: Result<(), QueueError>) {
@@ -282,7 +341,11 @@ async fn run_job(
     job: Reservation,
     phase: &mut watch::Receiver<Phase>,
 ) -> Pending {
-    let message = Message::from_json(&job.body);
+    // A body over the handle's limit was not read: there is nothing to run.
+    let message = match &job.too_big {
+        Some(reason) => Err(Happened::TooBig(reason.clone())),
+        None => Message::from_json(&job.body).map_err(|err| Happened::NotAMessage(err.to_string())),
+    };
     // As logs and counters show it: a job body may carry control characters.
     let request_type = match &message {
         Ok(message) => printable(message.request_type()).into_owned(),
@@ -306,7 +369,7 @@ async fn run_job(
                 .instrument(span.clone())
                 .await
         }
-        Err(err) => Happened::NotAMessage(err.to_string()),
+        Err(happened) => happened,
     };
     let hand_back = happened == Happened::Abandoned;
     let facts = Facts {
@@ -482,14 +545,14 @@ async fn run_handler(
                 return joined((&mut task).await, Ran::TimedOut(limit));
             }
             _ = tokio::time::sleep_until(next_touch) => {
-                if let Err(err) = queue.touch(job.id).await {
+                if let Err(err) = touch(queue, job.id, phase).await {
                     warn!("could not renew the lease of job {}: {err}", job.id);
                 }
                 next_touch = tokio::time::Instant::now() + every;
             }
             Some(request) = incoming.recv() => match request {
                 Request::Touch(reply) => {
-                    let result = queue.touch(job.id).await.map_err(|err| err.to_string());
+                    let result = touch(queue, job.id, phase).await;
                     next_touch = tokio::time::Instant::now() + every;
                     let _ = reply.send(result);
                 }
@@ -503,6 +566,17 @@ async fn run_handler(
                 }
             },
         }
+    }
+}
+
+/// Renews job `id`'s lease, but not past shutdown_timeout (see
+/// [`within_shutdown`]): a queue that stopped answering must not keep the
+/// worker from cancelling its handler.
+async fn touch(queue: &mut dyn Lease, id: u64, phase: &watch::Receiver<Phase>) -> Result<(), String> {
+    let what = format!("{} to touch job {id}", queue.describe());
+    match within_shutdown(phase, &what, queue.touch(id)).await {
+        Some(touched) => touched.map_err(|err| err.to_string()),
+        None => Err("the queue did not answer before shutdown_timeout".to_owned()),
     }
 }
 

@@ -117,6 +117,35 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A job the server sent (reserved or peeked) has a body larger than
+    /// this client's `max_body`. The body was discarded unread, so the
+    /// connection is still usable; a reserved job stays reserved by it.
+    #[error(
+        "job {id} has a body of {len} bytes, over this client's limit; the body was skipped \
+         unread (raise ConnectOptions::max_body to read it)"
+    )]
+    JobTooBigToRead {
+        /// The command's wire name.
+        command: &'static str,
+        /// The job's id.
+        id: u64,
+        /// The body's length, as the server announced it.
+        len: u64,
+    },
+    /// The server did not answer a command within the command timeout (it
+    /// is stopped, overloaded or unreachable). A reply is still owed, so the
+    /// connection is broken until [`crate::Client::reconnect`].
+    #[error(
+        "beanstalkd at {address} did not answer {command} within {timeout:?}; the connection was dropped"
+    )]
+    CommandTimeout {
+        /// The server's address.
+        address: String,
+        /// The command's wire name (the first of a pipeline).
+        command: &'static str,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
     /// A job body is larger than this client's `max_body`; nothing was sent
     /// and the connection is still usable.
     #[error(
@@ -159,7 +188,7 @@ impl Error {
     /// says for sure whether a client must reconnect.
     pub fn is_disconnect(&self) -> bool {
         match self {
-            Error::Closed { .. } | Error::Io { .. } => true,
+            Error::Closed { .. } | Error::Io { .. } | Error::CommandTimeout { .. } => true,
             Error::Protocol(ProtocolError::InvalidTubeName { .. } | ProtocolError::BadYaml { .. }) => false,
             Error::Protocol(_) => true,
             _ => false,
@@ -182,6 +211,9 @@ impl Error {
             Reply::ExpectedCrlf => server(ServerError::ExpectedCrlf),
             Reply::BadFormat => server(ServerError::BadFormat),
             Reply::UnknownCommand => server(ServerError::UnknownCommand),
+            Reply::ReservedTooBig { id, len } | Reply::FoundTooBig { id, len } => {
+                Error::JobTooBigToRead { command, id, len }
+            }
             Reply::OutOfMemory => server(ServerError::OutOfMemory),
             Reply::InternalError => server(ServerError::InternalError),
             other => Error::Unexpected {

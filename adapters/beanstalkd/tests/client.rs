@@ -312,22 +312,87 @@ async fn the_clients_body_limit_refuses_before_sending() {
     );
 
     // A job stored by someone else that is larger than this client accepts
-    // breaks the stream: the body cannot be skipped safely.
+    // is skipped unread: a typed error with its id and size, and the
+    // connection goes on, still holding a job it reserved.
     let mut other = common::connect(&server).await;
     let big = other.put(0, 0, 10, vec![b'x'; 1001]).await.unwrap();
     let err = c.peek(big).await.unwrap_err();
     assert!(
         matches!(
             err,
-            Error::Protocol(ProtocolError::BodyTooLarge {
-                len: 1001,
-                limit: 1000
-            })
+            Error::JobTooBigToRead {
+                command: "peek",
+                id,
+                len: 1001
+            } if id == big
         ),
         "{err:?}"
     );
+    assert!(!err.is_disconnect() && !c.is_broken());
+    let err = c.reserve_with_timeout(0).await.unwrap_err();
+    assert!(
+        matches!(err, Error::JobTooBigToRead { id, len: 1001, .. } if id == big),
+        "{err:?}"
+    );
+    assert!(!c.is_broken());
+    let info = c.stats_job(big).await.unwrap();
+    assert_eq!(info.state, JobState::Reserved);
+    c.bury(big, 5).await.unwrap();
+    assert_eq!(c.stats_job(big).await.unwrap().pri, 5);
+}
+
+/// A server that stops answering (SIGSTOP) fails a command after the
+/// command timeout, breaks the connection (a reply is owed), and a
+/// reconnect works once the server resumes.
+#[tokio::test]
+async fn a_stopped_server_times_out_commands() {
+    let (server, mut c) = common::start_with_client_options(ConnectOptions {
+        command_timeout: Duration::from_millis(300),
+        ..ConnectOptions::default()
+    })
+    .await;
+    c.watch("w").await.unwrap();
+    let pid = server.pid().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) on the pid of the server this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let started = Instant::now();
+    let err = c.stats().await.unwrap_err();
+    let waited = started.elapsed();
+    let err_again = c.stats().await.unwrap_err();
+    // A pipeline (and a reserve-with-timeout, which waits its own second on
+    // top) times out the same way, on a fresh connection.
+    let mut piped = Client::connect_with(
+        &server.address(),
+        ConnectOptions {
+            command_timeout: Duration::from_millis(300),
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let piped_err = piped
+        .pipeline(&[Command::Stats, Command::ReserveWithTimeout { timeout: 1 }])
+        .await
+        .unwrap_err();
+    let piped_waited = started.elapsed();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert!(
+        matches!(err, Error::CommandTimeout { command: "stats", .. }),
+        "{err:?}"
+    );
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5));
     assert!(err.is_disconnect() && c.is_broken());
-    assert!(matches!(c.stats().await, Err(Error::Closed { .. })));
+    assert!(
+        matches!(err_again, Error::Closed { .. }),
+        "not reused: {err_again:?}"
+    );
+    assert!(matches!(piped_err, Error::CommandTimeout { .. }), "{piped_err:?}");
+    assert!(piped_waited >= Duration::from_millis(1300), "{piped_waited:?}");
+    c.reconnect().await.unwrap();
+    assert_eq!(common::sorted(c.watched()), ["default", "w"]);
+    c.stats().await.unwrap();
 }
 
 #[tokio::test]

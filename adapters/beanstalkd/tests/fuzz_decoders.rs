@@ -232,13 +232,18 @@ fn refused_lengths_allocate_nothing() {
         &b"OK 18446744073709551615\r\n"[..],
         b"OK 1048577\r\n",
         b"RESERVED 1 18446744073709551616\r\n",
-        b"FOUND 1 65536\r\n",
+        b"FOUND 1 1073741825\r\n",
     ] {
         let mut buf = BytesMut::from(line);
         let err = ClientCodec::default().decode(&mut buf).unwrap_err();
         assert!(matches!(err, CodecError::Protocol(_)), "{err}");
         assert!(buf.capacity() < 64, "{} after {:?}", buf.capacity(), line);
     }
+    // A job body over the cap (but one a beanstalkd could hold) is skipped:
+    // the decoder waits for it without reserving room for it.
+    let mut buf = BytesMut::from(&b"FOUND 1 65536\r\n"[..]);
+    assert_eq!(ClientCodec::default().decode(&mut buf).unwrap(), None::<Reply>);
+    assert!(buf.is_empty() && buf.capacity() < 64, "{}", buf.capacity());
     let mut buf = BytesMut::from(&b"put 0 0 1 65536\r\n"[..]);
     assert!(ServerCodec::default().decode(&mut buf).is_err());
     assert!(buf.capacity() < 64);

@@ -209,8 +209,18 @@ fn body_limits_are_exact() {
     assert_eq!(err, ProtocolError::BodyTooLarge { len: 11, limit: 10 });
 
     let mut client = ClientCodec::new(DEFAULT_MAX_LINE, 10);
-    let err = protocol_error(client.decode(&mut BytesMut::from(&b"RESERVED 1 11\r\n"[..])));
-    assert_eq!(err, ProtocolError::BodyTooLarge { len: 11, limit: 10 });
+    // A job body over the limit is skipped, not refused (see
+    // `an_oversized_job_body_is_skipped_at_every_split`); one longer than
+    // any beanstalkd can hold is a corrupt stream.
+    let err = protocol_error(client.decode(&mut BytesMut::from(&b"RESERVED 1 1073741825\r\n"[..])));
+    assert_eq!(
+        err,
+        ProtocolError::BodyTooLarge {
+            len: 1_073_741_825,
+            limit: 10
+        }
+    );
+    let mut client = ClientCodec::new(DEFAULT_MAX_LINE, 10);
     let big = Command::Put {
         priority: 0,
         delay: 0,
@@ -430,4 +440,52 @@ proptest! {
             while let Ok(Some(_)) = server.decode(&mut buf) {}
         }
     }
+}
+
+/// A job body over the client's limit is discarded as it arrives (never
+/// buffered whole) and yields a `...TooBig` reply with the job's id and
+/// size, wherever the input is split; the next reply decodes in step.
+#[test]
+fn an_oversized_job_body_is_skipped_at_every_split() {
+    let body = vec![b'\n'; 40];
+    let mut wire = b"RESERVED 7 40\r\n".to_vec();
+    wire.extend_from_slice(&body);
+    wire.extend_from_slice(b"\r\nFOUND 8 40\r\n");
+    wire.extend_from_slice(&body);
+    wire.extend_from_slice(b"\r\nDELETED\r\n");
+    let want = [
+        Reply::ReservedTooBig { id: 7, len: 40 },
+        Reply::FoundTooBig { id: 8, len: 40 },
+        Reply::Deleted,
+    ];
+    for split in 0..=wire.len() {
+        let mut codec = ClientCodec::new(DEFAULT_MAX_LINE, 10);
+        let mut buf = BytesMut::from(&wire[..split]);
+        let mut got = Vec::new();
+        while let Some(reply) = codec.decode(&mut buf).unwrap() {
+            got.push(reply);
+        }
+        assert!(
+            buf.len() <= DEFAULT_MAX_LINE,
+            "split {split}: a body is never buffered"
+        );
+        buf.extend_from_slice(&wire[split..]);
+        while let Some(reply) = codec.decode(&mut buf).unwrap() {
+            got.push(reply);
+        }
+        assert_eq!(got, want, "split at {split}");
+        assert!(buf.is_empty());
+    }
+    // The CRLF after a skipped body is still required.
+    let mut codec = ClientCodec::new(DEFAULT_MAX_LINE, 10);
+    let mut bad = BytesMut::from(&b"RESERVED 7 11\r\n01234567890XY"[..]);
+    let err = protocol_error(codec.decode(&mut bad));
+    assert_eq!(err, ProtocolError::ExpectedCrlf { len: 11 });
+    // A skipped reply cannot be written back by a server.
+    let mut out = BytesMut::new();
+    assert!(
+        ServerCodec::default()
+            .encode(Reply::ReservedTooBig { id: 1, len: 2 }, &mut out)
+            .is_err()
+    );
 }

@@ -4,6 +4,7 @@
 //! pipelined, and knows when its stream can no longer be trusted. Above it,
 //! the [`Client`](super::Client) sees typed commands and replies, never bytes.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -25,15 +26,23 @@ use crate::proto::{
 /// falling behind.
 const PIPELINE_WINDOW: usize = 256;
 
-/// The limits and timeout a client connects (and reconnects) with, so that a
-/// slow or hostile server cannot hang it or make it buffer without bound.
+/// The limits and timeouts a client connects (and reconnects) with, so that
+/// a slow, stopped or hostile server cannot hang it or make it buffer
+/// without bound.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// How long a command may wait for its reply, on top of the wait it asks
+    /// for itself (`reserve-with-timeout`'s seconds); a pipeline may wait
+    /// this long between two replies. A blocking `reserve` waits without
+    /// limit. Past it the call fails with [`Error::CommandTimeout`] and the
+    /// connection is broken (a reply is still owed).
+    pub command_timeout: Duration,
     /// The longest reply line accepted, CRLF included.
     pub max_line: usize,
-    /// The largest job body sent or accepted.
+    /// The largest job body sent or read. A larger one the server sends
+    /// (reserve, peek) is skipped unread: [`Error::JobTooBigToRead`].
     pub max_body: usize,
     /// The largest YAML document (stats, tube lists) accepted.
     pub max_document: usize,
@@ -43,6 +52,7 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
             max_line: DEFAULT_MAX_LINE,
             max_body: DEFAULT_MAX_BODY,
             max_document: DEFAULT_MAX_DOCUMENT,
@@ -62,6 +72,8 @@ enum Stop {
     Codec(CodecError),
     /// The server closed the stream.
     Closed,
+    /// No reply came within the command timeout.
+    TimedOut,
 }
 
 /// One connection to a server: the socket, the codec's buffers, and whether
@@ -182,11 +194,28 @@ impl Connection {
         }
     }
 
-    async fn read_reply(&mut self) -> Result<Reply> {
-        match self.framed.next().await {
-            Some(Ok(reply)) => Ok(reply),
-            Some(Err(err)) => Err(self.codec_error(err)),
-            None => Err(self.closed()),
+    /// How long `cmds` may wait for a reply: the command timeout plus the
+    /// waits they ask for; `None` (no limit) when one is a blocking reserve.
+    fn reply_limit(&self, cmds: &[Command]) -> Option<Duration> {
+        let mut limit = self.options.command_timeout;
+        for cmd in cmds {
+            match cmd {
+                Command::Reserve => return None,
+                Command::ReserveWithTimeout { timeout } => {
+                    limit = limit.saturating_add(Duration::from_secs(u64::from(*timeout)))
+                }
+                _ => {}
+            }
+        }
+        Some(limit)
+    }
+
+    /// The error for a reply that did not come within `timeout`.
+    fn timed_out(&self, cmd: &Command, timeout: Duration) -> Error {
+        Error::CommandTimeout {
+            address: self.label.clone(),
+            command: cmd.name(),
+            timeout,
         }
     }
 
@@ -196,13 +225,31 @@ impl Connection {
             return Err(self.closed());
         }
         self.check(cmd)?;
-        // Cleared only once the reply is in: an error or a cancellation in
-        // between leaves the stream's state unknown.
+        // Cleared only once the reply is in: an error, a timeout or a
+        // cancellation in between leaves the stream's state unknown.
         self.broken = true;
-        if let Err(err) = self.framed.send(cmd).await {
-            return Err(self.codec_error(err));
-        }
-        let reply = self.read_reply().await?;
+        let limit = self.reply_limit(std::slice::from_ref(cmd));
+        let (framed, label) = (&mut self.framed, &self.label);
+        let exchange = async move {
+            framed
+                .send(cmd)
+                .await
+                .map_err(|err| Error::from_codec(err, label))?;
+            match framed.next().await {
+                Some(Ok(reply)) => Ok(reply),
+                Some(Err(err)) => Err(Error::from_codec(err, label)),
+                None => Err(Error::Closed {
+                    address: label.clone(),
+                }),
+            }
+        };
+        let reply = match limit {
+            None => exchange.await?,
+            Some(limit) => match tokio::time::timeout(limit, exchange).await {
+                Ok(reply) => reply?,
+                Err(_) => return Err(self.timed_out(cmd, limit)),
+            },
+        };
         self.broken = false;
         Ok(reply)
     }
@@ -220,6 +267,10 @@ impl Connection {
             return Ok(Vec::new());
         }
         self.broken = true;
+        let limit = self.reply_limit(cmds);
+        // Restarted at every reply: a long pipeline may take long in all,
+        // but not long between two replies.
+        let mut timer = limit.map(|limit| Box::pin(tokio::time::sleep(limit)));
         let mut replies = Vec::with_capacity(cmds.len());
         let framed = &mut self.framed;
         let mut sent = 0;
@@ -259,6 +310,9 @@ impl Connection {
                             if replies.len() == cmds.len() {
                                 return Poll::Ready(Ok(()));
                             }
+                            if let (Some(timer), Some(limit)) = (&mut timer, limit) {
+                                timer.as_mut().reset(tokio::time::Instant::now() + limit);
+                            }
                             progress = true;
                         }
                         Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(Stop::Codec(err))),
@@ -266,8 +320,14 @@ impl Connection {
                         Poll::Pending => {}
                     }
                 }
-                // Every direction that made no progress registered a wakeup.
+                // Every direction that made no progress registered a wakeup,
+                // and so does the timer.
                 if !progress {
+                    if let Some(timer) = &mut timer
+                        && timer.as_mut().poll(cx).is_ready()
+                    {
+                        return Poll::Ready(Err(Stop::TimedOut));
+                    }
                     return Poll::Pending;
                 }
             }
@@ -277,6 +337,10 @@ impl Connection {
             Ok(()) => {}
             Err(Stop::Codec(err)) => return Err(self.codec_error(err)),
             Err(Stop::Closed) => return Err(self.closed()),
+            Err(Stop::TimedOut) => {
+                let waited = limit.unwrap_or_default();
+                return Err(self.timed_out(&cmds[replies.len().min(cmds.len() - 1)], waited));
+            }
         }
         self.broken = false;
         Ok(replies)

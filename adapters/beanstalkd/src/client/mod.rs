@@ -9,8 +9,9 @@
 //! `watch`, `ignore`), `inspect.rs` (`peek`, the stats, the tube lists) and
 //! `admin.rs` (`kick`, `kick-job`, `pause-tube`).
 //!
-//! A connection whose state is unknown — closed, failed, a corrupt reply, or
-//! a call cancelled while its command was in flight — is marked broken and
+//! A connection whose state is unknown — closed, failed, a corrupt reply, a
+//! reply that did not come within [`ConnectOptions::command_timeout`], or a
+//! call cancelled while its command was in flight — is marked broken and
 //! refuses further commands until [`Client::reconnect`], which also restores
 //! the used tube and the watch list. So wrap a blocking `reserve` in a timeout
 //! only if you mean to reconnect afterwards; `reserve_with_timeout` is the

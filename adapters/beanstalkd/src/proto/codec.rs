@@ -5,13 +5,18 @@
 //! consumed); `Err` means the stream is corrupt. Bodies are read by their
 //! declared length and must be followed by CRLF. Line length and body size are
 //! capped by the constructor's limits.
+//!
+//! One exception, on the client side: a job body (`RESERVED`, `FOUND`) over
+//! the body limit is discarded as it arrives, never buffered whole, and
+//! yields [`Reply::ReservedTooBig`] or [`Reply::FoundTooBig`]. While it
+//! skips, the codec consumes bytes and keeps its place in its own state.
 
 use std::fmt::Write as _;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::parse::{command_line, decode_frame, reply_line};
+use super::parse::{Frame, command_line, decode_frame, reply_line};
 use super::{Command, ProtocolError, Reply};
 
 /// The protocol's longest command line, CRLF included (protocol.txt: 224).
@@ -38,6 +43,18 @@ pub struct ClientCodec {
     max_line: usize,
     max_body: usize,
     max_document: usize,
+    /// A job body over `max_body` being discarded.
+    skipping: Option<Skipping>,
+}
+
+/// A job body being discarded, and the reply to yield after it.
+#[derive(Debug, Clone)]
+struct Skipping {
+    /// Body bytes still to discard (the CRLF after them not counted).
+    left: u64,
+    /// The body's whole length, for the CRLF error.
+    len: u64,
+    reply: Reply,
 }
 
 impl ClientCodec {
@@ -48,6 +65,7 @@ impl ClientCodec {
             max_line,
             max_body,
             max_document: DEFAULT_MAX_DOCUMENT,
+            skipping: None,
         }
     }
 
@@ -84,10 +102,37 @@ impl Decoder for ClientCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Reply>, CodecError> {
-        let (max_body, max_document) = (self.max_body, self.max_document);
-        Ok(decode_frame(src, self.max_line, |line| {
-            reply_line(line, max_body, max_document)
-        })?)
+        loop {
+            if let Some(skipping) = &mut self.skipping {
+                let discard = skipping.left.min(src.len() as u64);
+                src.advance(discard as usize);
+                skipping.left -= discard;
+                if skipping.left > 0 || src.len() < 2 {
+                    return Ok(None);
+                }
+                if &src[..2] != b"\r\n" {
+                    let len = usize::try_from(skipping.len).unwrap_or(usize::MAX);
+                    return Err(ProtocolError::ExpectedCrlf { len }.into());
+                }
+                src.advance(2);
+                return Ok(self.skipping.take().map(|skipped| skipped.reply));
+            }
+            let (max_body, max_document) = (self.max_body, self.max_document);
+            let frame = decode_frame(src, self.max_line, |line| {
+                reply_line(line, max_body, max_document)
+            })?;
+            match frame {
+                None => return Ok(None),
+                Some(Frame::Whole(reply)) => return Ok(Some(reply)),
+                Some(Frame::Skip { len, frame }) => {
+                    self.skipping = Some(Skipping {
+                        left: len,
+                        len,
+                        reply: frame,
+                    })
+                }
+            }
+        }
     }
 }
 
@@ -134,9 +179,12 @@ impl Decoder for ServerCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Command>, CodecError> {
         let max_body = self.max_body;
-        Ok(decode_frame(src, self.max_line, |line| {
-            command_line(line, max_body)
-        })?)
+        match decode_frame(src, self.max_line, |line| command_line(line, max_body))? {
+            None => Ok(None),
+            Some(Frame::Whole(cmd)) => Ok(Some(cmd)),
+            // Command lines never ask for a body to be skipped.
+            Some(Frame::Skip { len, .. }) => Err(ProtocolError::BodyTooLarge { len, limit: max_body }.into()),
+        }
     }
 }
 
@@ -144,8 +192,7 @@ impl Encoder<Reply> for ServerCodec {
     type Error = CodecError;
 
     fn encode(&mut self, item: Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode_reply(&item, dst);
-        Ok(())
+        encode_reply(&item, dst)
     }
 }
 
@@ -211,8 +258,9 @@ fn encode_command(cmd: &Command, max_body: usize, dst: &mut BytesMut) -> Result<
     Ok(())
 }
 
-/// Writes `reply` in its exact wire form.
-fn encode_reply(reply: &Reply, dst: &mut BytesMut) {
+/// Writes `reply` in its exact wire form; a reply whose body was skipped
+/// cannot be written.
+fn encode_reply(reply: &Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
     let with_body = |dst: &mut BytesMut, head: std::fmt::Arguments<'_>, body: &[u8]| {
         dst.reserve(body.len() + 48);
         put_fmt(dst, head);
@@ -247,5 +295,9 @@ fn encode_reply(reply: &Reply, dst: &mut BytesMut) {
         Reply::InternalError => dst.put_slice(b"INTERNAL_ERROR\r\n"),
         Reply::BadFormat => dst.put_slice(b"BAD_FORMAT\r\n"),
         Reply::UnknownCommand => dst.put_slice(b"UNKNOWN_COMMAND\r\n"),
+        Reply::ReservedTooBig { id, len } | Reply::FoundTooBig { id, len } => {
+            return Err(ProtocolError::SkippedBody { id: *id, len: *len }.into());
+        }
     }
+    Ok(())
 }

@@ -35,6 +35,14 @@ pub enum ProtocolError {
         /// The codec's body limit.
         limit: usize,
     },
+    /// A reply whose body the client skipped unread cannot be written back.
+    #[error("job {id}'s body of {len} bytes was skipped unread and cannot be written")]
+    SkippedBody {
+        /// The job id.
+        id: u64,
+        /// The skipped body's length.
+        len: u64,
+    },
     /// The bytes after a body were not `\r\n`.
     #[error("expected CRLF after a {len}-byte body")]
     ExpectedCrlf {

@@ -25,7 +25,34 @@ pub(crate) enum Head<T> {
         /// Builds the frame from the body.
         make: Box<dyn FnOnce(Bytes) -> T + Send>,
     },
+    /// A body of `len` bytes (then CRLF) follows that is over the limit but
+    /// may be skipped: the frame is `frame`, which does not hold the body.
+    Skip {
+        /// The declared body length.
+        len: u64,
+        /// The frame, once the body and its CRLF are discarded.
+        frame: T,
+    },
 }
+
+/// What [`decode_frame`] found: a whole frame, or the head of one whose
+/// body the caller must discard (`len` bytes, then CRLF) before `frame`.
+pub(crate) enum Frame<T> {
+    /// A whole frame, consumed from the buffer.
+    Whole(T),
+    /// The head line is consumed; `len` body bytes and a CRLF follow.
+    Skip {
+        /// The declared body length.
+        len: u64,
+        /// The frame to yield once the body is discarded.
+        frame: T,
+    },
+}
+
+/// The largest job body a client skips rather than refusing the stream:
+/// beanstalkd's own ceiling on `-z` (1 GiB). A longer announced body is not
+/// a job any beanstalkd can hold, so the stream is taken as corrupt.
+pub(crate) const MAX_SKIPPED_BODY: u64 = 1 << 30;
 
 /// Splits a line into its space-separated words (no empty word allowed).
 fn words(line: &[u8]) -> IResult<&[u8], Vec<&[u8]>> {
@@ -56,6 +83,35 @@ fn body_len(word: &[u8], limit: usize) -> Result<usize, Option<ProtocolError>> {
     }
 }
 
+/// A job body length over `limit` that is still one a beanstalkd could
+/// hold ([`MAX_SKIPPED_BODY`]): such a body is skipped, not refused.
+fn oversized(word: &[u8], limit: usize) -> Option<u64> {
+    let len: u64 = number(word)?;
+    (len > limit as u64 && len <= MAX_SKIPPED_BODY).then_some(len)
+}
+
+/// The head of a reply carrying job `id`'s body of the length in `word`:
+/// read whole (`whole`) within `max_body`, else skipped (`too_big`).
+fn job_head(
+    id: u64,
+    word: &[u8],
+    max_body: usize,
+    whole: fn(u64, Bytes) -> Reply,
+    too_big: fn(u64, u64) -> Reply,
+) -> Result<Head<Reply>, Option<ProtocolError>> {
+    if let Some(len) = oversized(word, max_body) {
+        return Ok(Head::Skip {
+            len,
+            frame: too_big(id, len),
+        });
+    }
+    Ok(Head::Body {
+        len: body_len(word, max_body)?,
+        limit: max_body,
+        make: Box::new(move |body| whole(id, body)),
+    })
+}
+
 /// Parses a reply line (without CRLF).
 pub(crate) fn reply_line(
     line: &[u8],
@@ -79,22 +135,22 @@ pub(crate) fn reply_line(
         }),
         (b"DEADLINE_SOON", 1) => simple(Reply::DeadlineSoon),
         (b"TIMED_OUT", 1) => simple(Reply::TimedOut),
-        (b"RESERVED", 3) => {
-            let id = num64(1)?;
-            Ok(Head::Body {
-                len: len_at(2, max_body)?,
-                limit: max_body,
-                make: Box::new(move |body| Reply::Reserved { id, body }),
-            })
-        }
-        (b"FOUND", 3) => {
-            let id = num64(1)?;
-            Ok(Head::Body {
-                len: len_at(2, max_body)?,
-                limit: max_body,
-                make: Box::new(move |body| Reply::Found { id, body }),
-            })
-        }
+        (b"RESERVED", 3) => job_head(
+            num64(1)?,
+            w[2],
+            max_body,
+            |id, body| Reply::Reserved { id, body },
+            |id, len| Reply::ReservedTooBig { id, len },
+        )
+        .map_err(|e| e.unwrap_or_else(bad)),
+        (b"FOUND", 3) => job_head(
+            num64(1)?,
+            w[2],
+            max_body,
+            |id, body| Reply::Found { id, body },
+            |id, len| Reply::FoundTooBig { id, len },
+        )
+        .map_err(|e| e.unwrap_or_else(bad)),
         (b"OK", 2) => Ok(Head::Body {
             len: len_at(1, max_document)?,
             limit: max_document,
@@ -181,12 +237,13 @@ pub(crate) fn command_line(line: &[u8], max_body: usize) -> Result<Head<Command>
 }
 
 /// Decodes one frame from `src` following the tokio-util `Decoder` contract:
-/// `Ok(None)` consumes nothing and asks for more bytes.
+/// `Ok(None)` consumes nothing and asks for more bytes. A [`Frame::Skip`]
+/// consumed its head line only; the caller discards the body.
 pub(crate) fn decode_frame<T>(
     src: &mut BytesMut,
     max_line: usize,
     parse: impl FnOnce(&[u8]) -> Result<Head<T>, ProtocolError>,
-) -> Result<Option<T>, ProtocolError> {
+) -> Result<Option<Frame<T>>, ProtocolError> {
     let window = &src[..src.len().min(max_line)];
     let Some(end) = window.windows(2).position(|pair| pair == b"\r\n") else {
         if src.len() >= max_line {
@@ -197,7 +254,11 @@ pub(crate) fn decode_frame<T>(
     match parse(&src[..end])? {
         Head::Done(frame) => {
             src.advance(end + 2);
-            Ok(Some(frame))
+            Ok(Some(Frame::Whole(frame)))
+        }
+        Head::Skip { len, frame } => {
+            src.advance(end + 2);
+            Ok(Some(Frame::Skip { len, frame }))
         }
         Head::Body { len, limit, make } => {
             debug_assert!(len <= limit);
@@ -213,7 +274,7 @@ pub(crate) fn decode_frame<T>(
             src.advance(body_start);
             let body = src.split_to(len).freeze();
             src.advance(2);
-            Ok(Some(make(body)))
+            Ok(Some(Frame::Whole(make(body))))
         }
     }
 }

@@ -41,6 +41,16 @@ pub enum Reply {
         /// The job body.
         body: Bytes,
     },
+    /// `RESERVED <id> <bytes>\r\n<data>\r\n` with more bytes than the
+    /// client's body limit: [`super::ClientCodec`] discarded the body unread,
+    /// so the stream stays in step and the job stays reserved by this
+    /// connection. Not written by the server codec (it has no body to write).
+    ReservedTooBig {
+        /// The job id.
+        id: u64,
+        /// The body's length, as announced.
+        len: u64,
+    },
     /// `DELETED\r\n`.
     Deleted,
     /// `NOT_FOUND\r\n`: no such job (or tube), or not in a state that allows
@@ -63,6 +73,15 @@ pub enum Reply {
         id: u64,
         /// The job body.
         body: Bytes,
+    },
+    /// `FOUND <id> <bytes>\r\n<data>\r\n` with more bytes than the client's
+    /// body limit: the body was discarded unread, as for
+    /// [`Reply::ReservedTooBig`].
+    FoundTooBig {
+        /// The job id.
+        id: u64,
+        /// The body's length, as announced.
+        len: u64,
     },
     /// `KICKED <count>\r\n` after kick, `KICKED\r\n` after kick-job.
     Kicked {

@@ -466,12 +466,21 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
         command.current_dir(dir);
     }
     // If the runner itself dies (kill -9), the child gets SIGKILL too instead
-    // of running on unsupervised while its job goes to another worker.
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    // of running on unsupervised while its job goes to another worker. A
+    // runner that died between the fork and the prctl sends no signal: the
+    // child then finds itself adopted and does not run the program (the
+    // chaos test saw such orphans run their jobs a second time).
+    let runner = std::process::id();
+    // SAFETY: prctl and getppid are async-signal-safe and touch no memory of
+    // the parent.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if u32::try_from(libc::getppid()).ok() != Some(runner) {
+                // The runner is gone; nobody reads this (no allocation after a fork).
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });

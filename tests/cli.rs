@@ -290,16 +290,22 @@ fn unreachable_server_fails_fast_with_the_address() {
     let dir = tempfile::tempdir().unwrap();
     let port = pulpo_testkit::free_port();
     let address = format!("127.0.0.1:{port}");
-    let started = Instant::now();
-    let out = pulpo_in(
-        dir.path(),
-        &["--queue", "beanstalkd", "--address", &address, "stats"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains(&address), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // A producer (publish, in both output modes) and an inspector (stats).
+    for args in [
+        &["publish", "send_email", "hello"][..],
+        &["publish", "send_email", "hello", "--json"],
+        &["stats"],
+    ] {
+        let started = Instant::now();
+        let mut all = vec!["--queue", "beanstalkd", "--address", &address];
+        all.extend_from_slice(args);
+        let out = pulpo_in(dir.path(), &all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(&address), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{args:?}");
+    }
 }
 
 #[test]

@@ -3,8 +3,11 @@
 //! a random runner with SIGKILL every few hundred milliseconds and starts it
 //! again (on beanstalkd it also kills and restarts the server, which keeps
 //! its jobs in a binlog). At the end every job was handled at least once,
-//! nothing is left ready, reserved, delayed or buried, and the duplicates
-//! are no more than the handlers that were in flight when something died.
+//! nothing is left ready, reserved, delayed or buried, and every duplicate
+//! is explained by a death: each handler run records its job id, its
+//! runner's pid and its start time, and a job may run again only if the
+//! runner of its previous run was killed (or the server restarted) after
+//! that run started and before the next one did.
 //!
 //! Prints `jobs`, `kills`, `duplicates` and `lost` (which must be 0). The
 //! random seed is printed too; `PULPO_CHAOS_SEED` replays a run.
@@ -21,6 +24,8 @@ const JOBS: u64 = 5_000;
 const RUNNERS: usize = 3;
 /// Handlers per runner: a kill can interrupt at most this many jobs.
 const CONCURRENCY: u64 = 2;
+/// The jobs' TTR in seconds: a lease the runner renews every third of it.
+const TTR_SECS: u64 = 1;
 
 /// A small xorshift generator: the test's randomness, replayable by seed.
 struct Rng(u64);
@@ -43,6 +48,79 @@ fn seed() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1)
+}
+
+/// A moment something died, bracketed by the test's clock: `pid` (a
+/// runner; `None` for the server, whose death touches every runner) died
+/// after `before` and before `after`, in nanoseconds since the epoch.
+struct Death {
+    pid: Option<u32>,
+    before: u128,
+    after: u128,
+}
+
+/// One handler run, as the handler recorded it.
+struct Run {
+    job: u64,
+    runner: u32,
+    started: u128,
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// The runs of jobs that ran again with no death to explain it: a job's
+/// run `next` is explained when the runner of its previous run `prev` died
+/// (or the server did) while it held the job, and before `next` started:
+/// only then could `prev` have been left unsettled. The runner reserved the
+/// job before the handler recorded its start (a fork and exec later, slow
+/// on a loaded machine), so a death up to a TTR before that start counts
+/// (the job's lease cannot have been older than that). A run that starts a
+/// whole TTR after the previous one may also follow a lease that ran out
+/// while its runner was starved of CPU (a loaded machine: the 10 ms handler
+/// cannot take that long); a rerun sooner than that has no excuse.
+fn unexplained_reruns(runs: &[Run], deaths: &[Death]) -> Vec<String> {
+    let mut by_job: HashMap<u64, Vec<&Run>> = HashMap::new();
+    for run in runs {
+        by_job.entry(run.job).or_default().push(run);
+    }
+    let mut unexplained = Vec::new();
+    for (job, mut runs) in by_job {
+        runs.sort_by_key(|run| run.started);
+        for pair in runs.windows(2) {
+            let (prev, next) = (pair[0], pair[1]);
+            let ttr = u128::from(TTR_SECS) * 1_000_000_000;
+            let lease_ran_out = next.started >= prev.started + ttr;
+            let explained = lease_ran_out
+                || deaths.iter().any(|death| {
+                    death.pid.is_none_or(|pid| pid == prev.runner)
+                        && death.after + ttr > prev.started
+                        && death.before < next.started
+                });
+            if !explained {
+                let died: Vec<String> = deaths
+                    .iter()
+                    .filter(|death| death.pid.is_none_or(|pid| pid == prev.runner))
+                    .map(|death| {
+                        format!(
+                            "{:?} at +{}ms",
+                            death.pid,
+                            death.before.saturating_sub(prev.started) / 1_000_000
+                        )
+                    })
+                    .collect();
+                unexplained.push(format!(
+                    "job {job}: run by {} then by {} {}ms later; deaths of the first: {died:?}",
+                    prev.runner,
+                    next.runner,
+                    (next.started - prev.started) / 1_000_000
+                ));
+            }
+        }
+    }
+    unexplained.sort_unstable();
+    unexplained
 }
 
 struct Chaos {
@@ -69,9 +147,9 @@ delay = \"100ms\"
 
 [handlers.record]
 kind = \"exec\"
-command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
+command = [\"sh\", \"-c\", \"echo \\\"start $PULPO_JOB_ID $PPID $(date +%s%N)\\\" >> {handled}; sleep 0.01; echo \\\"end $PULPO_JOB_ID $PPID 0\\\" >> {handled}\"]
 ",
-            handled.display()
+            handled = handled.display()
         );
         std::fs::write(dir.join("pulpo.toml"), config).unwrap();
         Chaos {
@@ -110,9 +188,11 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
             .unwrap()
     }
 
+    /// Handler runs finished so far (duplicates too: this only decides
+    /// when the chaos stops).
     fn handled_count(&self) -> usize {
         std::fs::read_to_string(&self.handled)
-            .map(|text| text.lines().count())
+            .map(|text| text.lines().filter(|line| line.starts_with("end ")).count())
             .unwrap_or(0)
     }
 
@@ -120,7 +200,8 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
     fn run(mut self, name: &str, mut server: Option<&mut Beanstalkd>) {
         let seed = seed();
         let mut rng = Rng(seed);
-        let out = self.pulpo(&["publish", "record", "--count", &JOBS.to_string(), "--ttr", "1"]);
+        let (count, ttr) = (JOBS.to_string(), TTR_SECS.to_string());
+        let out = self.pulpo(&["publish", "record", "--count", &count, "--ttr", &ttr]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
         for _ in 0..RUNNERS {
@@ -128,6 +209,7 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
             self.runners.push(runner);
         }
         let (mut kills, mut server_restarts) = (0u64, 0u64);
+        let mut deaths = Vec::new();
         let chaos_until = Instant::now() + Duration::from_secs(60);
         // Kill while most of the work is still ahead, then let it finish.
         while self.handled_count() < (JOBS as usize) * 9 / 10 && Instant::now() < chaos_until {
@@ -135,13 +217,25 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
             if let Some(server) = server.as_deref_mut()
                 && kills % 10 == 9
             {
+                let before = now_nanos();
                 server.kill();
+                deaths.push(Death {
+                    pid: None,
+                    before,
+                    after: now_nanos(),
+                });
                 server.restart();
                 server_restarts += 1;
             }
             let victim = rng.below(RUNNERS as u64) as usize;
+            let before = now_nanos();
             let _ = self.runners[victim].kill();
             let _ = self.runners[victim].wait();
+            deaths.push(Death {
+                pid: Some(self.runners[victim].id()),
+                before,
+                after: now_nanos(),
+            });
             kills += 1;
             self.runners[victim] = self.spawn_runner();
         }
@@ -182,9 +276,24 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
         let stats = self.stats();
         let buried = stats["current_jobs_buried"].as_u64().unwrap();
         let text = std::fs::read_to_string(&self.handled).unwrap();
+        // Runs started (`start JOB RUNNER NANOS`) and finished (`end JOB RUNNER 0`).
+        let mut runs = Vec::new();
         let mut seen: HashMap<u64, u64> = HashMap::new();
         for line in text.lines() {
-            *seen.entry(line.trim().parse().unwrap()).or_default() += 1;
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [what, job, runner, started] = fields[..] else {
+                panic!("{name}: a torn or foreign line in the handler's record: {line:?}")
+            };
+            let job: u64 = job.parse().unwrap();
+            match what {
+                "start" => runs.push(Run {
+                    job,
+                    runner: runner.parse().unwrap(),
+                    started: started.parse().unwrap(),
+                }),
+                "end" => *seen.entry(job).or_default() += 1,
+                _ => panic!("{name}: a foreign line in the handler's record: {line:?}"),
+            }
         }
         let lost = (1..=JOBS).filter(|id| !seen.contains_key(id)).count();
         let duplicates: u64 = seen.values().map(|n| n - 1).sum();
@@ -193,7 +302,16 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
             "chaos ({name}): jobs {JOBS}, kills {kills}, server restarts {server_restarts}, \
              duplicates {duplicates}, lost {lost}, buried {buried} (seed {seed})"
         );
-        assert_eq!(lost, 0, "{name}: lost jobs (seed {seed})");
+        let lost_ids: Vec<u64> = (1..=JOBS).filter(|id| !seen.contains_key(id)).take(5).collect();
+        let lost_runs: Vec<String> = runs
+            .iter()
+            .filter(|run| lost_ids.contains(&run.job))
+            .map(|run| format!("job {} started by {}", run.job, run.runner))
+            .collect();
+        assert_eq!(
+            lost, 0,
+            "{name}: lost jobs {lost_ids:?}, whose runs started: {lost_runs:?} (seed {seed})"
+        );
         assert_eq!(buried, 0, "{name}: buried jobs (seed {seed})");
         assert_eq!(strangers, 0, "{name}: ids that were never published");
         assert!(
@@ -206,6 +324,13 @@ command = [\"sh\", \"-c\", \"sleep 0.01; echo \\\"$PULPO_JOB_ID\\\" >> {}\"]
         assert!(
             duplicates <= bound,
             "{name}: {duplicates} duplicates, more than the {bound} in-flight handlers that were killed (seed {seed})"
+        );
+        let unexplained = unexplained_reruns(&runs, &deaths);
+        assert!(
+            unexplained.is_empty(),
+            "{name}: {} jobs ran again with no death to explain it (seed {seed}): {:?}",
+            unexplained.len(),
+            &unexplained[..unexplained.len().min(5)]
         );
     }
 }

@@ -87,8 +87,10 @@ impl JobServices for Services {
     }
 }
 
-/// The worker loop; returns when the runner stops.
-pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize) {
+/// The worker loop; returns when the runner stops, or with the error of a queue that cannot be
+/// used any more ([`QueueError::Unusable`]: retrying would not help, and reopening could start
+/// a new queue where the old one was), which ends the run.
+pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize) -> Result<(), QueueError> {
     let mut phase = shared.phase.clone();
     let slice = shared
         .settings
@@ -103,7 +105,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
                 report_settled(&shared, &p, settled);
             }
             debug!(worker = n, "worker stopped");
-            return;
+            return Ok(());
         }
         let watch = &shared.settings.watch;
         let reserved = match pending.take() {
@@ -157,6 +159,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
                 shared.busy.fetch_sub(1, Ordering::SeqCst);
             }
             Ok(None) => failures = 0,
+            Err(err @ QueueError::Unusable(_)) => return Err(err),
             Err(err) => {
                 failures += 1;
                 recover(queue.as_mut(), err, failures, n, &mut phase).await;

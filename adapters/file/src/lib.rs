@@ -17,7 +17,7 @@
 //! # On disk
 //!
 //! ```text
-//! <dir>/            mode 0700; refused if group/others may write to it
+//! <dir>/            mode 0700; refused unless it and its parents are safe (see trust.rs)
 //!   lock            flock'ed around every transaction (catch-up + decide + append)
 //!   run/sync        group commit (not data): "segment N durable up to X", the log's
 //!                   published end, the leader's flock, and futex words (mapped by every
@@ -54,7 +54,8 @@
 //! format.rs          the on-disk format of segments and records
 //! notify.rs          waking blocked reserves (inotify)
 //! stats.rs           stats-job, stats-tube, stats, list-tubes
-//! dir.rs             the directory: modes, the lock file, run/, creating files
+//! dir.rs             the directory: the lock file, run/, opening and creating files
+//! trust.rs           whom the queue trusts: owners, modes, parents, no links or special files
 //! types.rs, error.rs what callers pass and get back
 //! ```
 
@@ -72,6 +73,7 @@ mod queue;
 mod stats;
 mod sync_file;
 mod transaction;
+mod trust;
 mod types;
 
 pub use error::{Error, Result};

@@ -19,6 +19,7 @@ use crate::notify::Notifier;
 use crate::stats::WaitGuard;
 use crate::sync_file::SyncFile;
 use crate::transaction::{Durability, ms};
+use crate::trust::Trust;
 use crate::types::{Job, MAX_JOB_SIZE_LIMIT, NewJob, Options, Reserved, validate_tube};
 
 /// How often [`FileQueue::reserve_unless`] asks whether to stop while it waits.
@@ -86,7 +87,9 @@ fn new_owner() -> u64 {
 impl FileQueue {
     /// Opens the queue in `dir`, creating it (mode 0700, files 0600) if needed.
     ///
-    /// Refuses a directory that group or others can write to ([`Error::Permissions`]). Replays
+    /// Refuses a directory that group or others can write to ([`Error::Permissions`]), and one
+    /// that is not the effective user's, sits in a parent others could write to, or holds links
+    /// or special files where the queue keeps its own ([`Error::Untrusted`]). Replays
     /// the log to build this handle's index; files it cannot use are moved to `<dir>/corrupt/`.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<FileQueue> {
         let dir = dir.as_ref().to_path_buf();
@@ -96,7 +99,7 @@ impl FileQueue {
                 opts.max_job_size
             )));
         }
-        prepare_dir(&dir)?;
+        prepare_dir(&dir, Trust::Owner)?;
         let lock = DirLock::open(&dir)?;
         let (log, sync) = lock.with(|| {
             // Under the lock: a new run/sync is grown with zeros, which must not land on one that

@@ -265,9 +265,8 @@ async fn supervise(
                 Some(Ok(Ok(()))) => {}
                 Some(Ok(Err(err))) => {
                     // The queue cannot be used any more: the other workers stop as on a
-                    // shutdown, and the run ends with the error.
+                    // shutdown, and the run ends with the error (which the caller reports).
                     if lost.is_none() {
-                        error!("stopping: {err}");
                         if stop.is_none() {
                             stop = Some(StopReason::Shutdown);
                             abandon_at = Some(tokio::time::Instant::now() + settings.shutdown_timeout);

@@ -5,6 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, io_err};
 use crate::trust::{self, Trust};
@@ -102,15 +104,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// opening the log.
 ///
 /// It also tells whether the directory is still the one the handle opened: while the handle
-/// holds the file open its inode cannot be reused, so a `lock` path that is gone, or that names
-/// another inode, means the directory was removed or replaced.
+/// holds the file open its inode cannot be reused, so a lock file with no link left, or a `lock`
+/// path that is gone or names another inode, means the directory was removed or replaced.
 pub(crate) struct DirLock {
     file: File,
     path: PathBuf,
     dir: PathBuf,
     /// The lock file's device and inode.
     id: (u64, u64),
+    /// When the path was last looked up (see [`DirLock::check_same`]).
+    looked_up: Mutex<Instant>,
 }
+
+/// How often a transaction looks the lock file up by its path. A look-up walks the path, about
+/// a third of the time of a transaction without fsync; in between, an `fstat` of the open file
+/// (a tenth of it) sees a removed directory, and only one moved away and replaced goes unseen
+/// for up to this long.
+const LOOK_UP_EVERY: Duration = Duration::from_millis(500);
 
 impl DirLock {
     /// Opens (creating) the lock file of `dir`.
@@ -123,12 +133,25 @@ impl DirLock {
             path,
             dir: dir.to_path_buf(),
             id: (m.dev(), m.ino()),
+            looked_up: Mutex::new(Instant::now()),
         })
     }
 
-    /// Fails with [`Error::Replaced`] if the directory is no longer the one this handle opened
-    /// (its `lock` is gone or is another file). One `lstat`, no more.
-    pub(crate) fn check_same(&self) -> Result<()> {
+    /// Fails with [`Error::Replaced`] if the directory is no longer the one this handle opened:
+    /// its lock file has no link left (checked every time), or the `lock` path is gone or names
+    /// another file (checked every [`LOOK_UP_EVERY`], and whenever `now` is asked for).
+    pub(crate) fn check_same(&self, now: bool) -> Result<()> {
+        let m = self.file.metadata().map_err(io_err(&self.path, "stat"))?;
+        if m.nlink() == 0 {
+            return Err(self.replaced());
+        }
+        {
+            let mut at = self.looked_up.lock().unwrap_or_else(|e| e.into_inner());
+            if !now && at.elapsed() < LOOK_UP_EVERY {
+                return Ok(());
+            }
+            *at = Instant::now();
+        }
         match std::fs::symlink_metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == self.id => Ok(()),
             Ok(_) => Err(self.replaced()),

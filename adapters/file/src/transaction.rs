@@ -151,7 +151,7 @@ impl FileQueue {
         let result = (|| {
             // A directory removed or replaced under the handle would otherwise go unnoticed: the
             // handle would carry on in unlinked files while a new queue there starts from id 1.
-            inner.lock.check_same()?;
+            inner.lock.check_same(false)?;
             log.catch_up(&inner.sync)?;
             let seg_before = log.seg_no();
             let now = now_ms();

@@ -429,3 +429,27 @@ fn a_removed_or_replaced_directory_fails_the_handle_and_wakes_a_blocked_reserve(
     assert!(matches!(q.reserve(&["t"], Some(Z)), Err(Error::Replaced { .. })));
     assert_eq!(fresh.stats().unwrap().current_jobs_ready, 1);
 }
+
+/// A queue directory moved away and replaced by a new one under a handle (its files still
+/// linked, in the moved directory) is noticed too, by a blocked reserve and by the next command.
+#[test]
+fn a_directory_moved_away_and_replaced_fails_the_handle() {
+    let (d, path) = queue_dir();
+    let q = open(&path, opts());
+    q.put("t", 0, Z, TTR, b"a").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = q.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(waiter.reserve(&["idle"], None));
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    fs::rename(&path, d.path().join("moved")).unwrap();
+    let fresh = open(&path, opts());
+    let woken = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a reserve blocked on a replaced directory never woke");
+    assert!(matches!(woken, Err(Error::Replaced { .. })), "{woken:?}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(matches!(q.put("t", 0, Z, TTR, b"b"), Err(Error::Replaced { .. })));
+    assert_eq!(fresh.stats().unwrap().total_jobs, 0);
+}

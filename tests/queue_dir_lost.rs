@@ -1,6 +1,6 @@
 //! A file-queue directory removed under a running runner (issue 11, item 15): the runner stops
 //! with one clear error instead of waiting on the removed directory forever while publishers
-//! start a new queue with ids from 1.
+//! start a new queue with ids from 1. (`tests/cli_run.rs` checks the same of `pulpo run`.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -65,52 +65,4 @@ async fn a_runner_stops_with_an_error_when_its_queue_directory_is_removed() {
         "{msg}"
     );
     assert_eq!(fresh.stats_job(id).await.unwrap().state, JobState::Ready);
-}
-
-/// `pulpo run` on a queue directory that is then removed exits 1 with one line saying so.
-#[test]
-fn pulpo_run_exits_1_with_one_line_when_its_queue_directory_is_removed() {
-    use std::process::{Command, Stdio};
-    let work = tempfile::tempdir().unwrap();
-    let path = work.path().join("queue");
-    std::fs::write(
-        work.path().join("pulpo.toml"),
-        format!(
-            "sleep_duration = \"200ms\"\nshutdown_after_number_of_empty_iterations = 0\n\
-             [file]\npath = \"{}\"\n[handlers.work]\nkind = \"success\"\n",
-            path.display()
-        ),
-    )
-    .unwrap();
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_pulpo"))
-        .arg("run")
-        .current_dir(work.path())
-        .env("PULPO_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !path.join("lock").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the runner never opened its queue"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    std::fs::remove_dir_all(&path).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while runner.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = runner.kill();
-            panic!("the runner carried on after its queue directory was removed");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = runner.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("removed or replaced"), "{stderr}");
 }

@@ -9,6 +9,10 @@
 //! it. A new list is written to `<owner>.new`, locked, then renamed over the old file, so that a
 //! reader only ever sees a whole list held by a live handle. Files in `run/` make no inotify
 //! events for the waiters, who watch the queue directory only.
+//!
+//! The list is rewritten only when it changes, so a caller that shares one handle between
+//! several watch lists (a server with many connections) should give each its own handle, as
+//! each beanstalkd connection has its own watch list.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

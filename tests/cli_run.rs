@@ -287,6 +287,29 @@ fn sigterm_and_sigint_stop_the_runner_promptly_with_a_shutdown_summary() {
     }
 }
 
+/// A queue directory removed under `pulpo run` stops it with exit 1 and one
+/// line saying so, instead of a runner waiting on the removed directory
+/// while publishers start a new queue from id 1 (issue 11, item 15).
+#[test]
+fn a_queue_directory_removed_under_the_runner_stops_it_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Running::start(
+        dir.path(),
+        &["run"],
+        &[("PULPO_SHUTDOWN_AFTER_NUMBER_OF_EMPTY_ITERATIONS", "0")],
+    );
+    run.wait_for_log("runner started");
+    std::fs::remove_dir_all(dir.path().join("pulpo-data")).unwrap();
+    let (status, _, stderr) = run.exit_within(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("removed or replaced").count(), 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("pulpo: error:") && last.contains("pulpo-data"),
+        "{stderr}"
+    );
+}
+
 /// How a runner is made to die while its exec handler runs.
 #[derive(Debug, Clone, Copy)]
 enum Death {

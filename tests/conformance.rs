@@ -441,6 +441,35 @@ async fn pause_holds_back_reservations(b: &impl Backend) {
     );
 }
 
+/// A tube exists while a worker watches it, jobs or not (beanstalkd keeps a watched tube), so
+/// another worker can pause the empty tube a runner waits on (issue 11, item 13).
+async fn a_watched_empty_tube_can_be_paused(b: &impl Backend) {
+    let mut runner = b.worker().await;
+    let mut admin = b.worker().await;
+    assert!(matches!(
+        admin.pause_tube("watched", Duration::from_secs(1)).await,
+        Err(QueueError::TubeNotFound { .. })
+    ));
+    let waiting = tokio::spawn(async move {
+        let got = runner.reserve(&watch(&["watched"]), Duration::from_secs(2)).await;
+        (runner, got)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    admin
+        .pause_tube("watched", Duration::from_secs(1))
+        .await
+        .expect("pause of a tube a worker waits on");
+    let tube = admin.stats_tube("watched").await.unwrap();
+    assert_eq!((tube.pause.as_secs(), tube.cmd_pause_tube), (1, 1));
+    let (runner, got) = waiting.await.unwrap();
+    assert!(got.unwrap().is_none());
+    // The worker still watches the tube after its reserve returned.
+    let tube = admin.stats_tube("watched").await.unwrap();
+    assert_eq!(tube.current_watching, 1);
+    admin.pause_tube("watched", Duration::ZERO).await.unwrap();
+    drop(runner);
+}
+
 async fn job_too_big(b: &impl Backend) {
     let mut q = b.worker().await;
     let q = q.as_mut();
@@ -562,6 +591,7 @@ macro_rules! conformance_suite {
                     stats_fields,
                     watch_lists_across_tubes,
                     pause_holds_back_reservations,
+                    a_watched_empty_tube_can_be_paused,
                     job_too_big,
                     not_found_cases,
                     invalid_tube_names_are_refused,

@@ -217,3 +217,97 @@ fn a_publish_cut_short_by_a_full_disk_reports_what_it_stored() {
         );
     }
 }
+
+/// Log lines, captured for a test (a `tracing` writer).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A compaction that fails on a full disk removes its temporary file (which would otherwise hold
+/// the last free space, so that even deletes fail) and is not tried again after every command
+/// (issue 11, item 10).
+#[test]
+fn a_compaction_that_fails_on_a_full_disk_cleans_up_and_backs_off() {
+    use pulpo_filequeue::{FileQueue, Options};
+    let Some(fs) = Tmpfs::mount(
+        "256k",
+        "a_compaction_that_fails_on_a_full_disk_cleans_up_and_backs_off",
+    ) else {
+        return;
+    };
+    let queue = fs.path.join("queue");
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let options = Options {
+            fsync: false,
+            compact_min_bytes: 32 << 10,
+            ..Options::default()
+        };
+        let q = FileQueue::open(&queue, options).unwrap();
+        // Room kept aside while the jobs fill the disk, then given back: enough for the deletes,
+        // not for a compaction, which must write the live half of the log.
+        let room = fs.path.join("room");
+        std::fs::write(&room, [0u8; 16 << 10]).unwrap();
+        let body = [b'x'; 2048];
+        let mut ids = Vec::new();
+        let full = loop {
+            match q.put("t", 0, Duration::ZERO, Duration::from_secs(60), &body) {
+                Ok(id) => ids.push(id),
+                Err(err) => break err,
+            }
+            assert!(
+                ids.len() < 1000,
+                "a 256 KiB disk took {} jobs of 2 KiB",
+                ids.len()
+            );
+        };
+        assert!(full.to_string().contains("No space left on device"), "{full}");
+        std::fs::remove_file(&room).unwrap();
+        // Once less than half of the log is live, every delete would compact, and fail: the
+        // disk has no room for the live half. Every delete still succeeds.
+        let files = || -> Vec<(String, u64)> {
+            std::fs::read_dir(&queue)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().unwrap().len(),
+                    )
+                })
+                .collect()
+        };
+        for &id in &ids {
+            if let Err(err) = q.delete(id) {
+                panic!("delete {id} of {}: {err}; files: {:?}", ids.len(), files());
+            }
+            let files = files();
+            assert!(
+                files.iter().all(|(name, _)| !name.ends_with(".tmp")),
+                "a failed compaction left its file behind: {files:?}"
+            );
+        }
+    });
+    let log = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    let tries = log.matches("could not compact").count();
+    assert!(
+        (1..=3).contains(&tries),
+        "compaction tried {tries} times over the deletes:\n{log}"
+    );
+}

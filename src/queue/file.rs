@@ -93,8 +93,10 @@ fn map_error(err: fq::Error) -> QueueError {
         err @ (fq::Error::InvalidTube { .. } | fq::Error::InvalidOptions(_)) => {
             QueueError::InvalidArgument(err.to_string())
         }
-        err @ (fq::Error::Io { .. } | fq::Error::Permissions { .. } | fq::Error::Failed { .. }) => {
-            QueueError::Unavailable(err.to_string())
+        err @ (fq::Error::Io { .. } | fq::Error::Failed { .. }) => QueueError::Unavailable(err.to_string()),
+        // Waiting will not help: the directory must be fixed, or the run started again.
+        err @ (fq::Error::Permissions { .. } | fq::Error::Untrusted { .. } | fq::Error::Replaced { .. }) => {
+            QueueError::Unusable(err.to_string())
         }
         err => QueueError::Internal(err.to_string()),
     }

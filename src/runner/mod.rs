@@ -18,7 +18,9 @@
 //!
 //! A queue that goes away (beanstalkd restarting, a full disk) is retried
 //! with back-off by each worker; jobs it held come back by themselves, and
-//! the idle rule counts no iteration while it is away.
+//! the idle rule counts no iteration while it is away. A queue that cannot
+//! be used any more ([`QueueError::Unusable`]: its directory removed or
+//! replaced) ends the run with [`RunError::QueueLost`].
 
 mod counters;
 mod idle;
@@ -91,6 +93,10 @@ pub enum RunError {
     /// The queue could not be opened (and waiting would not help).
     #[error("cannot open the queue: {0}")]
     Queue(#[from] QueueError),
+    /// The queue became unusable while the runner worked (its directory was removed, say):
+    /// going on, or reopening it, could hand out ids a second time.
+    #[error("the queue cannot be used any more: {0}")]
+    QueueLost(QueueError),
     /// Every worker failed (a bug; the log says how).
     #[error("every worker of the runner failed; see the log")]
     WorkersFailed,
@@ -208,7 +214,7 @@ impl Runner {
 async fn supervise(
     shared: &Shared,
     phases: &Phases,
-    mut workers: JoinSet<()>,
+    mut workers: JoinSet<Result<(), QueueError>>,
     shutdown: &CancellationToken,
 ) -> Result<StopReason, RunError> {
     let settings = &shared.settings;
@@ -223,6 +229,7 @@ async fn supervise(
         COUNTERS_LOG_INTERVAL,
     );
     let mut failed = 0;
+    let mut lost = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled(), if stop.is_none() => {
@@ -266,13 +273,28 @@ async fn supervise(
             _ = counters_tick.tick() => log_counters_so_far(&shared.tally),
             joined = workers.join_next() => match joined {
                 None => break,
-                Some(Ok(())) => {}
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(err))) => {
+                    // The queue cannot be used any more: the other workers stop as on a
+                    // shutdown, and the run ends with the error (which the caller reports).
+                    if lost.is_none() {
+                        if stop.is_none() {
+                            stop = Some(StopReason::Shutdown);
+                            abandon_at = Some(tokio::time::Instant::now() + settings.shutdown_timeout);
+                            phases.stop();
+                        }
+                        lost = Some(err);
+                    }
+                }
                 Some(Err(err)) => {
                     failed += 1;
                     error!("a worker failed: {err}");
                 }
             },
         }
+    }
+    if let Some(err) = lost {
+        return Err(RunError::QueueLost(err));
     }
     if failed == count {
         return Err(RunError::WorkersFailed);

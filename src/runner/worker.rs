@@ -95,8 +95,10 @@ impl JobServices for Services {
     }
 }
 
-/// The worker loop; returns when the runner stops.
-pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize) {
+/// The worker loop; returns when the runner stops, or with the error of a queue that cannot be
+/// used any more ([`QueueError::Unusable`]: retrying would not help, and reopening could start
+/// a new queue where the old one was), which ends the run.
+pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize) -> Result<(), QueueError> {
     let mut phase = shared.phase.clone();
     let slice = shared.settings.sleep_duration.clamp(MIN_ITERATION, RESERVE_SLICE);
     let mut pending: Option<Pending> = None;
@@ -120,7 +122,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
                 shared.failing.fetch_sub(1, Ordering::SeqCst);
             }
             debug!(worker = n, "worker stopped");
-            return;
+            return Ok(());
         }
         let watch = &shared.settings.watch;
         let reserved = match pending.take() {
@@ -131,7 +133,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
                 let what = describe(&*queue, &p);
                 let trip = queue.settle_and_reserve(settle, watch, Duration::ZERO);
                 let Some((settled, reserved)) = within_shutdown(&phase, &what, trip).await else {
-                    return;
+                    return Ok(());
                 };
                 if let Err(err @ QueueError::Unavailable(_)) = &settled {
                     // The queue could not take it (a full disk, a lost
@@ -193,6 +195,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
                 shared.busy.fetch_sub(1, Ordering::SeqCst);
             }
             Ok(None) => failures = 0,
+            Err(err @ QueueError::Unusable(_)) => return Err(err),
             Err(err) => {
                 failures += 1;
                 recover(queue.as_mut(), err, failures, n, &mut phase).await;

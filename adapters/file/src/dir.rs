@@ -1,17 +1,22 @@
-//! The queue directory's setup: its mode, the directory lock (`<dir>/lock`), `run/`, and the
-//! mode and fsync of the files the queue creates in it.
+//! The queue directory's setup: its checks (see `trust.rs`), the directory lock (`<dir>/lock`),
+//! `run/`, and how the files the queue keeps in it are opened, created and fsynced.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, io_err};
+use crate::trust::{self, Trust};
 
 /// The subdirectory of runtime state shared by the processes (not queue data).
 pub(crate) const RUN_DIR: &str = "run";
 
-/// Creates the directory (0700) or checks that group and others cannot write to it.
-pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
+/// Creates the directory (0700) or checks that it is the effective user's and that group and
+/// others cannot write to it; then checks its parents (see `trust.rs`).
+pub(crate) fn prepare_dir(dir: &Path, trust: Trust) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) => {
             if !m.is_dir() {
@@ -21,14 +26,7 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
                     source: std::io::Error::other("not a directory"),
                 });
             }
-            let mode = m.permissions().mode() & 0o7777;
-            if mode & 0o022 != 0 {
-                return Err(Error::Permissions {
-                    path: dir.to_path_buf(),
-                    mode,
-                });
-            }
-            Ok(())
+            trust::check_queue_dir(dir, &m, trust)?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
@@ -39,13 +37,14 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 sync_dir(parent)?;
             }
-            Ok(())
         }
-        Err(e) => Err(io_err(dir, "open queue directory")(e)),
+        Err(e) => return Err(io_err(dir, "open queue directory")(e)),
     }
+    trust::check_parents(dir, trust)
 }
 
-/// Creates `<dir>/<name>` with mode 0700 if it is missing; returns its path.
+/// Creates `<dir>/<name>` with mode 0700 if it is missing, and checks that it is a real
+/// directory of ours (not a link to one elsewhere); returns its path.
 pub(crate) fn make_subdir(dir: &Path, name: &str) -> Result<PathBuf> {
     let sub = dir.join(name);
     if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&sub)
@@ -53,31 +52,45 @@ pub(crate) fn make_subdir(dir: &Path, name: &str) -> Result<PathBuf> {
     {
         return Err(io_err(&sub, "create directory")(e));
     }
+    trust::check_subdir(&sub, Trust::Owner)?;
     Ok(sub)
 }
 
-/// Opens (creating with mode 0600) a file of the queue.
+/// Flags for every file the queue opens in its directory: never through a symbolic link, and
+/// without waiting on a FIFO (which the check that follows then refuses); regular files ignore
+/// `O_NONBLOCK`.
+const NO_LINKS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
+/// Opens (creating with mode 0600) a file of the queue; refuses anything but a regular file of
+/// ours.
 pub(crate) fn open_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(NO_LINKS)
         .open(path)
-        .map_err(io_err(path, "open"))
+        .map_err(trust::open_error(path, "open"))?;
+    trust::check_file(path, &file)?;
+    Ok(file)
 }
 
-/// Creates (or empties) a temporary file of the queue, mode 0600.
+/// Creates a temporary file of the queue afresh (mode 0600, `O_EXCL`), removing one left over.
 pub(crate) fn create_tmp(path: &Path) -> Result<File> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(path, "remove")(e)),
+        _ => {}
+    }
     OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(NO_LINKS)
         .open(path)
-        .map_err(io_err(path, "create"))
+        .map_err(trust::open_error(path, "create"))
 }
 
 /// fsyncs a directory, so that a create, rename or delete in it is durable.
@@ -89,17 +102,70 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// `<dir>/lock`, `flock`ed around every transaction (catch-up + decide + append) and around
 /// opening the log.
+///
+/// It also tells whether the directory is still the one the handle opened: while the handle
+/// holds the file open its inode cannot be reused, so a lock file with no link left, or a `lock`
+/// path that is gone or names another inode, means the directory was removed or replaced.
 pub(crate) struct DirLock {
     file: File,
     path: PathBuf,
+    dir: PathBuf,
+    /// The lock file's device and inode.
+    id: (u64, u64),
+    /// When the path was last looked up (see [`DirLock::check_same`]).
+    looked_up: Mutex<Instant>,
 }
+
+/// How often a transaction looks the lock file up by its path. A look-up walks the path, about
+/// a third of the time of a transaction without fsync; in between, an `fstat` of the open file
+/// (a tenth of it) sees a removed directory, and only one moved away and replaced goes unseen
+/// for up to this long.
+const LOOK_UP_EVERY: Duration = Duration::from_millis(500);
 
 impl DirLock {
     /// Opens (creating) the lock file of `dir`.
     pub(crate) fn open(dir: &Path) -> Result<DirLock> {
         let path = dir.join("lock");
         let file = open_file(&path)?;
-        Ok(DirLock { file, path })
+        let m = file.metadata().map_err(io_err(&path, "stat"))?;
+        Ok(DirLock {
+            file,
+            path,
+            dir: dir.to_path_buf(),
+            id: (m.dev(), m.ino()),
+            looked_up: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Fails with [`Error::Replaced`] if the directory is no longer the one this handle opened:
+    /// its lock file has no link left (checked every time), or the `lock` path is gone or names
+    /// another file (checked every [`LOOK_UP_EVERY`], and whenever `now` is asked for).
+    pub(crate) fn check_same(&self, now: bool) -> Result<()> {
+        let m = self.file.metadata().map_err(io_err(&self.path, "stat"))?;
+        if m.nlink() == 0 {
+            return Err(self.replaced());
+        }
+        {
+            let mut at = self.looked_up.lock().unwrap_or_else(|e| e.into_inner());
+            if !now && at.elapsed() < LOOK_UP_EVERY {
+                return Ok(());
+            }
+            *at = Instant::now();
+        }
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.id => Ok(()),
+            Ok(_) => Err(self.replaced()),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                Err(self.replaced())
+            }
+            Err(e) => Err(io_err(&self.path, "stat")(e)),
+        }
+    }
+
+    fn replaced(&self) -> Error {
+        Error::Replaced {
+            path: self.dir.clone(),
+        }
     }
 
     /// Takes the lock, waiting for other processes (and handles) to let go of it.

@@ -73,6 +73,29 @@ pub enum Error {
         /// Its permission bits.
         mode: u32,
     },
+    /// The queue directory, a parent of it, or a file or subdirectory in it is not what the queue
+    /// can trust: another user's, writable by others, a symbolic link or a special file where the
+    /// queue keeps a file of its own. Opening it could let someone forge jobs or make the queue
+    /// write elsewhere.
+    #[error("refusing {path:?}: {problem}")]
+    Untrusted {
+        /// The directory or file concerned.
+        path: PathBuf,
+        /// What is wrong with it, and what to do.
+        problem: String,
+    },
+    /// The queue directory was removed, or replaced by another, while this handle used it. The
+    /// handle stops rather than carry on in files nobody else sees, or in a new queue whose job
+    /// ids start again from 1.
+    #[error(
+        "the queue directory {path:?} was removed or replaced while in use (its lock file is gone \
+         or is another file); stopping so that job ids never start again from 1: find out what \
+         removed it, then start again (a new directory is a new, empty queue)"
+    )]
+    Replaced {
+        /// The queue's directory.
+        path: PathBuf,
+    },
 }
 
 /// What a person can do about an I/O error, by its kind.

@@ -17,12 +17,13 @@
 //! # On disk
 //!
 //! ```text
-//! <dir>/            mode 0700; refused if group/others may write to it
+//! <dir>/            mode 0700; refused unless it and its parents are safe (see trust.rs)
 //!   lock            flock'ed around every transaction (catch-up + decide + append)
 //!   run/sync        group commit (not data): "segment N durable up to X", the log's
 //!                   published end, the leader's flock, and futex words (mapped by every
 //!                   process) on which waiters and a gathering leader sleep
 //!   log.<N>         the shared append-only log (highest N is current); see `src/format.rs`
+//!   run/watch/<h>   the tubes handle <h> watches, held flock'ed while it lives
 //!   corrupt/        files moved aside because they could not be used
 //! ```
 //!
@@ -53,8 +54,10 @@
 //! index.rs           the in-memory state of jobs and tubes, built from records
 //! format.rs          the on-disk format of segments and records
 //! notify.rs          waking blocked reserves (inotify)
+//! watchers.rs        run/watch/: the tubes each live handle watches (so that they exist)
 //! stats.rs           stats-job, stats-tube, stats, list-tubes
-//! dir.rs             the directory: modes, the lock file, run/, creating files
+//! dir.rs             the directory: the lock file, run/, opening and creating files
+//! trust.rs           whom the queue trusts: owners, modes, parents, no links or special files
 //! types.rs, error.rs what callers pass and get back
 //! ```
 
@@ -72,7 +75,9 @@ mod queue;
 mod stats;
 mod sync_file;
 mod transaction;
+mod trust;
 mod types;
+mod watchers;
 
 pub use error::{Error, Result};
 pub use queue::{FileQueue, STOP_POLL};

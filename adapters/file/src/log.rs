@@ -58,6 +58,8 @@ pub(crate) struct Log {
     /// Damaged records skipped.
     corrupt: u64,
     buf: Vec<u8>,
+    /// After a failed compaction: no new try until the log reaches this size or this moment.
+    compact_retry: Option<(u64, std::time::Instant)>,
 }
 
 enum Step {
@@ -84,6 +86,7 @@ impl Log {
             index: Index::new(),
             corrupt: 0,
             buf: Vec::new(),
+            compact_retry: None,
         };
         log.catch_up(sync)?;
         if floor > log.index.next_id {
@@ -204,6 +207,7 @@ impl Log {
             self.seg_no = n;
             self.seg = Arc::new(seg);
             self.seg_path = path;
+            self.compact_retry = None;
             self.reload()?;
         }
         Ok(())
@@ -445,7 +449,7 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
         match check {
             Ok(()) => chosen = Some((n, f, path)),
             Err(why) => {
-                floor = floor.max(salvage_next_id(&path));
+                floor = floor.max(salvage_next_id(&f));
                 move_aside(dir, &path, why)?;
             }
         }

@@ -2,9 +2,10 @@
 //!
 //! Linux inotify (through `libc`, no extra crate) watches the directory for `IN_MODIFY` (an
 //! append to a segment by any process, this one included), `IN_MOVED_TO` and `IN_CREATE` (a new
-//! segment after compaction). Threads of one handle share one inotify descriptor: one of them
-//! polls it (the "leader") while the others wait on a condition variable; every drained batch of
-//! events bumps a sequence number, so a waiter that took its snapshot of the sequence before
+//! segment after compaction), and `IN_DELETE` / `IN_MOVE_SELF` (the directory's files removed,
+//! or the directory moved away, which the next look at the queue reports). Threads of one handle share one
+//! inotify descriptor: one of them polls it (the "leader") while the others wait on a condition
+//! variable; every drained batch of events bumps a sequence number, so a waiter that took its snapshot of the sequence before
 //! looking at the queue never misses a write made after it looked.
 //!
 //! The watch is made when a handle first waits, not when it opens: a handle that only puts (a
@@ -130,7 +131,10 @@ fn watch(dir: &Path) -> std::io::Result<OwnedFd> {
             return Err(std::io::Error::last_os_error());
         }
         let fd = OwnedFd::from_raw_fd(raw);
-        let mask = libc::IN_MODIFY | libc::IN_MOVED_TO | libc::IN_CREATE;
+        // The directory removed (its `lock` deleted: `IN_DELETE_SELF` would come only once this
+        // process closes the files it holds in it) or moved away: waiters must wake to find out.
+        let mask =
+            libc::IN_MODIFY | libc::IN_MOVED_TO | libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVE_SELF;
         if libc::inotify_add_watch(raw, path.as_ptr(), mask) < 0 {
             return Err(std::io::Error::last_os_error());
         }

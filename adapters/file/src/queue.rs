@@ -19,7 +19,9 @@ use crate::notify::Notifier;
 use crate::stats::WaitGuard;
 use crate::sync_file::SyncFile;
 use crate::transaction::{Durability, ms};
+use crate::trust::Trust;
 use crate::types::{Job, MAX_JOB_SIZE_LIMIT, NewJob, Options, Reserved, validate_tube};
+use crate::watchers::Watching;
 
 /// How often [`FileQueue::reserve_unless`] asks whether to stop while it waits.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
@@ -57,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) notifier: Notifier,
     /// This handle's threads waiting in `reserve`, per tube (see `stats.rs`).
     pub(crate) waiting: Mutex<HashMap<String, u64>>,
+    /// The tubes of this handle's latest `reserve`, as published to other processes.
+    pub(crate) watching: Mutex<Option<Watching>>,
 }
 
 impl std::fmt::Debug for FileQueue {
@@ -86,7 +90,9 @@ fn new_owner() -> u64 {
 impl FileQueue {
     /// Opens the queue in `dir`, creating it (mode 0700, files 0600) if needed.
     ///
-    /// Refuses a directory that group or others can write to ([`Error::Permissions`]). Replays
+    /// Refuses a directory that group or others can write to ([`Error::Permissions`]), and one
+    /// that is not the effective user's, sits in a parent others could write to, or holds links
+    /// or special files where the queue keeps its own ([`Error::Untrusted`]). Replays
     /// the log to build this handle's index; files it cannot use are moved to `<dir>/corrupt/`.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<FileQueue> {
         let dir = dir.as_ref().to_path_buf();
@@ -96,7 +102,7 @@ impl FileQueue {
                 opts.max_job_size
             )));
         }
-        prepare_dir(&dir)?;
+        prepare_dir(&dir, Trust::Owner)?;
         let lock = DirLock::open(&dir)?;
         let (log, sync) = lock.with(|| {
             // Under the lock: a new run/sync is grown with zeros, which must not land on one that
@@ -122,6 +128,7 @@ impl FileQueue {
                 failed: Mutex::new(None),
                 notifier,
                 waiting: Mutex::new(HashMap::new()),
+                watching: Mutex::new(None),
             }),
         })
     }
@@ -222,6 +229,7 @@ impl FileQueue {
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         let _waiting = WaitGuard::new(self, watch);
+        self.publish_watch(watch);
         loop {
             if stop.is_some_and(|stop| stop()) {
                 return Ok(None);
@@ -271,6 +279,9 @@ impl FileQueue {
                 until = until.min(now + STOP_POLL);
             }
             self.inner.notifier.wait(seen, until);
+            // Woken, or the time is up: a directory moved away and replaced wakes its waiters
+            // too, and must not send them back to sleep on the old one.
+            self.inner.lock.check_same(true)?;
         }
     }
 
@@ -394,14 +405,17 @@ impl FileQueue {
     /// Pauses `tube`: no job of it is reserved until `delay` has passed (0 ends a pause).
     pub fn pause_tube(&self, tube: &str, delay: Duration) -> Result<()> {
         validate_tube(tube)?;
-        let waiting = self.waiting_on(tube);
+        let watched = self.watched_on(tube) > 0;
         self.txn(Durability::Sync, |tx| {
-            // Like beanstalkd, only an existing tube can be paused.
+            // Like beanstalkd, only an existing tube can be paused: one with jobs, or one that a
+            // handle watches.
             let now = tx.now;
-            let exists = match tx.index().tube_id(tube) {
-                Some(t) => self.tube_exists(&tx.index().tubes[t as usize], now),
-                None => tube == "default" || waiting > 0,
-            };
+            let exists = watched
+                || tube == "default"
+                || tx
+                    .index()
+                    .tube_id(tube)
+                    .is_some_and(|t| self.tube_exists(&tx.index().tubes[t as usize], now));
             if !exists {
                 return Err(Error::TubeNotFound {
                     name: tube.to_string(),

@@ -1,5 +1,6 @@
 //! Stats: beanstalkd's `stats-job`, `stats-tube`, `stats` and `list-tubes`, read from the index
-//! under a transaction, and the count of this handle's waiters per tube that they report.
+//! under a transaction, the count of this handle's waiters per tube that they report, and the
+//! watch lists of all handles (`watchers.rs`), which keep tubes in existence.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use crate::index::{BURIES, KICKS, RELEASES, RESERVES, Slot, TIMEOUTS, Tube};
 use crate::queue::FileQueue;
 use crate::transaction::{Durability, Txn};
 use crate::types::{JobState, JobStats, QueueStats, TubeStats, validate_tube};
+use crate::watchers;
 
 impl FileQueue {
     /// beanstalkd's `stats-job`, plus the last reason.
@@ -21,29 +23,48 @@ impl FileQueue {
         w.get(tube).copied().unwrap_or(0)
     }
 
-    /// Whether a tube exists (as beanstalkd would have it): see [`FileQueue::stats_tube`].
+    /// Publishes the tubes of this `reserve` as this handle's watch list. A list that cannot be
+    /// written (a full disk) only keeps an empty tube from existing for other processes, which
+    /// must not fail the reserve.
+    pub(crate) fn publish_watch(&self, tubes: &[&str]) {
+        let mut current = self.inner.watching.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = watchers::publish(&self.inner.dir, self.inner.owner, tubes, &mut current) {
+            tracing::debug!(error = %e, "could not publish the watch list");
+        }
+    }
+
+    /// How many handles watch `tube`: live handles of any process that named it in their latest
+    /// `reserve` (see `watchers.rs`), or at least this handle's waiting threads.
+    pub(crate) fn watched_on(&self, tube: &str) -> u64 {
+        let others = watchers::watched(&self.inner.dir).get(tube).copied().unwrap_or(0);
+        others.max(self.waiting_on(tube))
+    }
+
+    /// Whether a tube exists by its own state (as beanstalkd would have it), a watch aside: see
+    /// [`FileQueue::stats_tube`].
     pub(crate) fn tube_exists(&self, t: &Tube, now: u64) -> bool {
         t.jobs() > 0 || t.pause_until > now || &*t.name == "default" || self.waiting_on(&t.name) > 0
     }
 
-    /// beanstalkd's `stats-tube`. A tube exists while it has jobs, is paused, is being waited
-    /// on by this handle, or is `default`; others give [`Error::TubeNotFound`].
+    /// beanstalkd's `stats-tube`. A tube exists while it has jobs, is paused, is watched by a
+    /// handle (of any process), or is `default`; others give [`Error::TubeNotFound`].
     pub fn stats_tube(&self, tube: &str) -> Result<TubeStats> {
         validate_tube(tube)?;
         let waiting = self.waiting_on(tube);
+        let watching = self.watched_on(tube);
         self.txn(Durability::Lazy, |tx| {
             let now = tx.now;
             let empty = Tube::default();
             let t = match tx.index().tube_id(tube) {
                 Some(t) => &tx.index().tubes[t as usize],
-                None if tube == "default" || waiting > 0 => &empty,
+                None if tube == "default" || watching > 0 => &empty,
                 None => {
                     return Err(Error::TubeNotFound {
                         name: tube.to_string(),
                     });
                 }
             };
-            if !self.tube_exists(t, now) && tube != "default" && waiting == 0 {
+            if !self.tube_exists(t, now) && tube != "default" && watching == 0 {
                 return Err(Error::TubeNotFound {
                     name: tube.to_string(),
                 });
@@ -59,7 +80,7 @@ impl FileQueue {
                 total_jobs: t.total_jobs,
                 current_using: 0,
                 current_waiting: waiting,
-                current_watching: waiting,
+                current_watching: watching,
                 pause: Duration::from_secs(if paused { t.pause_secs } else { 0 }),
                 cmd_delete: t.cmd_delete,
                 cmd_pause_tube: t.cmd_pause,
@@ -92,7 +113,7 @@ impl FileQueue {
         })
     }
 
-    /// The tubes that exist: those with jobs, paused ones, those this handle waits on, and
+    /// The tubes that exist: those with jobs, paused ones, those a handle watches, and
     /// `default` (always). Sorted by name.
     pub fn list_tubes(&self) -> Result<Vec<String>> {
         let mut names = self.txn(Durability::Lazy, |tx| {
@@ -113,6 +134,7 @@ impl FileQueue {
                 .keys()
                 .cloned(),
         );
+        names.extend(watchers::watched(&self.inner.dir).into_keys());
         names.push("default".to_string());
         names.sort();
         names.dedup();

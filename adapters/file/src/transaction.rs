@@ -1,7 +1,7 @@
 //! The transaction: every command runs as one, on the shared log.
 //!
 //! A transaction takes the handle's mutex, then the directory lock (`<dir>/lock`, `flock`),
-//! catches up with the log, turns expired reservations back into ready jobs (appending a
+//! checks that the directory is still the one the handle opened, catches up with the log, turns expired reservations back into ready jobs (appending a
 //! `Timeout` record: whichever process notices first), decides, appends its records with one
 //! `pwrite` at the end it knows, publishes that end in `run/sync` (with `fsync`), and unlocks.
 //! Because every decision is made under the lock on up-to-date state, each ready job is reserved
@@ -149,6 +149,9 @@ impl FileQueue {
         let inner = &*self.inner;
         inner.lock.lock()?;
         let result = (|| {
+            // A directory removed or replaced under the handle would otherwise go unnoticed: the
+            // handle would carry on in unlinked files while a new queue there starts from id 1.
+            inner.lock.check_same(false)?;
             log.catch_up(&inner.sync)?;
             let seg_before = log.seg_no();
             let now = now_ms();
@@ -167,7 +170,7 @@ impl FileQueue {
                 // The records are in the log now: what follows must not fail the command, or
                 // its caller would run it again. A compaction left undone is tried again later.
                 if let Err(e) = log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync) {
-                    tracing::warn!(error = %e, "could not compact the log; will try again");
+                    tracing::warn!(error = %e, "could not compact the log; will try again once it has grown or in a while");
                 }
             }
             let waits = !out.is_empty() && durability == Durability::Sync && inner.opts.fsync;

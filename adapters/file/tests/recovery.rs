@@ -397,3 +397,59 @@ fn a_segment_cut_below_its_header_is_an_error_not_a_hang() {
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("log.1"), "{err}");
 }
+
+/// A queue directory removed under a handle (or replaced by a new one) fails every command of
+/// the handle, and wakes a reserve blocked on it, instead of carrying on in files nobody else
+/// sees while a new queue starts its ids from 1 (issue 11, item 15).
+#[test]
+fn a_removed_or_replaced_directory_fails_the_handle_and_wakes_a_blocked_reserve() {
+    let (_d, path) = queue_dir();
+    let q = open(&path, opts());
+    assert_eq!(q.put("t", 0, Z, TTR, b"a").unwrap(), 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = q.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(waiter.reserve(&["idle"], None));
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    fs::remove_dir_all(&path).unwrap();
+    let woken = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a reserve blocked on a removed directory never woke");
+    assert!(matches!(woken, Err(Error::Replaced { .. })), "{woken:?}");
+    let err = q.put("t", 0, Z, TTR, b"b").unwrap_err();
+    assert!(matches!(err, Error::Replaced { .. }), "{err:?}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+
+    // Someone makes a new queue in its place: a new queue, ids from 1; the old handle still
+    // refuses to go on.
+    let fresh = open(&path, opts());
+    assert_eq!(fresh.put("t", 0, Z, TTR, b"c").unwrap(), 1);
+    assert!(matches!(q.put("t", 0, Z, TTR, b"d"), Err(Error::Replaced { .. })));
+    assert!(matches!(q.reserve(&["t"], Some(Z)), Err(Error::Replaced { .. })));
+    assert_eq!(fresh.stats().unwrap().current_jobs_ready, 1);
+}
+
+/// A queue directory moved away and replaced by a new one under a handle (its files still
+/// linked, in the moved directory) is noticed too, by a blocked reserve and by the next command.
+#[test]
+fn a_directory_moved_away_and_replaced_fails_the_handle() {
+    let (d, path) = queue_dir();
+    let q = open(&path, opts());
+    q.put("t", 0, Z, TTR, b"a").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = q.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(waiter.reserve(&["idle"], None));
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    fs::rename(&path, d.path().join("moved")).unwrap();
+    let fresh = open(&path, opts());
+    let woken = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a reserve blocked on a replaced directory never woke");
+    assert!(matches!(woken, Err(Error::Replaced { .. })), "{woken:?}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(matches!(q.put("t", 0, Z, TTR, b"b"), Err(Error::Replaced { .. })));
+    assert_eq!(fresh.stats().unwrap().total_jobs, 0);
+}

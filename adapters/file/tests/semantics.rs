@@ -397,9 +397,10 @@ fn stats_job_tube_and_queue_fields() {
         ),
         (0, 3, 0, 0)
     );
+    // The handle still watches "s" after its reserve returned, as a beanstalkd connection would.
     assert_eq!(
         (t.current_using, t.current_waiting, t.current_watching),
-        (0, 0, 0)
+        (0, 0, 1)
     );
     q.bury(r.id, 1, None).unwrap();
     let g = q.stats().unwrap();
@@ -517,4 +518,29 @@ fn compaction_happens_by_itself_and_other_handles_follow() {
         })
         .count();
     assert_eq!(logs, 1, "old segments are removed");
+}
+
+/// A tube exists while a live handle (of any process) watches it, as on beanstalkd: named in
+/// its latest reserve, until it closes. A list left by a dead process counts for nothing and is
+/// removed (issue 11, item 13).
+#[test]
+fn a_tube_exists_while_a_live_handle_watches_it() {
+    let (_d, q) = new_queue();
+    let runner = open(q.dir(), opts());
+    assert!(matches!(q.stats_tube("w"), Err(Error::TubeNotFound { .. })));
+    assert!(runner.reserve(&["w", "v"], Some(Z)).unwrap().is_none());
+    assert_eq!(q.stats_tube("w").unwrap().current_watching, 1);
+    assert!(q.list_tubes().unwrap().contains(&"v".to_string()));
+    q.pause_tube("w", Duration::from_secs(1)).unwrap();
+    // A new watch list replaces the old one.
+    assert!(runner.reserve(&["w"], Some(Z)).unwrap().is_none());
+    assert!(matches!(q.stats_tube("v"), Err(Error::TubeNotFound { .. })));
+    drop(runner);
+    assert!(matches!(q.pause_tube("v", Z), Err(Error::TubeNotFound { .. })));
+
+    // The list of a process that died: nobody holds its lock.
+    let ghost = q.dir().join("run/watch/00000000000000ff");
+    std::fs::write(&ghost, b"ghost\n").unwrap();
+    assert!(matches!(q.stats_tube("ghost"), Err(Error::TubeNotFound { .. })));
+    assert!(!ghost.exists(), "a dead handle's list stays");
 }

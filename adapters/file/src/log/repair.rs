@@ -83,9 +83,15 @@ pub(super) fn move_aside(dir: &Path, path: &Path, why: &str) -> Result<()> {
     Ok(())
 }
 
-/// The highest id found in valid records of a damaged file (so that ids are never reused).
-pub(super) fn salvage_next_id(path: &Path) -> u64 {
-    let Ok(data) = fs::read(path) else { return 0 };
+/// The highest id found in valid records of a damaged segment (so that ids are never reused).
+pub(super) fn salvage_next_id(f: &fs::File) -> u64 {
+    let Ok(len) = f.metadata().map(|m| m.len()) else {
+        return 0;
+    };
+    let mut data = vec![0u8; len as usize];
+    if f.read_exact_at(&mut data, 0).is_err() {
+        return 0;
+    }
     let mut next = 0;
     let mut i = 0;
     while i + FRAME_LEN <= data.len() {

@@ -57,6 +57,7 @@
 //! watchers.rs        run/watch/: the tubes each live handle watches (so that they exist)
 //! stats.rs           stats-job, stats-tube, stats, list-tubes
 //! dir.rs             the directory: the lock file, run/, opening and creating files
+//! sync.rs            every fsync and fdatasync, named by its SyncPoint and counted
 //! trust.rs           whom the queue trusts: owners, modes, parents, no links or special files
 //! types.rs, error.rs what callers pass and get back
 //! ```
@@ -73,6 +74,7 @@ mod log;
 mod notify;
 mod queue;
 mod stats;
+mod sync;
 mod sync_file;
 mod transaction;
 mod trust;
@@ -81,6 +83,8 @@ mod watchers;
 
 pub use error::{Error, Result};
 pub use queue::{FileQueue, STOP_POLL};
+#[doc(hidden)]
+pub use sync::{SyncPoint, sync_count};
 pub use types::{
     Job, JobState, JobStats, MAX_JOB_SIZE_LIMIT, NewJob, Options, QueueStats, Reserved, TubeStats,
     validate_tube,

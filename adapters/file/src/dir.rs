@@ -1,5 +1,5 @@
 //! The queue directory's setup: its checks (see `trust.rs`), the directory lock (`<dir>/lock`),
-//! `run/`, and how the files the queue keeps in it are opened, created and fsynced.
+//! `run/`, and how the files the queue keeps in it are opened and created (`sync.rs` syncs them).
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, io_err};
+use crate::sync::{SyncPoint, sync_dir};
 use crate::trust::{self, Trust};
 
 /// The subdirectory of runtime state shared by the processes (not queue data).
@@ -35,7 +36,7 @@ pub(crate) fn prepare_dir(dir: &Path, trust: Trust) -> Result<()> {
                 .create(dir)
                 .map_err(io_err(dir, "create directory"))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
+                sync_dir(parent, SyncPoint::QueueDirCreate)?;
             }
         }
         Err(e) => return Err(io_err(dir, "open queue directory")(e)),
@@ -91,13 +92,6 @@ pub(crate) fn create_tmp(path: &Path) -> Result<File> {
         .custom_flags(NO_LINKS)
         .open(path)
         .map_err(trust::open_error(path, "create"))
-}
-
-/// fsyncs a directory, so that a create, rename or delete in it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir, "fsync directory"))
 }
 
 /// `<dir>/lock`, `flock`ed around every transaction (catch-up + decide + append) and around

@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::dir::sync_dir;
 use crate::error::{Error, Result, io_err};
 use crate::queue::FileQueue;
+use crate::sync::{SyncPoint, sync, sync_dir};
 use crate::sync_file::{Mark, SyncFile, WAIT_MAX, beyond};
 
 /// Shortest and longest time a group commit waits for its group to complete (as long as the
@@ -165,7 +165,7 @@ impl FileQueue {
             });
         }
         let t0 = Instant::now();
-        if let Err(e) = file.sync_data() {
+        if let Err(e) = sync(&file, SyncPoint::GroupCommit) {
             let err = io_err(&path, "fdatasync")(e);
             return Err(self.failed(err.to_string()));
         }
@@ -173,7 +173,7 @@ impl FileQueue {
         if mark.seg < seg {
             // The first sync of this segment (new queue, or after a compaction, which may have
             // been made by a handle without fsync): make its directory entry durable too.
-            sync_dir(&inner.dir).map_err(|e| self.failed(e.to_string()))?;
+            sync_dir(&inner.dir, SyncPoint::GroupCommitDir).map_err(|e| self.failed(e.to_string()))?;
         }
         d.write(Mark {
             seg,

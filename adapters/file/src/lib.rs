@@ -56,11 +56,14 @@
 //! notify.rs          waking blocked reserves (inotify)
 //! watchers.rs        run/watch/: the tubes each live handle watches (so that they exist)
 //! stats.rs           stats-job, stats-tube, stats, list-tubes
+//! clock.rs           the time transactions decide by (a test can move it by hand)
 //! dir.rs             the directory: the lock file, run/, opening and creating files
+//! sync.rs            every fsync and fdatasync, named by its SyncPoint and counted
 //! trust.rs           whom the queue trusts: owners, modes, parents, no links or special files
 //! types.rs, error.rs what callers pass and get back
 //! ```
 
+mod clock;
 mod dir;
 mod error;
 // Public only for the fuzz targets (`fuzz/`) and the format tests, which feed the decoder bytes
@@ -73,14 +76,19 @@ mod log;
 mod notify;
 mod queue;
 mod stats;
+mod sync;
 mod sync_file;
 mod transaction;
 mod trust;
 mod types;
 mod watchers;
 
+#[doc(hidden)]
+pub use clock::Clock;
 pub use error::{Error, Result};
 pub use queue::{FileQueue, STOP_POLL};
+#[doc(hidden)]
+pub use sync::{SyncPoint, sync_count};
 pub use types::{
     Job, JobState, JobStats, MAX_JOB_SIZE_LIMIT, NewJob, Options, QueueStats, Reserved, TubeStats,
     validate_tube,

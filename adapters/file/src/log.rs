@@ -14,12 +14,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::dir::{create_tmp, open_file, sync_dir};
+use crate::dir::{create_tmp, open_file};
 use crate::error::{Result, io_err};
 use crate::format::{
     self, FRAME_LEN, Frame, Record, SEG_HEADER_LEN, decode, encode, parse_frame, parse_segment_header,
 };
 use crate::index::Index;
+use crate::sync::{SyncPoint, sync, sync_dir};
 use crate::sync_file::SyncFile;
 use repair::{move_aside, salvage_next_id};
 
@@ -465,11 +466,11 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
     f.write_all_at(&format::segment_header(n), 0)
         .map_err(io_err(&tmp, "write"))?;
     if fsync {
-        f.sync_all().map_err(io_err(&tmp, "fsync"))?;
+        sync(&f, SyncPoint::SegmentCreate).map_err(io_err(&tmp, "fsync"))?;
     }
     fs::rename(&tmp, &path).map_err(io_err(&tmp, "rename"))?;
     if fsync {
-        sync_dir(dir)?;
+        sync_dir(dir, SyncPoint::SegmentCreateDir)?;
     }
     Ok((n, f, path, floor))
 }

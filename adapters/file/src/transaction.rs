@@ -11,7 +11,7 @@
 //! then wait for group commit (`group_commit.rs`).
 
 use std::sync::MutexGuard;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::format::{Record, encode};
@@ -19,14 +19,6 @@ use crate::index::{Index, JobMeta, Slot};
 use crate::log::Log;
 use crate::queue::FileQueue;
 use crate::types::Job;
-
-/// Wall-clock milliseconds since the Unix epoch (what records carry).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// A duration in the milliseconds records carry (capped where the format caps it).
 pub(crate) fn ms(d: Duration) -> u64 {
@@ -154,7 +146,7 @@ impl FileQueue {
             inner.lock.check_same(false)?;
             log.catch_up(&inner.sync)?;
             let seg_before = log.seg_no();
-            let now = now_ms();
+            let now = inner.opts.clock.now_ms();
             log.index_mut().promote(now);
             let mut tx = Txn {
                 log: &mut log,

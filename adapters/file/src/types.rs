@@ -5,6 +5,7 @@ use std::time::Duration;
 use pulpo_model::TubeName;
 pub use pulpo_model::{JobState, JobStats, TubeStats};
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 
 /// Settings for [`crate::FileQueue::open`].
@@ -18,6 +19,10 @@ pub struct Options {
     pub max_job_size: usize,
     /// Compact the log once it is at least this big and less than half of it is live data.
     pub compact_min_bytes: u64,
+    /// The time delays, TTRs and pauses are measured by: the system clock, unless a test
+    /// moves time by hand ([`Clock::manual`]).
+    #[doc(hidden)]
+    pub clock: Clock,
 }
 
 impl Default for Options {
@@ -26,6 +31,7 @@ impl Default for Options {
             fsync: true,
             max_job_size: 65_535,
             compact_min_bytes: 64 << 20,
+            clock: Clock::default(),
         }
     }
 }

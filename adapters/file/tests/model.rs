@@ -1,25 +1,43 @@
 //! Model test: random operations against the queue and a `BTreeMap` model, with "reopen" and
 //! "compact" among them; the whole observable state is compared after every step.
+//!
+//! Time moves only by the `Tick` operation (the queue runs on a manual clock), so that short
+//! delays and TTRs run out exactly when the model says: a delayed job becomes ready, a
+//! reservation times out (counted in `timeouts`), `touch` gives a full TTR again from now.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use pulpo_filequeue::{Error, FileQueue, JobState};
+use pulpo_filequeue::{Clock, Error, FileQueue, JobState, Options};
 
 mod common;
 
 use common::{open, opts, queue_dir};
 
 const TUBES: [&str; 3] = ["a", "b", "c"];
-const LONG: Duration = Duration::from_secs(3600);
+/// One hour: longer than any case's ticks add up to.
+const LONG: u64 = 3_600_000;
+/// The shortest TTR; a shorter one counts as this.
+const MIN_TTR: u64 = 1000;
+
+/// A delay (ms): none, short ones that ticks reach, or one that never runs out in a case.
+fn delay() -> impl Strategy<Value = u64> {
+    prop_oneof![3 => Just(0), 1 => Just(500), 1 => Just(1000), 1 => Just(2500), 1 => Just(LONG)]
+}
+
+/// A TTR (ms): below the minimum, at it, short, or one that never runs out in a case.
+fn ttr() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(500), Just(MIN_TTR), Just(2000), Just(LONG)]
+}
 
 #[derive(Debug, Clone)]
 enum Op {
     Put {
         tube: usize,
         pri: u32,
-        delayed: bool,
+        delay: u64,
+        ttr: u64,
         len: usize,
     },
     Reserve {
@@ -29,7 +47,7 @@ enum Op {
     Release {
         pick: usize,
         pri: u32,
-        delayed: bool,
+        delay: u64,
         reason: bool,
     },
     Bury {
@@ -44,30 +62,42 @@ enum Op {
     KickJob(usize),
     Reopen,
     Compact,
+    /// Moves the clock on by this many milliseconds.
+    Tick(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..3usize, 0..4u32, any::<bool>(), 0..64usize)
-            .prop_map(|(tube, pri, delayed, len)| Op::Put { tube, pri, delayed, len }),
+        4 => (0..3usize, 0..4u32, delay(), ttr(), 0..64usize)
+            .prop_map(|(tube, pri, delay, ttr, len)| Op::Put { tube, pri, delay, ttr, len }),
         3 => (1..8u8).prop_map(|mask| Op::Reserve { mask }),
         2 => any::<usize>().prop_map(Op::Delete),
-        2 => (any::<usize>(), 0..4u32, any::<bool>(), any::<bool>())
-            .prop_map(|(pick, pri, delayed, reason)| Op::Release { pick, pri, delayed, reason }),
+        2 => (any::<usize>(), 0..4u32, delay(), any::<bool>())
+            .prop_map(|(pick, pri, delay, reason)| Op::Release { pick, pri, delay, reason }),
         2 => (any::<usize>(), 0..4u32).prop_map(|(pick, pri)| Op::Bury { pick, pri }),
         1 => any::<usize>().prop_map(Op::Touch),
         1 => (0..3usize, 1..4u64).prop_map(|(tube, bound)| Op::Kick { tube, bound }),
         1 => any::<usize>().prop_map(Op::KickJob),
         1 => Just(Op::Reopen),
         1 => Just(Op::Compact),
+        // Up to 3 s in quarters (so that ticks add up to the delays and TTRs exactly), or 1 ms
+        // (just past a moment a job's time ran out at).
+        3 => prop_oneof![(1..=12u64).prop_map(|q| q * 250), Just(1)].prop_map(Op::Tick),
     ]
 }
 
+/// A job's state; times are ms on the model's clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum St {
     Ready,
+    /// Ready at this time.
     Delayed(u64),
-    Reserved(u64),
+    /// Held by handle `owner` until `deadline`.
+    Reserved {
+        owner: u64,
+        deadline: u64,
+    },
+    /// Buried, this many-th (kick takes the oldest first).
     Buried(u64),
 }
 
@@ -75,9 +105,12 @@ enum St {
 struct M {
     tube: usize,
     pri: u32,
+    ttr: u64,
     st: St,
     body: Vec<u8>,
     reason: Option<String>,
+    reserves: u32,
+    timeouts: u32,
 }
 
 struct Model {
@@ -85,6 +118,11 @@ struct Model {
     ever: Vec<u64>,
     seq: u64,
     owner: u64,
+    /// The clock, in ms since the case began.
+    now: u64,
+    /// Reservations timed out since the log was last compacted (what `job_timeouts` counts:
+    /// a handle counts the timeouts it replays, and a compaction leaves none to replay).
+    timeouts: u64,
 }
 
 impl Model {
@@ -96,7 +134,32 @@ impl Model {
         }
     }
     fn mine(&self, id: u64) -> bool {
-        matches!(self.jobs.get(&id), Some(M { st: St::Reserved(o), .. }) if *o == self.owner)
+        matches!(self.jobs.get(&id), Some(M { st: St::Reserved { owner, .. }, .. }) if *owner == self.owner)
+    }
+
+    /// What time alone does, as every command first does it: delays that ran out make their
+    /// jobs ready, reservations whose TTR ran out are timed out.
+    fn settle(&mut self) {
+        for j in self.jobs.values_mut() {
+            match j.st {
+                St::Delayed(until) if until <= self.now => j.st = St::Ready,
+                St::Reserved { deadline, .. } if deadline <= self.now => {
+                    j.st = St::Ready;
+                    j.timeouts += 1;
+                    self.timeouts += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The state of a job delayed by `delay` from now.
+    fn delayed(&self, delay: u64) -> St {
+        if delay == 0 {
+            St::Ready
+        } else {
+            St::Delayed(self.now + delay)
+        }
     }
     fn next(&mut self) -> u64 {
         self.seq += 1;
@@ -106,36 +169,46 @@ impl Model {
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let (_dir, path) = queue_dir();
-    let mut q = open(&path, opts());
+    let clock = Clock::manual();
+    let opts = Options {
+        clock: clock.clone(),
+        ..opts()
+    };
+    let mut q = open(&path, opts.clone());
     let mut m = Model {
         jobs: BTreeMap::new(),
         ever: Vec::new(),
         seq: 0,
         owner: 0,
+        now: 0,
+        timeouts: 0,
     };
     for op in ops {
+        m.settle();
         match op {
             Op::Put {
                 tube,
                 pri,
-                delayed,
+                delay,
+                ttr,
                 len,
             } => {
                 let body: Vec<u8> = (0..len)
                     .map(|i| (i as u8).wrapping_mul(31).wrapping_add(pri as u8))
                     .collect();
-                let delay = if delayed { LONG } else { Duration::ZERO };
-                let id = q.put(TUBES[tube], pri, delay, LONG, &body).unwrap();
+                let id = q.put(TUBES[tube], pri, ms(delay), ms(ttr), &body).unwrap();
                 prop_assert!(m.ever.iter().all(|&e| e < id), "ids grow and are never reused");
-                let st = if delayed { St::Delayed(m.next()) } else { St::Ready };
                 m.jobs.insert(
                     id,
                     M {
                         tube,
                         pri,
-                        st,
+                        ttr: ttr.max(MIN_TTR),
+                        st: m.delayed(delay),
                         body,
                         reason: None,
+                        reserves: 0,
+                        timeouts: 0,
                     },
                 );
                 m.ever.push(id);
@@ -156,14 +229,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if let Some(r) = got {
                     let j = m.jobs.get_mut(&r.id).unwrap();
                     prop_assert_eq!(&r.body, &j.body);
-                    j.st = St::Reserved(m.owner);
+                    prop_assert_eq!(r.ttr, ms(j.ttr));
+                    j.reserves += 1;
+                    prop_assert_eq!(r.reserves, j.reserves);
+                    j.st = St::Reserved {
+                        owner: m.owner,
+                        deadline: m.now + j.ttr,
+                    };
                 }
             }
             Op::Delete(p) => {
                 let id = m.pick(p);
                 let ok = match m.jobs.get(&id) {
                     None => false,
-                    Some(j) => !matches!(j.st, St::Reserved(o) if o != m.owner),
+                    Some(j) => !matches!(j.st, St::Reserved { owner, .. } if owner != m.owner),
                 };
                 check(q.delete(id), ok, id)?;
                 if ok {
@@ -173,16 +252,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Release {
                 pick,
                 pri,
-                delayed,
+                delay,
                 reason,
             } => {
                 let id = m.pick(pick);
                 let ok = m.mine(id);
                 let why = reason.then(|| format!("err {id}"));
-                let delay = if delayed { LONG } else { Duration::ZERO };
-                check(q.release(id, pri, delay, why.as_deref()), ok, id)?;
+                check(q.release(id, pri, ms(delay), why.as_deref()), ok, id)?;
                 if ok {
-                    let st = if delayed { St::Delayed(m.next()) } else { St::Ready };
+                    let st = m.delayed(delay);
                     let j = m.jobs.get_mut(&id).unwrap();
                     (j.pri, j.st) = (pri, st);
                     if why.is_some() {
@@ -202,7 +280,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Touch(p) => {
                 let id = m.pick(p);
-                check(q.touch(id), m.mine(id), id)?;
+                let ok = m.mine(id);
+                check(q.touch(id), ok, id)?;
+                if ok {
+                    let j = m.jobs.get_mut(&id).unwrap();
+                    j.st = St::Reserved {
+                        owner: m.owner,
+                        deadline: m.now + j.ttr,
+                    };
+                }
             }
             Op::Kick { tube, bound } => {
                 let of = |f: fn(&St) -> Option<u64>| {
@@ -237,16 +323,26 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Reopen => {
                 drop(q);
-                q = open(&path, opts());
+                q = open(&path, opts.clone());
                 m.owner += 1; // a new handle owns none of the old reservations
             }
-            Op::Compact => q.compact().unwrap(),
+            Op::Compact => {
+                q.compact().unwrap();
+                m.timeouts = 0;
+            }
+            Op::Tick(by) => {
+                clock.advance(ms(by));
+                m.now += by;
+                m.settle();
+            }
         }
-        // Delayed jobs are ordered by when they were delayed: keep those moments distinct.
-        std::thread::sleep(Duration::from_millis(1));
         compare(&q, &m)?;
     }
     Ok(())
+}
+
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
 }
 
 fn check(r: Result<(), Error>, ok: bool, id: u64) -> Result<(), TestCaseError> {
@@ -264,13 +360,17 @@ fn compare(q: &FileQueue, m: &Model) -> Result<(), TestCaseError> {
         match (m.jobs.get(&id), q.peek(id)) {
             (None, Err(Error::NotFound { .. })) => {}
             (Some(j), Ok(got)) => {
-                let want = match j.st {
-                    St::Ready => JobState::Ready,
-                    St::Delayed(_) => JobState::Delayed,
-                    St::Reserved(_) => JobState::Reserved,
-                    St::Buried(_) => JobState::Buried,
+                let (want, left) = match j.st {
+                    St::Ready => (JobState::Ready, 0),
+                    St::Delayed(until) => (JobState::Delayed, until - m.now),
+                    St::Reserved { deadline, .. } => (JobState::Reserved, deadline - m.now),
+                    St::Buried(_) => (JobState::Buried, 0),
                 };
                 prop_assert_eq!(got.stats.state, want, "job {}", id);
+                prop_assert_eq!(got.stats.time_left, ms(left), "job {}", id);
+                prop_assert_eq!(got.stats.ttr, ms(j.ttr), "job {}", id);
+                prop_assert_eq!(got.stats.reserves, j.reserves, "job {}", id);
+                prop_assert_eq!(got.stats.timeouts, j.timeouts, "job {}", id);
                 prop_assert_eq!(got.stats.pri, j.pri, "job {}", id);
                 prop_assert_eq!(&got.stats.tube, TUBES[j.tube]);
                 prop_assert_eq!(&got.body, &j.body);
@@ -287,9 +387,13 @@ fn compare(q: &FileQueue, m: &Model) -> Result<(), TestCaseError> {
     let count = |f: fn(&St) -> bool| m.jobs.values().filter(|j| f(&j.st)).count() as u64;
     prop_assert_eq!(s.current_jobs_ready, count(|s| *s == St::Ready));
     prop_assert_eq!(s.current_jobs_delayed, count(|s| matches!(s, St::Delayed(_))));
-    prop_assert_eq!(s.current_jobs_reserved, count(|s| matches!(s, St::Reserved(_))));
+    prop_assert_eq!(
+        s.current_jobs_reserved,
+        count(|s| matches!(s, St::Reserved { .. }))
+    );
     prop_assert_eq!(s.current_jobs_buried, count(|s| matches!(s, St::Buried(_))));
     prop_assert_eq!(s.total_jobs, m.ever.len() as u64);
+    prop_assert_eq!(s.job_timeouts, m.timeouts);
     Ok(())
 }
 

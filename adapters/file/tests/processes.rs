@@ -164,14 +164,22 @@ fn intact(b: &[u8]) -> bool {
     b.len() >= 8 && fnv(&b[8..]).to_le_bytes() == b[..8]
 }
 
-/// Child: puts, reserves and deletes with fsync on until killed, logging every acknowledged
-/// operation (fsync'd) to a side file: `P id` after a put, `d id` before and `D id` after a delete.
+/// Child: puts, reserves and deletes until killed (with fsync unless `PULPO_FQ_CRASH_FSYNC` is
+/// `0`), logging every acknowledged operation (fsync'd) to a side file: `P id` after a put, `d
+/// id` before and `D id` after a delete.
 #[test]
 #[ignore = "a child process's work, run by killed_writers_lose_nothing_acknowledged_and_leave_nothing_torn"]
 fn crash_entry() {
     let (dir, round) = child_env("PULPO_FQ_CRASH_DIR", "PULPO_FQ_CRASH_ROUND")
         .expect("run as a child: PULPO_FQ_CRASH_DIR and PULPO_FQ_CRASH_ROUND name its work");
-    let q = open(&dir.join("q"), Options::default());
+    let fsync = std::env::var("PULPO_FQ_CRASH_FSYNC").map_or(true, |v| v != "0");
+    let q = open(
+        &dir.join("q"),
+        Options {
+            fsync,
+            ..Options::default()
+        },
+    );
     let mut side = OpenOptions::new()
         .create(true)
         .append(true)
@@ -247,6 +255,19 @@ fn check_store(dir: &Path) -> usize {
 
 #[test]
 fn killed_writers_lose_nothing_acknowledged_and_leave_nothing_torn() {
+    killed_writers(true);
+}
+
+/// Without fsync the same holds after kill -9: the kernel still holds the writes (only a power
+/// loss or a kernel crash could lose them).
+#[test]
+fn killed_writers_without_fsync_lose_nothing_acknowledged_and_leave_nothing_torn() {
+    killed_writers(false);
+}
+
+/// Rounds of writers (with or without `fsync`) killed with SIGKILL mid-work; after each, the
+/// store holds every acknowledged job whole.
+fn killed_writers(fsync: bool) {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_path_buf();
     let mut seed = std::time::SystemTime::now()
@@ -271,6 +292,7 @@ fn killed_writers_lose_nothing_acknowledged_and_leave_nothing_torn() {
                     &[
                         ("PULPO_FQ_CRASH_DIR", dir.display().to_string()),
                         ("PULPO_FQ_CRASH_ROUND", (round * 10 + w).to_string()),
+                        ("PULPO_FQ_CRASH_FSYNC", u8::from(fsync).to_string()),
                     ],
                 )
             })

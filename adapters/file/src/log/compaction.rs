@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Log, seal, segment_path};
-use crate::dir::{create_tmp, sync_dir};
+use crate::dir::create_tmp;
 use crate::error::{Result, io_err};
 use crate::format::{self, Record, encode};
+use crate::sync::{SyncPoint, sync, sync_dir};
 use crate::sync_file::{Mark, SyncFile};
 
 /// How long after a failed compaction (say, on a full disk) the next try waits, unless the log
@@ -80,7 +81,7 @@ impl Log {
                 return Err(e);
             }
         };
-        sync_dir(&self.dir)?;
+        sync_dir(&self.dir, SyncPoint::CompactionDir)?;
         // After the rename (the note covers a death before this line): a handle idle at the end
         // of this segment follows, even once the note is cleared.
         if let Err(e) = sync.note_segment(next, false) {
@@ -173,7 +174,7 @@ impl Log {
         flush(&mut out, &mut written)?;
         // Always synced, whatever `fsync` says: the old segment is deleted next, and with it what
         // other handles (with fsync) had made durable there.
-        f.sync_all().map_err(io_err(tmp, "fsync"))?;
+        sync(f, SyncPoint::CompactionFile).map_err(io_err(tmp, "fsync"))?;
         Ok(written)
     }
 }

@@ -14,14 +14,7 @@ use serde_json::Value;
 /// `pulpo` in `dir` (no stray ./pulpo.toml), without the caller's PULPO_
 /// variables.
 fn pulpo(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
-    cmd.current_dir(dir).args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PULPO_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
+    pulpo_testkit::output::clean_command(env!("CARGO_BIN_EXE_pulpo"), dir, args)
 }
 
 /// Waits for `child` at most `limit`; kills it (and fails) past that.

@@ -17,14 +17,7 @@ fn pulpo_in(dir: &Path, args: &[&str]) -> Output {
 /// The `pulpo` command [`pulpo_in`] runs, for a caller that sets up its
 /// standard streams itself.
 fn command_in(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
-    cmd.current_dir(dir).args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PULPO_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
+    pulpo_testkit::output::clean_command(env!("CARGO_BIN_EXE_pulpo"), dir, args)
 }
 
 struct Env {

@@ -351,7 +351,9 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             })?;
             Ok(())
         }
-        Command::Config | Command::Run | Command::Serve { .. } => unreachable!("handled before the queue is opened"),
+        Command::Config | Command::Run | Command::Serve { .. } => {
+            unreachable!("handled before the queue is opened")
+        }
     }
 }
 

@@ -35,7 +35,9 @@ pub(super) async fn serve(settings: &Settings, listen: Vec<String>, json: bool) 
             message: err.to_string(),
         })?;
     watch_signals(shutdown, shared)?;
-    show::emit(json, json!({"listening": bound}), || format!("listening on {}", bound.join(", ")))?;
+    show::emit(json, json!({"listening": bound}), || {
+        format!("listening on {}", bound.join(", "))
+    })?;
     server.await;
     Ok(())
 }

@@ -85,8 +85,9 @@ impl Conn {
             }
             Command::Use { tube } => {
                 let tube = tube.as_str().to_owned();
-                self.shared.tube_ref(&[tube.clone()], Ref::Using, 1);
-                self.shared.tube_ref(&[std::mem::replace(&mut self.used, tube)], Ref::Using, -1);
+                self.shared.tube_ref(std::slice::from_ref(&tube), Ref::Using, 1);
+                self.shared
+                    .tube_ref(&[std::mem::replace(&mut self.used, tube)], Ref::Using, -1);
                 Reply::Using {
                     tube: self.used_name(),
                 }
@@ -97,7 +98,8 @@ impl Conn {
             Command::Watch { tube } => {
                 let tube = tube.as_str().to_owned();
                 if !self.watch.contains(&tube) {
-                    self.shared.tube_ref(&[tube.clone()], Ref::Watching, 1);
+                    self.shared
+                        .tube_ref(std::slice::from_ref(&tube), Ref::Watching, 1);
                     self.watch.push(tube);
                 }
                 Reply::Watching {
@@ -130,7 +132,10 @@ impl Conn {
                 if !self.holds(id) {
                     return Reply::NotFound;
                 }
-                match self.blocking(move |q| q.release(id, priority, secs(delay), None)).await {
+                match self
+                    .blocking(move |q| q.release(id, priority, secs(delay), None))
+                    .await
+                {
                     Ok(()) => {
                         self.held.remove(&id);
                         Reply::Released
@@ -369,15 +374,22 @@ impl Conn {
         };
         let watch = self.watch.clone();
         let now = Instant::now();
-        let margin = self.soonest_deadline().map(|d| d.saturating_duration_since(now + SAFETY_MARGIN));
+        let margin = self
+            .soonest_deadline()
+            .map(|d| d.saturating_duration_since(now + SAFETY_MARGIN));
         if margin == Some(Duration::ZERO) {
             // In the safety margin: a ready job still goes out, else DEADLINE_SOON.
             let w = watch.clone();
-            return Some(match self.blocking(move |q| q.reserve(&refs(&w), Some(Duration::ZERO))).await {
-                Ok(Some(job)) => self.reserved(job),
-                Ok(None) => Reply::DeadlineSoon,
-                Err(err) => failed(err),
-            });
+            return Some(
+                match self
+                    .blocking(move |q| q.reserve(&refs(&w), Some(Duration::ZERO)))
+                    .await
+                {
+                    Ok(Some(job)) => self.reserved(job),
+                    Ok(None) => Reply::DeadlineSoon,
+                    Err(err) => failed(err),
+                },
+            );
         }
         let wait = match (timeout, margin) {
             (Some(t), Some(m)) => Some(t.min(m)),
@@ -390,7 +402,9 @@ impl Conn {
         self.shared.tube_ref(&watch, Ref::Waiting, 1);
         self.shared.with(|c| c.waiting += 1);
         let mut task = tokio::task::spawn_blocking(move || {
-            queue.reserve_unless(&refs(&w), wait, &|| stop2.load(std::sync::atomic::Ordering::Relaxed))
+            queue.reserve_unless(&refs(&w), wait, &|| {
+                stop2.load(std::sync::atomic::Ordering::Relaxed)
+            })
         });
         let mut hung_up = false;
         let result = loop {
@@ -414,8 +428,14 @@ impl Conn {
             Ok(Ok(Some(job))) => self.reserved(job),
             Ok(Ok(None)) if hung_up || self.shutdown.is_cancelled() => Reply::TimedOut,
             Ok(Ok(None)) => {
-                let soon = self.soonest_deadline().is_some_and(|d| d <= Instant::now() + SAFETY_MARGIN);
-                if soon { Reply::DeadlineSoon } else { Reply::TimedOut }
+                let soon = self
+                    .soonest_deadline()
+                    .is_some_and(|d| d <= Instant::now() + SAFETY_MARGIN);
+                if soon {
+                    Reply::DeadlineSoon
+                } else {
+                    Reply::TimedOut
+                }
             }
             Ok(Err(err)) => failed(err),
             Err(_) => Reply::InternalError,
@@ -456,7 +476,10 @@ fn found(result: Result<Option<pulpo_filequeue::Job>, Error>) -> Reply {
 }
 
 fn yaml_list(tubes: &[String]) -> Bytes {
-    let names: Vec<TubeName> = tubes.iter().filter_map(|t| TubeName::new(t.clone()).ok()).collect();
+    let names: Vec<TubeName> = tubes
+        .iter()
+        .filter_map(|t| TubeName::new(t.clone()).ok())
+        .collect();
     Bytes::from(tube_list_to_yaml(&names))
 }
 

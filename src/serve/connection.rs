@@ -52,8 +52,12 @@ pub(crate) struct Conn {
 pub(crate) const MAX_BUFFERED_WHILE_WAITING: usize = 1 << 16;
 
 /// Serves one client until it quits, hangs up, or the server stops.
-pub(crate) async fn serve<S>(mut stream: S, settings: &Settings, shared: &Arc<Shared>, shutdown: CancellationToken)
-where
+pub(crate) async fn serve<S>(
+    mut stream: S,
+    settings: &Settings,
+    shared: &Arc<Shared>,
+    shutdown: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (dir, opts) = (settings.dir.clone(), settings.queue.clone());
@@ -115,7 +119,9 @@ where
                 Request::Command(cmd) => conn.run(cmd).await,
             };
             output.clear();
-            if RequestCodec::new(0).encode(reply, &mut output).is_err() || stream.write_all(&output).await.is_err() {
+            if RequestCodec::new(0).encode(reply, &mut output).is_err()
+                || stream.write_all(&output).await.is_err()
+            {
                 break 'conn;
             }
         }

@@ -136,8 +136,13 @@ async fn run(listeners: Vec<Listener>, opts: ServeOptions, shutdown: Cancellatio
     });
     let mut sockets = Vec::new();
     for listener in listeners {
-        let (tracker2, slots, settings, shared, shutdown) =
-            (tracker.clone(), slots.clone(), settings.clone(), shared.clone(), shutdown.clone());
+        let (tracker2, slots, settings, shared, shutdown) = (
+            tracker.clone(),
+            slots.clone(),
+            settings.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        );
         let held = tracker.clone();
         if let Listener::Unix(_, path) = &listener {
             sockets.push(path.clone());

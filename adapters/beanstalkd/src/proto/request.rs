@@ -68,7 +68,12 @@ impl RequestCodec {
 enum Head {
     Done(Request),
     /// A put whose body of `len` bytes (then CRLF) follows.
-    Put { priority: u32, delay: u32, ttr: u32, len: usize },
+    Put {
+        priority: u32,
+        delay: u32,
+        ttr: u32,
+        len: usize,
+    },
     /// A put body over the limit: skip `len` + 2 bytes, then JOB_TOO_BIG.
     Skip(u64),
 }
@@ -237,7 +242,13 @@ fn parse_line(line: &[u8], max_body: usize) -> Head {
         return bad;
     }
     let id = |rest: &[u8]| read_num(rest, u64::MAX, true).map(|(n, _)| n);
-    let exact = |name: &[u8], cmd: Command| if line == name { done(cmd) } else { Head::Done(Request::Refused(Reply::BadFormat)) };
+    let exact = |name: &[u8], cmd: Command| {
+        if line == name {
+            done(cmd)
+        } else {
+            Head::Done(Request::Refused(Reply::BadFormat))
+        }
+    };
     let after = |prefix: &[u8]| line.strip_prefix(prefix);
     let u32max = u64::from(u32::MAX);
     // In beanstalkd's order of prefixes.
@@ -280,7 +291,11 @@ fn parse_line(line: &[u8], max_body: usize) -> Head {
                 if !negative && magnitude > i64::MAX as u64 {
                     return bad;
                 }
-                let long = if negative { (magnitude as i64).wrapping_neg() } else { magnitude as i64 };
+                let long = if negative {
+                    (magnitude as i64).wrapping_neg()
+                } else {
+                    magnitude as i64
+                };
                 // beanstalkd stores it in an int.
                 let int = long as i32;
                 let timeout = u32::try_from(int).unwrap_or(RESERVE_FOREVER);
@@ -324,7 +339,11 @@ fn parse_line(line: &[u8], max_body: usize) -> Head {
     if let Some(rest) = after(b"kick ") {
         return match c_strto(rest, u64::MAX) {
             Ok((negative, magnitude, true)) => {
-                let long = if negative { magnitude.wrapping_neg() } else { magnitude };
+                let long = if negative {
+                    magnitude.wrapping_neg()
+                } else {
+                    magnitude
+                };
                 // beanstalkd stores it in an unsigned int.
                 done(Command::Kick {
                     bound: u64::from(long as u32),
@@ -422,11 +441,15 @@ mod tests {
             got,
             vec![
                 Request::Command(Command::Quit),
-                Request::Command(Command::Kick { bound: u32::MAX as u64 }),
+                Request::Command(Command::Kick {
+                    bound: u32::MAX as u64
+                }),
                 Request::Command(Command::Kick { bound: 5 }),
                 refused(Reply::BadFormat),
                 Request::Command(Command::ReserveWithTimeout { timeout: 0 }),
-                Request::Command(Command::ReserveWithTimeout { timeout: RESERVE_FOREVER }),
+                Request::Command(Command::ReserveWithTimeout {
+                    timeout: RESERVE_FOREVER
+                }),
                 Request::Command(Command::Peek { id: 7 }),
                 refused(Reply::BadFormat),
                 refused(Reply::BadFormat),

@@ -336,6 +336,33 @@ impl Default for BeanstalkdSettings {
     }
 }
 
+/// `pulpo serve`: beanstalkd's protocol over the file queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServeSettings {
+    /// Where to listen: `HOST:PORT` and `unix:/path` addresses.
+    pub listen: Vec<String>,
+    /// Connections open at once; more are closed as they arrive.
+    pub max_connections: u32,
+    /// The largest job body a put may carry (beanstalkd's `-z`).
+    pub max_job_size: u32,
+}
+
+/// The highest `[serve] max_connections` (each waiting reserve holds a blocking thread).
+pub const MAX_SERVE_CONNECTIONS: u32 = 100_000;
+
+/// The highest `[serve] max_job_size`: the file queue's own limit.
+pub const MAX_SERVE_JOB_SIZE: u32 = 1 << 27;
+
+impl Default for ServeSettings {
+    fn default() -> ServeSettings {
+        ServeSettings {
+            listen: vec!["127.0.0.1:11300".to_owned()],
+            max_connections: 1024,
+            max_job_size: 65_535,
+        }
+    }
+}
+
 /// One `[handlers.<request_type>]` table: the handler kind, the common
 /// per-handler overrides (typed), and the kind's own options (raw, for the
 /// kind to interpret).
@@ -453,6 +480,8 @@ pub struct Settings {
     pub file: FileSettings,
     /// The beanstalkd queue.
     pub beanstalkd: BeanstalkdSettings,
+    /// `pulpo serve`.
+    pub serve: ServeSettings,
     /// Handlers by request type.
     pub handlers: BTreeMap<String, HandlerSettings>,
     /// The config file the settings were read from, if any.
@@ -476,6 +505,7 @@ impl Default for Settings {
             retry: RetrySettings::default(),
             file: FileSettings::default(),
             beanstalkd: BeanstalkdSettings::default(),
+            serve: ServeSettings::default(),
             handlers: BTreeMap::new(),
             source_file: None,
         }

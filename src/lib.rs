@@ -10,6 +10,7 @@ pub mod message;
 pub mod publish;
 pub mod queue;
 pub mod runner;
+pub mod serve;
 
 pub use config::{ConfigError, Settings};
 pub use handlers::{Context, Handler, Outcome, Registry};

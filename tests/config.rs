@@ -44,7 +44,7 @@ fn jailed<T>(result: Result<T, ConfigError>) -> figment::error::Result<T> {
 
 const ROOT_KEYS: &str = "queue, tube, watch, concurrency, sleep_duration, \
     shutdown_after_number_of_empty_iterations, on_idle, shutdown_timeout, on_expired, defaults, retry, file, \
-    beanstalkd, handlers";
+    beanstalkd, serve, handlers";
 
 const RETRY_KEYS: &str = "max_attempts, backoff, delay, max_delay, jitter";
 
@@ -136,6 +136,16 @@ fn bad_cases() -> Vec<(&'static str, String)> {
         ("unknown_queue_kind.toml", "key \"queue\": expected \"file\" or \"beanstalkd\", found \"redis\"".into()),
         ("bad_on_idle.toml", "key \"on_idle\": expected \"exit\" or \"restart\", found \"sleep\"".into()),
         ("bad_on_expired.toml", "key \"on_expired\": expected \"bury\" or \"delete\", found \"Bury\"".into()),
+        (
+            "serve_bad_listen.toml",
+            "key \"serve.listen[1]\": expected HOST:PORT (e.g. \"127.0.0.1:11300\") or unix:/path/to/socket, \
+             found \"nowhere\""
+                .into(),
+        ),
+        (
+            "serve_zero_connections.toml",
+            "key \"serve.max_connections\": expected a whole number from 1 to 100000, found 0".into(),
+        ),
         (
             "bad_address.toml",
             "key \"beanstalkd.address\": expected HOST:PORT (e.g. \"127.0.0.1:11300\") or unix:/path/to/socket, \

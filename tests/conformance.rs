@@ -46,6 +46,33 @@ impl Backend for BeanstalkdBackend {
     }
 }
 
+#[path = "serve_process/mod.rs"]
+mod serve_process;
+
+/// `pulpo serve` over the file queue, through pulpo's own beanstalkd client: each worker is
+/// one connection, as with beanstalkd.
+struct ServeBackend {
+    server: serve_process::Serve,
+}
+
+impl ServeBackend {
+    fn new() -> ServeBackend {
+        ServeBackend {
+            server: serve_process::Serve::start(MAX_JOB_SIZE),
+        }
+    }
+}
+
+impl Backend for ServeBackend {
+    async fn worker(&self) -> Box<dyn Queue> {
+        Box::new(
+            BeanstalkdQueue::connect(&self.server.address(), Duration::from_secs(5))
+                .await
+                .unwrap(),
+        )
+    }
+}
+
 /// The file queue: each worker is its own handle on one directory, as each
 /// process of a real deployment would be.
 struct FileBackend {
@@ -601,4 +628,8 @@ macro_rules! conformance_suite {
     };
 }
 
-conformance_suite!(file => FileBackend::new(), beanstalkd => BeanstalkdBackend::new());
+conformance_suite!(
+    file => FileBackend::new(),
+    beanstalkd => BeanstalkdBackend::new(),
+    serve => ServeBackend::new(),
+);

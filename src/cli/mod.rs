@@ -7,6 +7,7 @@ mod inspect;
 mod manage;
 mod publish;
 mod run;
+mod serve;
 mod show;
 
 use inspect::PeekArgs;
@@ -121,6 +122,12 @@ enum Command {
     },
     /// Validate the config and print it as resolved (defaults < file < env < flags).
     Config,
+    /// Serve the file queue over beanstalkd's protocol, so any beanstalkd client can use it.
+    Serve {
+        /// Where to listen (`HOST:PORT` or `unix:/path`), instead of `[serve] listen`; repeatable.
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<String>,
+    },
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -179,9 +186,16 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
-    let running = matches!(cli.command, Command::Run);
+    let running = matches!(cli.command, Command::Run | Command::Serve { .. });
     init_logging(cli.global.log_format, if running { "info" } else { "warn" });
-    let runtime = if running {
+    let runtime = if matches!(cli.command, Command::Serve { .. }) {
+        // Every connection waiting in a reserve holds a blocking thread (the file queue's API
+        // blocks), so the pool must not be what caps connections.
+        tokio::runtime::Builder::new_multi_thread()
+            .max_blocking_threads(config::MAX_SERVE_CONNECTIONS as usize + 64)
+            .enable_all()
+            .build()
+    } else if running {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()
     } else {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -272,6 +286,9 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         )
         .await;
     }
+    if let Command::Serve { listen } = cli.command {
+        return serve::serve(&settings, listen, json).await;
+    }
     let mut queue = queue::open(&settings).await?;
     let queue = queue.as_mut();
     let tube = settings.tube.clone();
@@ -334,7 +351,9 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             })?;
             Ok(())
         }
-        Command::Config | Command::Run => unreachable!("handled before the queue is opened"),
+        Command::Config | Command::Run | Command::Serve { .. } => {
+            unreachable!("handled before the queue is opened")
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use serde_json::Map;
 use super::error::Origin;
 use super::{
     Backoff, BeanstalkdSettings, ConfigError, DefaultsSettings, FileSettings, HandlerSettings,
-    MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, OnExpired, OnIdle, QueueKind, RetrySettings, Settings,
-    validate_address, validate_tube_name,
+    MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, MAX_SERVE_JOB_SIZE, OnExpired, OnIdle, QueueKind,
+    RetrySettings, ServeSettings, Settings, validate_address, validate_tube_name,
 };
 use crate::duration::{self, DurationError};
 
@@ -246,6 +246,44 @@ impl<'de> Deserialize<'de> for Address {
     }
 }
 
+/// One listen address or a non-empty list of them (`[serve] listen`).
+#[derive(Debug, Clone)]
+pub(super) struct AddressList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for AddressList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<AddressList, D::Error> {
+        struct ListVisitor;
+
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = AddressList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address or a list of addresses such as [\"127.0.0.1:11300\", \"unix:/run/pulpo.sock\"]")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<AddressList, E> {
+                validate_address(text).map_err(E::custom)?;
+                Ok(AddressList(vec![text.to_owned()]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AddressList, A::Error> {
+                let mut list: Vec<String> = Vec::new();
+                while let Some(Address(address)) = seq.next_element()? {
+                    if !list.contains(&address) {
+                        list.push(address);
+                    }
+                }
+                if list.is_empty() {
+                    return Err(de::Error::invalid_length(0, &"at least one address"));
+                }
+                Ok(AddressList(list))
+            }
+        }
+
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
 /// A duration as written: kept so that a range error can show it.
 enum Written {
     Text(String),
@@ -405,6 +443,7 @@ pub(super) struct RawConfig {
     retry: Option<RawRetry>,
     file: Option<RawFile>,
     beanstalkd: Option<RawBeanstalkd>,
+    serve: Option<RawServe>,
     handlers: Option<RawHandlers>,
 }
 
@@ -472,6 +511,18 @@ struct RawBeanstalkd {
     connect_timeout: Option<PositiveDuration>,
     command_timeout: Option<PositiveDuration>,
     max_job_size: Option<Bounded<1, { MAX_BEANSTALKD_JOB_SIZE as u64 }>>,
+}
+
+/// `[serve]`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of server settings such as { listen = [\"127.0.0.1:11300\"] }"
+)]
+struct RawServe {
+    listen: Option<AddressList>,
+    max_connections: Option<Bounded<1, { crate::config::MAX_SERVE_CONNECTIONS as u64 }>>,
+    max_job_size: Option<Bounded<1, { MAX_SERVE_JOB_SIZE as u64 }>>,
 }
 
 /// `[handlers]`: request type → handler table.
@@ -626,6 +677,16 @@ impl RawConfig {
             },
             None => base.beanstalkd,
         };
+        let serve = match self.serve {
+            Some(raw) => ServeSettings {
+                listen: raw.listen.map_or(base.serve.listen, |l| l.0),
+                max_connections: raw
+                    .max_connections
+                    .map_or(base.serve.max_connections, |n| to_u32(n.0)),
+                max_job_size: raw.max_job_size.map_or(base.serve.max_job_size, |n| to_u32(n.0)),
+            },
+            None => base.serve,
+        };
         let mut handlers = BTreeMap::new();
         for (request_type, raw) in self.handlers.unwrap_or_default().0 {
             let handler = raw.resolve(&request_type, figment, &defaults, &retry)?;
@@ -649,6 +710,7 @@ impl RawConfig {
             retry,
             file,
             beanstalkd,
+            serve,
             handlers,
             source_file,
         })

@@ -260,7 +260,7 @@ fn encode_command(cmd: &Command, max_body: usize, dst: &mut BytesMut) -> Result<
 
 /// Writes `reply` in its exact wire form; a reply whose body was skipped
 /// cannot be written.
-fn encode_reply(reply: &Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
+pub(super) fn encode_reply(reply: &Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
     let with_body = |dst: &mut BytesMut, head: std::fmt::Arguments<'_>, body: &[u8]| {
         dst.reserve(body.len() + 48);
         put_fmt(dst, head);

@@ -5,6 +5,7 @@ mod codec;
 mod command;
 mod parse;
 mod reply;
+mod request;
 mod stats;
 mod tube;
 
@@ -13,6 +14,7 @@ pub use codec::{
 };
 pub use command::Command;
 pub use reply::Reply;
+pub use request::{RESERVE_FOREVER, Request, RequestCodec};
 pub use stats::{
     JobState, JobStats, ServerStats, StatsDocument, TubeStats, parse_tube_list, tube_list_to_yaml,
 };

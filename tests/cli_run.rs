@@ -710,3 +710,46 @@ fn a_zero_sleep_duration_does_not_make_an_idle_runner_spin() {
         "an idle runner used {used:?} of CPU in 2 s"
     );
 }
+
+/// A systemd stop without `KillMode=mixed` sends SIGTERM to the runner and
+/// to its exec child at once: the child's death is part of the stop, so the
+/// job is handed back (ready again, no attempt used), not buried as fatal
+/// (issue 13, item 1).
+#[test]
+fn sigterm_to_the_runner_and_its_child_at_once_hands_the_job_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("pulpo.toml"),
+        "shutdown_timeout = \"60s\"\nshutdown_after_number_of_empty_iterations = 0\n\n\
+         [handlers.nap]\nkind = \"exec\"\n\
+         command = [\"sh\", \"-c\", \"echo $$ > child.pid.tmp && mv child.pid.tmp child.pid && exec sleep 30\"]\n",
+    )
+    .unwrap();
+    let id = publish(dir, &[], "nap", "");
+    let mut run = Running::start(dir, &["run", "--json"], &[]);
+    run.wait_for_log("runner started");
+    let started = Instant::now();
+    let child = loop {
+        if let Ok(pid) = std::fs::read_to_string(dir.join("child.pid")) {
+            break pid.trim().parse::<libc::pid_t>().unwrap();
+        }
+        assert!(started.elapsed() < TIME_GUARD, "job {id} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // As systemd's default KillMode does: every process of the service at once.
+    run.signal(libc::SIGTERM);
+    // SAFETY: kill(2) on the exec child's process group (its pid); no memory is involved.
+    assert_eq!(unsafe { libc::kill(-child, libc::SIGTERM) }, 0);
+    let (status, stdout, stderr) = run.exit_within(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let summary = one_document(&stdout);
+    assert_eq!(counts(&summary, "nap"), (1, 0, 1, 0), "{summary}\n{stderr}");
+    let job = one_document(&ok(dir, &["stats-job", &id.to_string(), "--json"], &[]));
+    assert_eq!(job["state"], "ready", "{job}\n{stderr}");
+    assert_eq!(
+        (&job["reserves"], &job["kicks"]),
+        (&Value::from(1), &Value::from(1)),
+        "handed back: the reservation is not an attempt: {job}"
+    );
+}

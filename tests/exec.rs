@@ -78,9 +78,10 @@ async fn exit_codes_map_to_outcomes() {
         other => panic!("{other:?}"),
     }
 
+    // Interrupted: buried while the runner runs, handed back once it stops.
     let killed = build(sh("kill -9 $$"));
     match run(&killed, Message::new("job")).await {
-        Outcome::Fatal { reason } => assert!(reason.contains("signal 9 (SIGKILL)"), "{reason}"),
+        Outcome::Interrupted { reason } => assert!(reason.contains("signal 9 (SIGKILL)"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }

@@ -17,9 +17,12 @@
 //! `pulpo` itself), with `PULPO_JOB_RUN`, which marks this run's processes.
 //! A program that cannot be started because it is missing or not
 //! executable (mid-deploy) is a transient failure. Exit 0 is
-//! success, 75 (`EX_TEMPFAIL`) a transient failure, anything else — a killing
-//! signal included — a fatal one, with the exit status and the end of stderr
-//! as the reason. stdout and stderr are read to the end but only their first
+//! success, 75 (`EX_TEMPFAIL`) a transient failure, anything else a fatal
+//! one, with the exit status and the end of stderr as the reason. A child
+//! killed by a signal is [`Outcome::Interrupted`]: fatal too, unless the
+//! runner is stopping, when the signal is part of the stop (systemd's
+//! default `KillMode` signals every process of the service) and the job is
+//! handed back. stdout and stderr are read to the end but only their first
 //! `output_limit` bytes are kept (and logged), so a flooding child cannot
 //! grow pulpo's memory or stall on a full pipe.
 //!
@@ -574,7 +577,7 @@ fn outcome(program: &str, status: ExitStatus, stderr: &Captured) -> Outcome {
             "{program} exited with code {EXIT_TRANSIENT} (try again){tail}"
         )),
         (Some(code), _) => Outcome::fatal(format!("{program} exited with code {code}{tail}")),
-        (None, Some(signal)) => Outcome::fatal(format!(
+        (None, Some(signal)) => Outcome::interrupted(format!(
             "{program} was killed by signal {signal}{}{tail}",
             signal_name(signal)
                 .map(|name| format!(" ({name})"))

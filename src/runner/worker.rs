@@ -38,6 +38,12 @@ pub(super) fn touch_interval(ttr: Duration) -> Duration {
 /// least a delay can be on beanstalkd.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 
+/// How long a worker whose handler was interrupted (an exec child killed by
+/// a signal) waits for the runner to start stopping, in case both were
+/// signalled by one stop: the runner's signal may be handled a moment after
+/// the child's exit.
+const STOP_SIGNAL_GRACE: Duration = Duration::from_secs(1);
+
 /// A decided settlement not yet sent, with what its log line needs.
 struct Pending {
     id: u64,
@@ -374,7 +380,6 @@ async fn run_job(
         }
         Err(happened) => happened,
     };
-    let hand_back = happened == Happened::Abandoned;
     let facts = Facts {
         request_type: &request_type,
         attempt: job.attempt(),
@@ -392,6 +397,7 @@ async fn run_job(
         _ => String::new(),
     };
     let (mut settlement, count) = outcome::decide(happened, &facts);
+    let hand_back = count == Count::HandedBack;
     // One place for every reason, whichever handler wrote it: escaped for
     // the log, the terminal and the queue's stored reason.
     if let Settlement::Release {
@@ -484,6 +490,15 @@ async fn what_happened(
         }
         Ran::Finished(Outcome::Transient { reason, delay }) => Happened::Transient { reason, delay },
         Ran::Finished(Outcome::Fatal { reason }) => Happened::Fatal(reason),
+        Ran::Finished(Outcome::Interrupted { reason }) => {
+            // The signal that killed a child may be the first sign of a stop
+            // that signalled every process at once: give the runner's own
+            // signal a moment to arrive before calling it a failure.
+            let stopping = tokio::time::timeout(STOP_SIGNAL_GRACE, reached(phase, Phase::Stopping))
+                .await
+                .is_ok();
+            Happened::Interrupted { reason, stopping }
+        }
         Ran::Panicked(what) => Happened::Panicked(what),
         Ran::TimedOut(limit) => Happened::TimedOut(limit),
         Ran::Abandoned => Happened::Abandoned,

@@ -446,7 +446,7 @@ fn json_logs_are_one_object_per_line_with_the_job_span() {
     std::fs::copy(SAMPLE_CONFIG, dir.join("pulpo.toml")).unwrap();
     let failing = publish(dir, &[], "fail", "x");
     let unknown = publish(dir, &[], "no_such_type", "x");
-    publish(dir, &[], "echo", "x");
+    let echo = publish(dir, &[], "echo", "x");
 
     let out = pulpo(dir, &["run", "--json", "--log-format", "json"], &QUICK_IDLE);
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -488,6 +488,20 @@ fn json_logs_are_one_object_per_line_with_the_job_span() {
     assert_eq!(span["outcome"], "bury", "{span}");
     assert!(span["duration_ms"].is_number(), "{span}");
     assert_eq!(span_of(unknown)["request_type"], "no_such_type");
+    // A success is logged at info too, with the job's span.
+    let done = format!("job {echo} (echo) succeeded in ");
+    let line = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&done))
+        })
+        .unwrap_or_else(|| panic!("no {done:?} line: {stderr}"));
+    assert_eq!(
+        (&line["level"], &line["span"]["outcome"]),
+        (&Value::from("INFO"), &Value::from("delete"))
+    );
     // stdout still carries the summary alone.
     let summary = one_document(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(summary["total"]["reserved"], 3, "{summary}");
@@ -751,5 +765,117 @@ fn sigterm_to_the_runner_and_its_child_at_once_hands_the_job_back() {
         (&job["reserves"], &job["kicks"]),
         (&Value::from(1), &Value::from(1)),
         "handed back: the reservation is not an attempt: {job}"
+    );
+}
+
+/// Whether `text` is a duration as people write it: `980ms`, `1.2s`,
+/// `4.5ms`, `2m5s` (at most one decimal, no `us`/`ns` parts, no spaces).
+fn written_like_a_person(text: &str) -> bool {
+    let number = |n: &str| {
+        let (whole, decimals) = n.split_once('.').unwrap_or((n, "0"));
+        !whole.is_empty()
+            && whole.chars().all(|c| c.is_ascii_digit())
+            && decimals.len() == 1
+            && decimals.chars().all(|c| c.is_ascii_digit())
+    };
+    match text.strip_suffix("ms") {
+        Some(n) => number(n),
+        None => text
+            .strip_suffix('s')
+            .is_some_and(|rest| rest.split(['h', 'm']).all(number)),
+    }
+}
+
+/// A finished job is one line at the default level (id, type, outcome,
+/// duration written as people write it), and an exec child's multi-line
+/// stderr is one field of one line (issue 13, item 10).
+#[test]
+fn each_finished_job_logs_one_line_and_exec_stderr_is_one_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("pulpo.toml"),
+        "[handlers.hello]\nkind = \"success\"\n\n\
+         [handlers.noisy]\nkind = \"exec\"\n\
+         command = [\"sh\", \"-c\", \"echo first >&2; echo second >&2\"]\n",
+    )
+    .unwrap();
+    let hello = publish(dir, &[], "hello", "x");
+    let noisy = publish(dir, &[], "noisy", "x");
+    let out = pulpo(dir, &["run"], &QUICK_IDLE);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    for (id, request_type) in [(hello, "hello"), (noisy, "noisy")] {
+        let done = format!("job {id} ({request_type}) succeeded in ");
+        let took = stderr
+            .lines()
+            .find_map(|line| line.split_once(&done).map(|(_, took)| took))
+            .unwrap_or_else(|| panic!("no {done:?} line: {stderr}"));
+        assert!(
+            stderr.lines().any(|l| l.contains(&done) && l.contains(" INFO ")),
+            "{stderr}"
+        );
+        assert!(written_like_a_person(took), "{took:?} in: {stderr}");
+    }
+    let field = stderr
+        .lines()
+        .find(|line| line.contains("stderr="))
+        .unwrap_or_else(|| panic!("no stderr field: {stderr}"));
+    assert!(field.contains(r#"stderr="first\nsecond""#), "{field}");
+    assert!(
+        !stderr.lines().any(|line| line.trim() == "second"),
+        "one line: {stderr}"
+    );
+}
+
+#[test]
+fn durations_are_checked_as_people_write_them() {
+    for good in ["980ms", "0.4ms", "1.2s", "5s", "2m5s", "1h30m0s"] {
+        assert!(written_like_a_person(good), "{good}");
+    }
+    for bad in ["980ms 916us", "916us", "1.25s", "1s 200ms", "s", ""] {
+        assert!(!written_like_a_person(bad), "{bad}");
+    }
+}
+
+/// With `--json`, a failure is one JSON document on stderr, with the exit
+/// code, for usage, config and queue errors alike (issue 13, item 10).
+#[test]
+fn with_json_errors_are_json_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let cases: [(&[&str], &[(&str, &str)], i32, &str); 4] = [
+        (&["stats-job", "999", "--json"], &[], 1, "999"),
+        (&["--json", "no-such-command"], &[], 2, "no-such-command"),
+        (
+            &["config", "--json"],
+            &[("PULPO_CONCURRENCY", "0")],
+            2,
+            "PULPO_CONCURRENCY",
+        ),
+        (
+            &["run", "--json"],
+            &[("PULPO_CONCURRENCY", "0")],
+            2,
+            "PULPO_CONCURRENCY",
+        ),
+    ];
+    for (args, env, code, needle) in cases {
+        let out = pulpo(dir, args, env);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        let error = one_document(stderr.trim_end());
+        assert_eq!(error["code"], code, "{args:?}: {error}");
+        let message = error["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{args:?}: {error}"));
+        assert!(message.contains(needle), "{args:?}: {error}");
+    }
+    // Without --json, the one-line text error stays.
+    let out = pulpo(dir, &["stats-job", "999"], &[]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("pulpo: error: ") && stderr.contains("999"),
+        "{stderr}"
     );
 }

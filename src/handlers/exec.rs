@@ -542,20 +542,22 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
     };
     let (out, err) = (collect(stdout).await, collect(stderr).await);
     grace.abort();
+    // Multi-line output is one field of one log line (escaped in human
+    // logs, a string in JSON ones).
     if !out.kept.is_empty() {
         tracing::debug!(
             id = context.job_id,
-            "{program} stdout{}:\n{}",
-            out.note(),
-            printable(&out.text())
+            stdout = &*printable(&out.text()),
+            "{program} wrote to stdout{}",
+            out.note()
         );
     }
     if !err.kept.is_empty() {
         tracing::info!(
             id = context.job_id,
-            "{program} stderr{}:\n{}",
-            err.note(),
-            printable(&err.text())
+            stderr = &*printable(&err.text()),
+            "{program} wrote to stderr{}",
+            err.note()
         );
     }
     let status = match status {

@@ -184,7 +184,7 @@ pub fn decide(happened: Happened, facts: &Facts<'_>) -> (Settlement, Count) {
         Happened::Fatal(reason) => bury(reason),
         Happened::Panicked(what) => bury(format!("the handler panicked: {what}")),
         Happened::TimedOut(limit) => {
-            let reason = format!("timed out after {}", humantime::format_duration(limit));
+            let reason = format!("timed out after {}", super::took::took(limit));
             match transient(&reason, None) {
                 (s @ Settlement::Release { .. }, _) => (s, Count::TimedOutReleased),
                 (s, _) => (s, Count::TimedOutBuried),

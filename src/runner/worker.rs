@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, info, warn};
 use super::counters::NOT_A_MESSAGE;
 use super::outcome::{self, Count, Facts, Happened, random_fraction, too_many_attempts};
 use super::phase::{Phase, reached};
+use super::took::took;
 use super::{MIN_ITERATION, RESERVE_SLICE, Shared, queue_backoff};
 use crate::config::HandlerSettings;
 use crate::handlers::{BoxFuture, Context, JobServices, Outcome, printable};
@@ -226,13 +227,13 @@ async fn recover(
             worker = n,
             queue = %what,
             "queue unavailable: {err}; trying again in {}",
-            humantime::format_duration(delay)
+            took(delay)
         ),
         _ => warn!(
             worker = n,
             queue = %what,
             "reserve failed: {err}; trying again in {}",
-            humantime::format_duration(delay)
+            took(delay)
         ),
     }
     tokio::select! {
@@ -272,7 +273,7 @@ async fn hand_back(queue: &mut dyn Lease, p: &Pending) -> Result<(), QueueError>
             "job {} was released but not kicked: {err}; it is ready again in {}, and this \
              reservation counts as an attempt",
             p.id,
-            humantime::format_duration(HAND_BACK_DELAY)
+            took(HAND_BACK_DELAY)
         );
     }
     Ok(())
@@ -316,7 +317,7 @@ async fn within_shutdown<T>(
             _ = &mut slow, if !warned => {
                 warned = true;
                 warn!("still waiting for {what}; giving up {} after shutdown_timeout",
-                    humantime::format_duration(SETTLE_GRACE));
+                    took(SETTLE_GRACE));
             }
             _ = &mut give_up => {
                 warn!("gave up waiting for {what}: no answer by shutdown_timeout; the queue will hand \
@@ -411,24 +412,32 @@ async fn run_job(
         *reason = escaped;
     }
     shared.tally.update(&request_type, |c| count.apply(c));
-    let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
+    let elapsed = started.elapsed();
+    let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1000.0;
     span.record("outcome", settlement.name());
     span.record("duration_ms", duration_ms);
     let _entered = span.enter();
+    // One line per finished job at the default level, as Sidekiq logs.
+    let elapsed = took(elapsed);
+    let job_label = match request_type.as_str() {
+        NOT_A_MESSAGE => format!("job {} {NOT_A_MESSAGE}", job.id),
+        request_type => format!("job {} ({request_type})", job.id),
+    };
     match &settlement {
         Settlement::Delete if count == Count::ExpiredDeleted => {
-            info!("deleting job {}: expired at {expired_at} before it ran", job.id)
+            info!("{job_label} deleted after {elapsed}: expired at {expired_at} before it ran")
         }
-        Settlement::Delete => debug!("job {} done in {duration_ms:.1} ms", job.id),
+        Settlement::Delete => info!("{job_label} succeeded in {elapsed}"),
+        // The reason as a field: a child's stderr in it may span lines.
         Settlement::Release { delay, reason, .. } => info!(
-            "releasing job {} for {}: {}",
-            job.id,
-            humantime::format_duration(*delay),
-            reason.as_deref().unwrap_or("")
+            reason = reason.as_deref().unwrap_or(""),
+            "{job_label} released after {elapsed}, ready again in {}",
+            took(*delay)
         ),
-        Settlement::Bury { reason, .. } => {
-            warn!("burying job {}: {}", job.id, reason.as_deref().unwrap_or(""))
-        }
+        Settlement::Bury { reason, .. } => warn!(
+            reason = reason.as_deref().unwrap_or(""),
+            "{job_label} buried after {elapsed}"
+        ),
     }
     Pending {
         id: job.id,

@@ -879,3 +879,55 @@ fn with_json_errors_are_json_on_stderr() {
         "{stderr}"
     );
 }
+
+/// Relative paths in a config file are the file's: `[file] path`,
+/// `destination_directory` and a relative `working_directory` against the
+/// file's directory, an exec program against its `working_directory`;
+/// `--path` and `PULPO_FILE__PATH` stay relative to where pulpo runs
+/// (issue 13, item 3).
+#[test]
+fn relative_paths_in_the_config_file_are_the_files_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let app = root.join("app");
+    std::fs::create_dir_all(app.join("work/bin")).unwrap();
+    let tool = app.join("work/bin/tool");
+    std::fs::write(&tool, "#!/bin/sh\ntouch ran-here\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        app.join("pulpo.toml"),
+        "[file]\npath = \"jobs\"\n\n\
+         [handlers.echo]\nkind = \"echo\"\ndestination_directory = \"out\"\n\n\
+         [handlers.tool]\nkind = \"exec\"\ncommand = [\"./bin/tool\"]\nworking_directory = \"work\"\n",
+    )
+    .unwrap();
+    // Started from elsewhere, as a supervisor would.
+    let config = ["--config", "app/pulpo.toml"];
+    let echo = publish(root, &config, "echo", "hi");
+    publish(root, &config, "tool", "x");
+    assert!(app.join("jobs").is_dir(), "the queue is next to the config file");
+    let mut args = config.to_vec();
+    args.extend(["run", "--json"]);
+    let summary = one_document(&ok(root, &args, &QUICK_IDLE));
+    assert_eq!(counts(&summary, "echo"), (1, 1, 0, 0), "{summary}");
+    assert_eq!(counts(&summary, "tool"), (1, 1, 0, 0), "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(app.join(format!("out/{echo}-1.txt"))).unwrap(),
+        "hi"
+    );
+    assert!(
+        app.join("work/ran-here").exists(),
+        "the program ran in its working_directory"
+    );
+
+    // Flags and variables are relative to the working directory.
+    let mut flagged = config.to_vec();
+    flagged.extend(["--path", "by-flag"]);
+    publish(root, &flagged, "echo", "x");
+    assert!(root.join("by-flag").is_dir());
+    let mut all = config.to_vec();
+    all.extend(["publish", "echo", "x"]);
+    ok(root, &all, &[("PULPO_FILE__PATH", "by-env")]);
+    assert!(root.join("by-env").is_dir());
+}

@@ -295,6 +295,11 @@ pub struct FileSettings {
     pub fsync: bool,
     /// The largest job body accepted, in bytes (beanstalkd's default).
     pub max_job_size: u32,
+    /// Share the queue with the directory's group (`[file] group = true`):
+    /// directory 2770 with setgid, files 0660, never writable by others, so
+    /// a producer and a runner under two accounts of one group can both use
+    /// it. Off (the default): the queue is its owner's alone (0700, 0600).
+    pub group: bool,
 }
 
 impl Default for FileSettings {
@@ -303,6 +308,7 @@ impl Default for FileSettings {
             path: PathBuf::from("./pulpo-data"),
             fsync: true,
             max_job_size: 65_535,
+            group: false,
         }
     }
 }

@@ -590,7 +590,7 @@ fn environment_errors_name_the_variable() {
         assert_eq!(
             err.to_string(),
             "environment variable PULPO_FILE__PATHH: unknown key \"file.pathh\"; did you mean \"file.path\"? \
-             (known keys in [file]: path, fsync, max_job_size)"
+             (known keys in [file]: path, fsync, max_job_size, group)"
         );
         Ok(())
     });

@@ -459,6 +459,7 @@ struct RawFile {
     path: Option<NonEmpty>,
     fsync: Option<bool>,
     max_job_size: Option<Bounded<1, U32>>,
+    group: Option<bool>,
 }
 
 /// `[beanstalkd]`.
@@ -615,6 +616,7 @@ impl RawConfig {
                 }),
                 fsync: raw.fsync.unwrap_or(base.file.fsync),
                 max_job_size: raw.max_job_size.map_or(base.file.max_job_size, |n| to_u32(n.0)),
+                group: raw.group.unwrap_or(base.file.group),
             },
             None => base.file,
         };

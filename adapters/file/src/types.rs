@@ -18,6 +18,10 @@ pub struct Options {
     pub max_job_size: usize,
     /// Compact the log once it is at least this big and less than half of it is live data.
     pub compact_min_bytes: u64,
+    /// Share the queue with the members of its directory's group (two users, one queue: a web
+    /// app publishing, a runner running): directory 2770 (setgid), files 0660, and the files of
+    /// other users of that group trusted. Off: the queue is its owner's alone (0700, 0600).
+    pub group: bool,
 }
 
 impl Default for Options {
@@ -26,6 +30,7 @@ impl Default for Options {
             fsync: true,
             max_job_size: 65_535,
             compact_min_bytes: 64 << 20,
+            group: false,
         }
     }
 }

@@ -844,7 +844,9 @@ fn durations_are_checked_as_people_write_them() {
 fn with_json_errors_are_json_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let cases: [(&[&str], &[(&str, &str)], i32, &str); 4] = [
+    /// Arguments, environment, exit code, a word the error must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], i32, &'a str);
+    let cases: [Case; 4] = [
         (&["stats-job", "999", "--json"], &[], 1, "999"),
         (&["--json", "no-such-command"], &[], 2, "no-such-command"),
         (

@@ -725,27 +725,19 @@ fn relative_paths_follow_where_they_were_written() {
             "[file]\npath = \"jobs\"\n[handlers.echo]\nkind = \"echo\"\ndestination_directory = \"out\"\n",
         )?;
         let file = Path::new("app/pulpo.toml");
+        let destination = |s: &Settings, path: &str| {
+            s.handlers["echo"].option_path("destination_directory", Path::new(path))
+        };
         let s = jailed(config::load(Some(file), &Overrides::default()))?;
         assert_eq!(s.file.path, PathBuf::from("app/jobs"));
-        let echo = &s.handlers["echo"];
-        assert_eq!(
-            echo.option_path("destination_directory", Path::new("out")),
-            PathBuf::from("app/out")
-        );
-        assert_eq!(
-            echo.option_path("destination_directory", Path::new("/abs")),
-            PathBuf::from("/abs")
-        );
+        assert_eq!(destination(&s, "out"), PathBuf::from("app/out"));
+        assert_eq!(destination(&s, "/abs"), PathBuf::from("/abs"));
 
         jail.set_env("PULPO_FILE__PATH", "env-jobs");
         jail.set_env("PULPO_HANDLERS__ECHO__DESTINATION_DIRECTORY", "env-out");
         let s = jailed(config::load(Some(file), &Overrides::default()))?;
         assert_eq!(s.file.path, PathBuf::from("env-jobs"));
-        let echo = &s.handlers["echo"];
-        assert_eq!(
-            echo.option_path("destination_directory", Path::new("env-out")),
-            PathBuf::from("env-out")
-        );
+        assert_eq!(destination(&s, "env-out"), PathBuf::from("env-out"));
         let flagged = Overrides {
             path: Some(PathBuf::from("flag-jobs")),
             ..Overrides::default()

@@ -62,7 +62,10 @@ impl WordCount {
             ));
         }
         let output_directory = match options.get("output_directory") {
-            Some(Value::String(dir)) if !dir.is_empty() => PathBuf::from(dir),
+            // Relative to the config file's directory when written there, as pulpo's own kinds.
+            Some(Value::String(dir)) if !dir.is_empty() => {
+                settings.option_path("output_directory", dir.as_ref())
+            }
             Some(other) => {
                 return Err(settings.option_error(
                     "output_directory",

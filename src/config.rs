@@ -29,8 +29,10 @@
 //! variables of an `exec` handler's child) belong to other parts of pulpo
 //! and are not config keys.
 //!
-//! Relative paths (`file.path`, handler directories) are kept as written and
-//! resolve against the working directory, not the config file's directory.
+//! Relative paths written in the config file (`file.path`, handler
+//! directories) are relative to the file's directory, as most tools read
+//! theirs ([`Origin::resolve_path`]); paths from flags and `PULPO_`
+//! variables are relative to the working directory.
 
 mod error;
 mod providers;
@@ -293,6 +295,11 @@ pub struct FileSettings {
     pub fsync: bool,
     /// The largest job body accepted, in bytes (beanstalkd's default).
     pub max_job_size: u32,
+    /// Share the queue with the directory's group (`[file] group = true`):
+    /// directory 2770 with setgid, files 0660, never writable by others, so
+    /// a producer and a runner under two accounts of one group can both use
+    /// it. Off (the default): the queue is its owner's alone (0700, 0600).
+    pub group: bool,
 }
 
 impl Default for FileSettings {
@@ -301,6 +308,7 @@ impl Default for FileSettings {
             path: PathBuf::from("./pulpo-data"),
             fsync: true,
             max_job_size: 65_535,
+            group: false,
         }
     }
 }
@@ -438,6 +446,13 @@ impl HandlerSettings {
         self.option_origins.get(key).unwrap_or(&self.kind_origin)
     }
 
+    /// The path option `key`'s value `path` as its origin means it: relative
+    /// to the config file's directory when written there, else as is
+    /// ([`Origin::resolve_path`]).
+    pub fn option_path(&self, key: &str, path: &Path) -> PathBuf {
+        self.option_origin(key).resolve_path(path)
+    }
+
     /// An error about the option `key`, for the kind that interprets the
     /// options: `pulpo.toml: key "handlers.<request_type>.<key>": <problem>`.
     pub fn option_error(&self, key: &str, problem: impl fmt::Display) -> ConfigError {
@@ -541,8 +556,8 @@ impl Settings {
     }
 
     /// The settings as pulpo.toml text, preceded by a comment naming the
-    /// config file they were read from. Feeding it back gives the same
-    /// settings.
+    /// config file they were read from. Feeding it back, as a file in the
+    /// working directory (its paths are resolved), gives the same settings.
     pub fn to_toml_string(&self) -> String {
         let source = match &self.source_file {
             Some(path) => format!(

@@ -136,7 +136,7 @@ async fn an_oversized_job_is_buried_and_the_jobs_behind_it_run() {
     assert_eq!(info.pri, 7, "priority kept");
     assert!(c.stats_job(small).await.unwrap_err().is_not_found(), "{log}");
     assert!(
-        log.contains(&format!("burying job {big}")) && log.contains("max_job_size"),
+        log.contains(&format!("job {big} (not a message) buried after ")) && log.contains("max_job_size"),
         "{log}"
     );
 }

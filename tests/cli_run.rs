@@ -1,7 +1,9 @@
 //! `pulpo run` end to end, as a user runs it: the README's main flow with the
 //! repository's pulpo.toml on the file queue, the same on a real beanstalkd,
-//! SIGTERM/SIGINT shutdown, JSON logs with the job span, and a bad config
-//! refused before the queue is touched.
+//! SIGTERM/SIGINT shutdown (also with the exec child signalled, as systemd
+//! does), JSON logs with the job span, one log line per job, JSON errors,
+//! relative paths in the config file, the file queue's group mode, and a bad
+//! config refused before the queue is touched.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -446,7 +448,7 @@ fn json_logs_are_one_object_per_line_with_the_job_span() {
     std::fs::copy(SAMPLE_CONFIG, dir.join("pulpo.toml")).unwrap();
     let failing = publish(dir, &[], "fail", "x");
     let unknown = publish(dir, &[], "no_such_type", "x");
-    publish(dir, &[], "echo", "x");
+    let echo = publish(dir, &[], "echo", "x");
 
     let out = pulpo(dir, &["run", "--json", "--log-format", "json"], &QUICK_IDLE);
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -488,6 +490,20 @@ fn json_logs_are_one_object_per_line_with_the_job_span() {
     assert_eq!(span["outcome"], "bury", "{span}");
     assert!(span["duration_ms"].is_number(), "{span}");
     assert_eq!(span_of(unknown)["request_type"], "no_such_type");
+    // A success is logged at info too, with the job's span.
+    let done = format!("job {echo} (echo) succeeded in ");
+    let line = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&done))
+        })
+        .unwrap_or_else(|| panic!("no {done:?} line: {stderr}"));
+    assert_eq!(
+        (&line["level"], &line["span"]["outcome"]),
+        (&Value::from("INFO"), &Value::from("delete"))
+    );
     // stdout still carries the summary alone.
     let summary = one_document(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(summary["total"]["reserved"], 3, "{summary}");
@@ -709,4 +725,326 @@ fn a_zero_sleep_duration_does_not_make_an_idle_runner_spin() {
         used < Duration::from_millis(200),
         "an idle runner used {used:?} of CPU in 2 s"
     );
+}
+
+/// A systemd stop without `KillMode=mixed` sends SIGTERM to the runner and
+/// to its exec child at once: the child's death is part of the stop, so the
+/// job is handed back (ready again, no attempt used), not buried as fatal
+/// (issue 13, item 1).
+#[test]
+fn sigterm_to_the_runner_and_its_child_at_once_hands_the_job_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("pulpo.toml"),
+        "shutdown_timeout = \"60s\"\nshutdown_after_number_of_empty_iterations = 0\n\n\
+         [handlers.nap]\nkind = \"exec\"\n\
+         command = [\"sh\", \"-c\", \"echo $$ > child.pid.tmp && mv child.pid.tmp child.pid && exec sleep 30\"]\n",
+    )
+    .unwrap();
+    let id = publish(dir, &[], "nap", "");
+    let mut run = Running::start(dir, &["run", "--json"], &[]);
+    run.wait_for_log("runner started");
+    let started = Instant::now();
+    let child = loop {
+        if let Ok(pid) = std::fs::read_to_string(dir.join("child.pid")) {
+            break pid.trim().parse::<libc::pid_t>().unwrap();
+        }
+        assert!(started.elapsed() < TIME_GUARD, "job {id} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // As systemd's default KillMode does: every process of the service at once.
+    run.signal(libc::SIGTERM);
+    // SAFETY: kill(2) on the exec child's process group (its pid); no memory is involved.
+    assert_eq!(unsafe { libc::kill(-child, libc::SIGTERM) }, 0);
+    let (status, stdout, stderr) = run.exit_within(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let summary = one_document(&stdout);
+    assert_eq!(counts(&summary, "nap"), (1, 0, 1, 0), "{summary}\n{stderr}");
+    let job = one_document(&ok(dir, &["stats-job", &id.to_string(), "--json"], &[]));
+    assert_eq!(job["state"], "ready", "{job}\n{stderr}");
+    assert_eq!(
+        (&job["reserves"], &job["kicks"]),
+        (&Value::from(1), &Value::from(1)),
+        "handed back: the reservation is not an attempt: {job}"
+    );
+}
+
+/// Whether `text` is a duration as people write it: `980ms`, `1.2s`,
+/// `4.5ms`, `2m5s` (at most one decimal, no `us`/`ns` parts, no spaces).
+fn written_like_a_person(text: &str) -> bool {
+    let number = |n: &str| {
+        let (whole, decimals) = n.split_once('.').unwrap_or((n, "0"));
+        !whole.is_empty()
+            && whole.chars().all(|c| c.is_ascii_digit())
+            && decimals.len() == 1
+            && decimals.chars().all(|c| c.is_ascii_digit())
+    };
+    match text.strip_suffix("ms") {
+        Some(n) => number(n),
+        None => text
+            .strip_suffix('s')
+            .is_some_and(|rest| rest.split(['h', 'm']).all(number)),
+    }
+}
+
+/// A finished job is one line at the default level (id, type, outcome,
+/// duration written as people write it), and an exec child's multi-line
+/// stderr is one field of one line (issue 13, item 10).
+#[test]
+fn each_finished_job_logs_one_line_and_exec_stderr_is_one_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("pulpo.toml"),
+        "[handlers.hello]\nkind = \"success\"\n\n\
+         [handlers.noisy]\nkind = \"exec\"\n\
+         command = [\"sh\", \"-c\", \"echo first >&2; echo second >&2\"]\n",
+    )
+    .unwrap();
+    let hello = publish(dir, &[], "hello", "x");
+    let noisy = publish(dir, &[], "noisy", "x");
+    let out = pulpo(dir, &["run"], &QUICK_IDLE);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    for (id, request_type) in [(hello, "hello"), (noisy, "noisy")] {
+        let done = format!("job {id} ({request_type}) succeeded in ");
+        let took = stderr
+            .lines()
+            .find_map(|line| line.split_once(&done).map(|(_, took)| took))
+            .unwrap_or_else(|| panic!("no {done:?} line: {stderr}"));
+        assert!(
+            stderr.lines().any(|l| l.contains(&done) && l.contains(" INFO ")),
+            "{stderr}"
+        );
+        assert!(written_like_a_person(took), "{took:?} in: {stderr}");
+    }
+    let field = stderr
+        .lines()
+        .find(|line| line.contains("stderr="))
+        .unwrap_or_else(|| panic!("no stderr field: {stderr}"));
+    assert!(field.contains(r#"stderr="first\nsecond""#), "{field}");
+    assert!(
+        !stderr.lines().any(|line| line.trim() == "second"),
+        "one line: {stderr}"
+    );
+}
+
+#[test]
+fn durations_are_checked_as_people_write_them() {
+    for good in ["980ms", "0.4ms", "1.2s", "5s", "2m5s", "1h30m0s"] {
+        assert!(written_like_a_person(good), "{good}");
+    }
+    for bad in ["980ms 916us", "916us", "1.25s", "1s 200ms", "s", ""] {
+        assert!(!written_like_a_person(bad), "{bad}");
+    }
+}
+
+/// With `--json`, a failure is one JSON document on stderr, with the exit
+/// code, for usage, config and queue errors alike (issue 13, item 10).
+#[test]
+fn with_json_errors_are_json_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    /// Arguments, environment, exit code, a word the error must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], i32, &'a str);
+    let cases: [Case; 4] = [
+        (&["stats-job", "999", "--json"], &[], 1, "999"),
+        (&["--json", "no-such-command"], &[], 2, "no-such-command"),
+        (
+            &["config", "--json"],
+            &[("PULPO_CONCURRENCY", "0")],
+            2,
+            "PULPO_CONCURRENCY",
+        ),
+        (
+            &["run", "--json"],
+            &[("PULPO_CONCURRENCY", "0")],
+            2,
+            "PULPO_CONCURRENCY",
+        ),
+    ];
+    for (args, env, code, needle) in cases {
+        let out = pulpo(dir, args, env);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        let error = one_document(stderr.trim_end());
+        assert_eq!(error["code"], code, "{args:?}: {error}");
+        let message = error["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{args:?}: {error}"));
+        assert!(message.contains(needle), "{args:?}: {error}");
+    }
+    // Without --json, the one-line text error stays.
+    let out = pulpo(dir, &["stats-job", "999"], &[]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("pulpo: error: ") && stderr.contains("999"),
+        "{stderr}"
+    );
+}
+
+/// Relative paths in a config file are the file's: `[file] path`,
+/// `destination_directory` and a relative `working_directory` against the
+/// file's directory, an exec program against its `working_directory`;
+/// `--path` and `PULPO_FILE__PATH` stay relative to where pulpo runs
+/// (issue 13, item 3).
+#[test]
+fn relative_paths_in_the_config_file_are_the_files_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let app = root.join("app");
+    std::fs::create_dir_all(app.join("work/bin")).unwrap();
+    let tool = app.join("work/bin/tool");
+    std::fs::write(&tool, "#!/bin/sh\ntouch ran-here\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        app.join("pulpo.toml"),
+        "[file]\npath = \"jobs\"\n\n\
+         [handlers.echo]\nkind = \"echo\"\ndestination_directory = \"out\"\n\n\
+         [handlers.tool]\nkind = \"exec\"\ncommand = [\"./bin/tool\"]\nworking_directory = \"work\"\n",
+    )
+    .unwrap();
+    // Started from elsewhere, as a supervisor would.
+    let config = ["--config", "app/pulpo.toml"];
+    let echo = publish(root, &config, "echo", "hi");
+    publish(root, &config, "tool", "x");
+    assert!(app.join("jobs").is_dir(), "the queue is next to the config file");
+    let mut args = config.to_vec();
+    args.extend(["run", "--json"]);
+    let summary = one_document(&ok(root, &args, &QUICK_IDLE));
+    assert_eq!(counts(&summary, "echo"), (1, 1, 0, 0), "{summary}");
+    assert_eq!(counts(&summary, "tool"), (1, 1, 0, 0), "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(app.join(format!("out/{echo}-1.txt"))).unwrap(),
+        "hi"
+    );
+    assert!(
+        app.join("work/ran-here").exists(),
+        "the program ran in its working_directory"
+    );
+
+    // Flags and variables are relative to the working directory.
+    let mut flagged = config.to_vec();
+    flagged.extend(["--path", "by-flag"]);
+    publish(root, &flagged, "echo", "x");
+    assert!(root.join("by-flag").is_dir());
+    let mut all = config.to_vec();
+    all.extend(["publish", "echo", "x"]);
+    ok(root, &all, &[("PULPO_FILE__PATH", "by-env")]);
+    assert!(root.join("by-env").is_dir());
+}
+
+/// `[file] group = true`: a producer and a runner under two Unix accounts
+/// share one file queue through a group (directory 2770, files 0660, never
+/// writable by others); without it, or for a user outside the group, the
+/// queue is refused (issue 13, item 4). Run as root, to play the users: a
+/// child `pulpo` runs under another uid and groups (setgroups, setgid,
+/// setuid before exec).
+mod group_mode {
+    use super::*;
+
+    /// The producer: `nobody`'s uid, in the group `users`.
+    const PRODUCER: u32 = 65534;
+    /// The runner: an unnamed uid, also in `users`.
+    const RUNNER: u32 = 65533;
+    /// An outsider: an unnamed uid in `nogroup` only.
+    const OUTSIDER: u32 = 65532;
+    /// The shared group (`users` on Debian and most others).
+    const USERS: u32 = 100;
+    /// `nogroup`.
+    const NOGROUP: u32 = 65534;
+
+    /// `pulpo <args>` in `dir` as `uid` with the groups `groups` (the first one
+    /// primary), with `env` set and the caller's PULPO_ variables removed.
+    fn pulpo_as(uid: u32, groups: &[u32], dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = pulpo_command(dir, args, env);
+        let groups: Vec<libc::gid_t> = groups.to_vec();
+        // SAFETY: setgroups, setgid and setuid are async-signal-safe; `groups`
+        // was allocated before the fork and is only read.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(groups[0]) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.output().expect("run pulpo as another user")
+    }
+
+    fn stderr_of(out: &Output) -> String {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn two_users_of_one_group_share_a_queue_in_group_mode() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            pulpo_testkit::skip::skip(
+                "two_users_of_one_group_share_a_queue_in_group_mode",
+                "needs root to run pulpo as other users",
+            );
+            return;
+        }
+        let top = tempfile::tempdir().unwrap();
+        // The producer's directory, which the runner may enter: its owner is the
+        // queue's owner, whom group mode trusts with the parents too.
+        let dir = top.path().join("app");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("pulpo.toml"), "[file]\npath = \"q\"\ngroup = true\n").unwrap();
+        std::os::unix::fs::chown(&dir, Some(PRODUCER), Some(USERS)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let queue = dir.join("q");
+
+        let out = pulpo_as(PRODUCER, &[USERS], &dir, &["publish", "echo", "hi"], &[]);
+        assert!(
+            out.status.success(),
+            "the producer publishes: {}",
+            stderr_of(&out)
+        );
+        let meta = std::fs::metadata(&queue).unwrap();
+        assert_eq!((mode(&queue), meta.gid()), (0o2770, USERS), "setgid, group rwx");
+        assert_eq!(mode(&queue.join("lock")), 0o660, "files: group read-write");
+
+        // Not the queue's owner: refused without group mode, served with it.
+        let owner_only = pulpo_as(
+            RUNNER,
+            &[USERS],
+            &dir,
+            &["stats"],
+            &[("PULPO_FILE__GROUP", "false")],
+        );
+        assert_eq!(owner_only.status.code(), Some(1), "{}", stderr_of(&owner_only));
+        assert!(stderr_of(&owner_only).contains("q"), "{}", stderr_of(&owner_only));
+        let out = pulpo_as(RUNNER, &[USERS], &dir, &["pop", "--json"], &[]);
+        assert!(out.status.success(), "the runner pops: {}", stderr_of(&out));
+        let popped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(popped["message"]["body"]["payload"], "hi", "{popped}");
+        // The runner's files are the group's too: the producer goes on.
+        let out = pulpo_as(PRODUCER, &[USERS], &dir, &["publish", "echo", "again"], &[]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+
+        // A user outside the group is refused, group mode or not.
+        let out = pulpo_as(OUTSIDER, &[NOGROUP], &dir, &["stats"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+        assert!(stderr_of(&out).contains("group"), "{}", stderr_of(&out));
+
+        // Writable by others: refused always.
+        std::fs::set_permissions(&queue, std::fs::Permissions::from_mode(0o2772)).unwrap();
+        let out = pulpo_as(PRODUCER, &[USERS], &dir, &["stats"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    }
 }

@@ -385,7 +385,9 @@ fn printed_settings_read_back_the_same() {
             text.starts_with(&format!("# resolved from good/{name}")),
             "{text}"
         );
-        let again = config::from_toml_str(&text, Path::new(&format!("good/{name}")))
+        // Printed paths are resolved (against the working directory), so the
+        // printed file is read back from there.
+        let again = config::from_toml_str(&text, Path::new(name))
             .unwrap_or_else(|err| panic!("{name}: {err}\n{text}"));
         // Origins differ (the printed file, not the fixture); the values do not.
         assert_eq!(again.to_json_value(), settings.to_json_value(), "{name}");
@@ -598,7 +600,7 @@ fn environment_errors_name_the_variable() {
         assert_eq!(
             err.to_string(),
             "environment variable PULPO_FILE__PATHH: unknown key \"file.pathh\"; did you mean \"file.path\"? \
-             (known keys in [file]: path, fsync, max_job_size)"
+             (known keys in [file]: path, fsync, max_job_size, group)"
         );
         Ok(())
     });
@@ -720,4 +722,40 @@ fn validators_and_keywords() {
     );
     assert_eq!(QueueKind::NAMES, ["file", "beanstalkd"]);
     assert_eq!(OnExpired::Delete.to_string(), "delete");
+}
+
+/// Relative paths written in a config file are relative to its directory;
+/// from a variable or a flag, to the working directory (issue 13, item 3).
+#[test]
+fn relative_paths_follow_where_they_were_written() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("app")?;
+        jail.create_file(
+            "app/pulpo.toml",
+            "[file]\npath = \"jobs\"\n[handlers.echo]\nkind = \"echo\"\ndestination_directory = \"out\"\n",
+        )?;
+        let file = Path::new("app/pulpo.toml");
+        let destination = |s: &Settings, path: &str| {
+            s.handlers["echo"].option_path("destination_directory", Path::new(path))
+        };
+        let s = jailed(config::load(Some(file), &Overrides::default()))?;
+        assert_eq!(s.file.path, PathBuf::from("app/jobs"));
+        assert_eq!(destination(&s, "out"), PathBuf::from("app/out"));
+        assert_eq!(destination(&s, "/abs"), PathBuf::from("/abs"));
+
+        jail.set_env("PULPO_FILE__PATH", "env-jobs");
+        jail.set_env("PULPO_HANDLERS__ECHO__DESTINATION_DIRECTORY", "env-out");
+        let s = jailed(config::load(Some(file), &Overrides::default()))?;
+        assert_eq!(s.file.path, PathBuf::from("env-jobs"));
+        assert_eq!(destination(&s, "env-out"), PathBuf::from("env-out"));
+        let flagged = Overrides {
+            path: Some(PathBuf::from("flag-jobs")),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            jailed(config::load(Some(file), &flagged))?.file.path,
+            PathBuf::from("flag-jobs")
+        );
+        Ok(())
+    });
 }

@@ -96,8 +96,14 @@ fn word_count_counts_writes_and_follows_up() {
     let dir = tempfile::tempdir().unwrap();
     let queue = dir.path().join("queue");
     let queue = queue.to_str().unwrap();
+    // Relative paths in a config file are relative to its directory: a copy
+    // keeps the outputs in the test's directory, out of the repository's.
+    let config = dir.path().join("conf/custom_handler.toml");
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    std::fs::copy(CONFIG, &config).unwrap();
+    let config = config.to_str().unwrap();
     let with = |args: &[&'static str]| {
-        let mut all = vec!["--config", CONFIG, "--path", queue];
+        let mut all = vec!["--config", config, "--path", queue];
         all.extend_from_slice(args);
         all
     };
@@ -125,8 +131,8 @@ fn word_count_counts_writes_and_follows_up() {
     assert_eq!(followed["succeeded"], 2, "both follow-ups ran: {summary}");
     assert_eq!(summary["total"]["reserved"], 5, "{summary}");
 
-    // Relative paths in the config resolve against the working directory.
-    let output = dir.path().join("word-count-output");
+    // Relative paths in the config resolve against the config file's directory.
+    let output = dir.path().join("conf/word-count-output");
     let read = |path: PathBuf| {
         std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
     };

@@ -78,9 +78,10 @@ async fn exit_codes_map_to_outcomes() {
         other => panic!("{other:?}"),
     }
 
+    // Interrupted: buried while the runner runs, handed back once it stops.
     let killed = build(sh("kill -9 $$"));
     match run(&killed, Message::new("job")).await {
-        Outcome::Fatal { reason } => assert!(reason.contains("signal 9 (SIGKILL)"), "{reason}"),
+        Outcome::Interrupted { reason } => assert!(reason.contains("signal 9 (SIGKILL)"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
@@ -375,4 +376,29 @@ fn bad_options_name_their_key() {
             "{options}: {error}"
         );
     }
+}
+
+/// A relative program is resolved against the handler's
+/// `working_directory`, where it runs, not against pulpo's (issue 13, item 3).
+#[tokio::test]
+async fn a_relative_program_is_found_in_the_working_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let tool = dir.path().join("bin/tool");
+    std::fs::write(&tool, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let handler = build(json!({
+        "command": ["./bin/tool"],
+        "working_directory": dir.path().to_str().unwrap(),
+    }));
+    assert_eq!(run(&handler, Message::new("job")).await, Outcome::success());
+    let err = build_error(json!({
+        "command": ["./bin/missing"],
+        "working_directory": dir.path().to_str().unwrap(),
+    }));
+    assert!(
+        err.contains(&dir.path().join("bin/missing").display().to_string()),
+        "{err}"
+    );
 }

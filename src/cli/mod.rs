@@ -184,8 +184,9 @@ pub fn main() -> ExitCode {
 pub fn main_with(registry: Registry) -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return usage_error(err),
+        Err(err) => return usage_error(err, json_asked()),
     };
+    let json = cli.global.json;
     let running = matches!(cli.command, Command::Run | Command::Serve { .. });
     init_logging(cli.global.log_format, if running { "info" } else { "warn" });
     let runtime = if matches!(cli.command, Command::Serve { .. }) {
@@ -203,7 +204,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
-            show::error(&format!("cannot start the async runtime: {err}"));
+            show::failure(json, &format!("cannot start the async runtime: {err}"), 1);
             return ExitCode::from(1);
         }
     };
@@ -211,16 +212,25 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if !failure.message.is_empty() {
-                show::error(&failure.message);
+                show::failure(json, &failure.message, failure.code);
             }
             ExitCode::from(failure.code)
         }
     }
 }
 
+/// Whether the command line asks for `--json` (before a `--`), for a usage
+/// error clap found before the flags were parsed.
+fn json_asked() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json")
+}
+
 /// Help and version print as clap renders them; a usage error becomes one
-/// line on stderr and exit code 2.
-fn usage_error(err: clap::Error) -> ExitCode {
+/// line on stderr (JSON with `json`) and exit code 2.
+fn usage_error(err: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         err.kind(),
@@ -237,7 +247,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         .find(|line| !line.trim().is_empty())
         .unwrap_or("invalid arguments");
     let reason = first.strip_prefix("error: ").unwrap_or(first);
-    show::error(&format!("{reason} (see pulpo --help)"));
+    show::failure(json, &format!("{reason} (see pulpo --help)"), 2);
     ExitCode::from(2)
 }
 

@@ -100,6 +100,18 @@ pub(super) fn error(message: &str) {
     let _ = writeln!(io::stderr().lock(), "pulpo: error: {message}");
 }
 
+/// How a command failed, on stderr: `pulpo: error: <message>`, or with
+/// `--json` one JSON document, `{"error": "<message>", "code": <exit code>}`,
+/// so a script reading JSON gets its errors as JSON too.
+pub(super) fn failure(json: bool, message: &str, code: u8) {
+    if json {
+        let document = serde_json::json!({"error": message, "code": code});
+        let _ = writeln!(io::stderr().lock(), "{document}");
+    } else {
+        error(message);
+    }
+}
+
 /// Prints `value` as JSON when `json`, else the human text `human` makes.
 pub(super) fn emit(json: bool, value: Value, human: impl FnOnce() -> String) -> Result<(), StdoutError> {
     if json { print_json(&value) } else { line(&human()) }

@@ -43,6 +43,19 @@ impl fmt::Display for Origin {
 }
 
 impl Origin {
+    /// `path` as the place it was set means it: a relative path written in
+    /// a config file is relative to that file's directory, as most tools
+    /// read theirs; one from a flag, a variable, a default or code is
+    /// relative to the working directory and is returned as is.
+    pub fn resolve_path(&self, path: &std::path::Path) -> std::path::PathBuf {
+        match self {
+            Origin::File(file) if path.is_relative() => {
+                file.parent().unwrap_or(std::path::Path::new("")).join(path)
+            }
+            _ => path.to_path_buf(),
+        }
+    }
+
     /// The origin of the value at `path` set by the provider `metadata`.
     pub(crate) fn from_metadata<K: AsRef<str>>(
         metadata: Option<&Metadata>,

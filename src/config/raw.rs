@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -498,6 +498,7 @@ struct RawFile {
     path: Option<NonEmpty>,
     fsync: Option<bool>,
     max_job_size: Option<Bounded<1, U32>>,
+    group: Option<bool>,
 }
 
 /// `[beanstalkd]`.
@@ -656,9 +657,17 @@ impl RawConfig {
         };
         let file = match self.file {
             Some(raw) => FileSettings {
-                path: raw.path.map_or(base.file.path, |p| PathBuf::from(p.0)),
+                path: raw.path.map_or(base.file.path, |p| {
+                    let origin = Origin::from_metadata(
+                        figment.find_metadata("file.path"),
+                        figment.profile(),
+                        &["file", "path"],
+                    );
+                    origin.resolve_path(Path::new(&p.0))
+                }),
                 fsync: raw.fsync.unwrap_or(base.file.fsync),
                 max_job_size: raw.max_job_size.map_or(base.file.max_job_size, |n| to_u32(n.0)),
+                group: raw.group.unwrap_or(base.file.group),
             },
             None => base.file,
         };

@@ -3,8 +3,8 @@
 //! ```toml
 //! [handlers.resize_image]
 //! kind = "exec"
-//! command = ["./bin/resize", "--fast"]   # argv; never through a shell
-//! working_directory = "/srv/app"         # optional
+//! command = ["./bin/resize", "--fast"]   # argv; never through a shell; ./ is working_directory's
+//! working_directory = "/srv/app"         # optional; relative: to the config file's directory
 //! env = { QUALITY = "80" }               # optional, added to pulpo's environment
 //! output_limit = 65536                   # optional: bytes of stdout and of stderr kept
 //! timeout = "5m"                         # the runner's: the child is killed when it passes
@@ -17,9 +17,12 @@
 //! `pulpo` itself), with `PULPO_JOB_RUN`, which marks this run's processes.
 //! A program that cannot be started because it is missing or not
 //! executable (mid-deploy) is a transient failure. Exit 0 is
-//! success, 75 (`EX_TEMPFAIL`) a transient failure, anything else — a killing
-//! signal included — a fatal one, with the exit status and the end of stderr
-//! as the reason. stdout and stderr are read to the end but only their first
+//! success, 75 (`EX_TEMPFAIL`) a transient failure, anything else a fatal
+//! one, with the exit status and the end of stderr as the reason. A child
+//! killed by a signal is [`Outcome::Interrupted`]: fatal too, unless the
+//! runner is stopping, when the signal is part of the stop (systemd's
+//! default `KillMode` signals every process of the service) and the job is
+//! handed back. stdout and stderr are read to the end but only their first
 //! `output_limit` bytes are kept (and logged), so a flooding child cannot
 //! grow pulpo's memory or stall on a full pipe.
 //!
@@ -81,7 +84,8 @@ static RUNS: AtomicU64 = AtomicU64::new(0);
 /// A checked `[handlers.*]` table of kind `exec`.
 #[derive(Debug, Clone)]
 pub struct ExecSpec {
-    /// The program, resolved to an absolute path when the handler is built.
+    /// The program, resolved to an absolute path when the handler is built
+    /// (a relative one against `working_directory` when set).
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
@@ -108,7 +112,7 @@ impl ExecSpec {
                 "command" => command = Some(argv(value).map_err(error)?),
                 "working_directory" => match value {
                     Value::String(dir) if !dir.is_empty() => {
-                        let dir = absolute(Path::new(dir));
+                        let dir = absolute(&settings.option_path(key, Path::new(dir)));
                         if !dir.is_dir() {
                             return Err(error(format!(
                                 "{} is not an existing directory; create it or fix the path",
@@ -164,7 +168,8 @@ impl ExecSpec {
             ));
         };
         let name = argv.remove(0);
-        let program = resolve_program(&name).map_err(|problem| settings.option_error("command", problem))?;
+        let program = resolve_program(&name, working_directory.as_deref())
+            .map_err(|problem| settings.option_error("command", problem))?;
         Ok(ExecSpec {
             program,
             args: argv,
@@ -211,11 +216,21 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// A program with a `/` is a path (relative to pulpo's working directory);
-/// a bare name is looked up in `PATH`, as a shell would.
-fn resolve_program(name: &str) -> Result<PathBuf, String> {
+/// A program with a `/` is a path, relative to where it runs: its
+/// `working_directory` when set, else pulpo's working directory; a bare name
+/// is looked up in `PATH`, as a shell would.
+fn resolve_program(name: &str, working_directory: Option<&Path>) -> Result<PathBuf, String> {
     if name.contains('/') {
-        let path = absolute(Path::new(name));
+        let path = match working_directory {
+            // `./bin/x` in `/srv/app` is `/srv/app/bin/x`.
+            Some(dir) => dir.join(
+                Path::new(name)
+                    .components()
+                    .filter(|part| *part != std::path::Component::CurDir)
+                    .collect::<PathBuf>(),
+            ),
+            None => absolute(Path::new(name)),
+        };
         return if is_executable(&path) {
             Ok(path)
         } else if path.exists() {
@@ -539,20 +554,22 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
     };
     let (out, err) = (collect(stdout).await, collect(stderr).await);
     grace.abort();
+    // Multi-line output is one field of one log line (escaped in human
+    // logs, a string in JSON ones).
     if !out.kept.is_empty() {
         tracing::debug!(
             id = context.job_id,
-            "{program} stdout{}:\n{}",
-            out.note(),
-            printable(&out.text())
+            stdout = &*printable(&out.text()),
+            "{program} wrote to stdout{}",
+            out.note()
         );
     }
     if !err.kept.is_empty() {
         tracing::info!(
             id = context.job_id,
-            "{program} stderr{}:\n{}",
-            err.note(),
-            printable(&err.text())
+            stderr = &*printable(&err.text()),
+            "{program} wrote to stderr{}",
+            err.note()
         );
     }
     let status = match status {
@@ -574,7 +591,7 @@ fn outcome(program: &str, status: ExitStatus, stderr: &Captured) -> Outcome {
             "{program} exited with code {EXIT_TRANSIENT} (try again){tail}"
         )),
         (Some(code), _) => Outcome::fatal(format!("{program} exited with code {code}{tail}")),
-        (None, Some(signal)) => Outcome::fatal(format!(
+        (None, Some(signal)) => Outcome::interrupted(format!(
             "{program} was killed by signal {signal}{}{tail}",
             signal_name(signal)
                 .map(|name| format!(" ({name})"))

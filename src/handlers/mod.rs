@@ -65,6 +65,14 @@ pub enum Outcome {
         /// Why, for the log and the queue's stored reason.
         reason: String,
     },
+    /// Stopped from outside, not by its own failure (an exec child killed
+    /// by a signal): fatal while the runner runs, but once the runner is
+    /// stopping it is part of the stop (systemd signals every process of a
+    /// service at once), and the job is handed back unused.
+    Interrupted {
+        /// Why, for the log and the queue's stored reason.
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -103,12 +111,20 @@ impl Outcome {
         }
     }
 
+    /// Work stopped from outside (see [`Outcome::Interrupted`]).
+    pub fn interrupted(reason: impl Into<String>) -> Outcome {
+        Outcome::Interrupted {
+            reason: reason.into(),
+        }
+    }
+
     /// The outcome's name for logs and counters.
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Success { .. } => "success",
             Outcome::Transient { .. } => "transient",
             Outcome::Fatal { .. } => "fatal",
+            Outcome::Interrupted { .. } => "interrupted",
         }
     }
 }

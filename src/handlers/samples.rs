@@ -4,7 +4,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -78,7 +78,7 @@ enum Transform {
 fn write_payload(settings: &HandlerSettings, transform: Transform) -> Result<Arc<dyn Handler>, ConfigError> {
     let key = "destination_directory";
     let directory = match settings.options.get(key) {
-        Some(Value::String(dir)) if !dir.is_empty() => PathBuf::from(dir),
+        Some(Value::String(dir)) if !dir.is_empty() => settings.option_path(key, Path::new(dir)),
         Some(other) => {
             return Err(settings.option_error(key, format!("expected a directory path, found {other}")));
         }

@@ -32,7 +32,13 @@ impl FileQueueAdapter {
     /// would not help.
     pub async fn open_with(settings: &Settings) -> Result<FileQueueAdapter> {
         let file = &settings.file;
-        FileQueueAdapter::open(&file.path, file.fsync, file.max_job_size as usize)
+        let options = fq::Options {
+            fsync: file.fsync,
+            max_job_size: file.max_job_size as usize,
+            group: file.group,
+            ..fq::Options::default()
+        };
+        FileQueueAdapter::open_options(&file.path, options)
             .await
             .map_err(|err| match err {
                 QueueError::Unavailable(reason) => QueueError::Unusable(reason),
@@ -42,12 +48,17 @@ impl FileQueueAdapter {
 
     /// Opens (creating if needed) the queue in `dir`.
     pub async fn open(dir: &Path, fsync: bool, max_job_size: usize) -> Result<FileQueueAdapter> {
-        let dir = dir.to_owned();
         let options = fq::Options {
             fsync,
             max_job_size,
             ..fq::Options::default()
         };
+        FileQueueAdapter::open_options(dir, options).await
+    }
+
+    /// Opens (creating if needed) the queue in `dir` with `options`.
+    async fn open_options(dir: &Path, options: fq::Options) -> Result<FileQueueAdapter> {
+        let dir = dir.to_owned();
         let queue = tokio::task::spawn_blocking(move || FileQueue::open(&dir, options))
             .await
             .map_err(join_error)?

@@ -26,6 +26,7 @@ mod counters;
 mod idle;
 pub mod outcome;
 mod phase;
+mod took;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ use tracing::{error, info, warn};
 pub use counters::{Counters, NOT_A_MESSAGE, Tally, render, total};
 use idle::IdleRule;
 use phase::{Phase, Phases};
+use took::took;
 
 use crate::config::{ConfigError, OnIdle, Settings};
 use crate::handlers::Handler;
@@ -200,7 +202,7 @@ impl Runner {
             released = sum.released,
             buried = sum.buried,
             timed_out = sum.timed_out,
-            elapsed = %humantime::format_duration(report.elapsed),
+            elapsed = %took(report.elapsed),
             "runner stopped"
         );
         Ok(report)
@@ -235,7 +237,7 @@ async fn supervise(
             _ = shutdown.cancelled(), if stop.is_none() => {
                 info!(
                     in_flight = shared.busy.load(Ordering::SeqCst),
-                    shutdown_timeout = %humantime::format_duration(settings.shutdown_timeout),
+                    shutdown_timeout = %took(settings.shutdown_timeout),
                     "shutting down: no more reserving; waiting for in-flight handlers"
                 );
                 stop = Some(StopReason::Shutdown);
@@ -262,7 +264,7 @@ async fn supervise(
                     let empty_iterations = idle.empty_iterations();
                     info!(
                         empty_iterations,
-                        sleep_duration = %humantime::format_duration(settings.sleep_duration),
+                        sleep_duration = %took(settings.sleep_duration),
                         on_idle = %settings.on_idle,
                         "idle: no job for {empty_iterations} iterations in a row; stopping"
                     );
@@ -367,7 +369,7 @@ async fn open_queues(
             Err(QueueError::Unavailable(reason)) => {
                 failures += 1;
                 let delay = queue_backoff(failures);
-                warn!("{reason}; retrying in {}", humantime::format_duration(delay));
+                warn!("{reason}; retrying in {}", took(delay));
                 if !wait_unless_shut_down(delay, shutdown).await {
                     return Ok(None);
                 }

@@ -47,6 +47,16 @@ pub enum Happened {
     TimedOut(Duration),
     /// Shutdown gave up on the handler after `shutdown_timeout`.
     Abandoned,
+    /// The handler's work was stopped from outside (an exec child killed by
+    /// a signal, [`crate::handlers::Outcome::Interrupted`]).
+    Interrupted {
+        /// Why, from the handler.
+        reason: String,
+        /// Whether the runner was stopping by then: a stop that signals
+        /// every process of the service at once (systemd's default
+        /// `KillMode`) kills the child as it stops the runner.
+        stopping: bool,
+    },
 }
 
 /// What the table needs to know about the job besides what happened.
@@ -84,6 +94,9 @@ pub enum Count {
     TimedOutReleased,
     /// `timed_out` and `buried`.
     TimedOutBuried,
+    /// `released`, as a hand-back at shutdown: released and kicked at once,
+    /// so the reservation uses up no attempt (the worker's `hand_back`).
+    HandedBack,
 }
 
 impl Count {
@@ -91,7 +104,7 @@ impl Count {
     pub fn apply(self, counters: &mut Counters) {
         match self {
             Count::Succeeded => counters.succeeded += 1,
-            Count::Released => counters.released += 1,
+            Count::Released | Count::HandedBack => counters.released += 1,
             Count::Buried => counters.buried += 1,
             Count::ExpiredDeleted => counters.expired_deleted += 1,
             Count::TimedOutReleased => {
@@ -132,6 +145,16 @@ pub fn decide(happened: Happened, facts: &Facts<'_>) -> (Settlement, Count) {
         };
         (settlement, count)
     };
+    let hand_back = |reason: String| {
+        (
+            Settlement::Release {
+                priority: facts.priority,
+                delay: Duration::ZERO,
+                reason: Some(reason),
+            },
+            Count::HandedBack,
+        )
+    };
     match happened {
         Happened::NotAMessage(error) => bury(format!("the job body is not a pulpo message: {error}")),
         Happened::TooBig(reason) => bury(format!("the job is too big to run: {reason}")),
@@ -161,24 +184,28 @@ pub fn decide(happened: Happened, facts: &Facts<'_>) -> (Settlement, Count) {
         Happened::Fatal(reason) => bury(reason),
         Happened::Panicked(what) => bury(format!("the handler panicked: {what}")),
         Happened::TimedOut(limit) => {
-            let reason = format!("timed out after {}", humantime::format_duration(limit));
+            let reason = format!("timed out after {}", super::took::took(limit));
             match transient(&reason, None) {
                 (s @ Settlement::Release { .. }, _) => (s, Count::TimedOutReleased),
                 (s, _) => (s, Count::TimedOutBuried),
             }
         }
-        Happened::Abandoned => (
-            Settlement::Release {
-                priority: facts.priority,
-                delay: Duration::ZERO,
-                reason: Some(
-                    "shutdown: the handler did not finish within shutdown_timeout; handed back, \
-                     not counted as an attempt"
-                        .to_owned(),
-                ),
-            },
-            Count::Released,
+        Happened::Abandoned => hand_back(
+            "shutdown: the handler did not finish within shutdown_timeout; handed back, not \
+             counted as an attempt"
+                .to_owned(),
         ),
+        Happened::Interrupted {
+            reason,
+            stopping: true,
+        } => hand_back(format!(
+            "shutdown: {reason} as the runner was stopping (a stop that signals every process, \
+             as systemd's default KillMode does); handed back, not counted as an attempt"
+        )),
+        Happened::Interrupted {
+            reason,
+            stopping: false,
+        } => bury(reason),
     }
 }
 
@@ -465,9 +492,41 @@ mod tests {
                             .into()
                     )
                 },
-                Count::Released
+                Count::HandedBack
             )
         );
+    }
+
+    #[test]
+    fn an_interrupted_handler_is_buried_while_running_and_handed_back_at_shutdown() {
+        let retry = policy(Backoff::Fixed, false);
+        let interrupted = |stopping| Happened::Interrupted {
+            reason: "sleep was killed by signal 15 (SIGTERM)".into(),
+            stopping,
+        };
+        assert_eq!(
+            decide(interrupted(false), &facts(&retry, 1)),
+            buried("sleep was killed by signal 15 (SIGTERM)")
+        );
+        let (settlement, count) = decide(interrupted(true), &facts(&retry, 4));
+        let Settlement::Release {
+            priority: 7,
+            delay: Duration::ZERO,
+            reason: Some(reason),
+        } = settlement
+        else {
+            panic!("{settlement:?}")
+        };
+        assert!(
+            reason
+                .starts_with("shutdown: sleep was killed by signal 15 (SIGTERM) as the runner was stopping")
+                && reason.ends_with("handed back, not counted as an attempt"),
+            "{reason}"
+        );
+        assert_eq!(count, Count::HandedBack);
+        let mut counters = Counters::default();
+        Count::HandedBack.apply(&mut counters);
+        assert_eq!((counters.released, counters.buried), (1, 0));
     }
 
     #[test]

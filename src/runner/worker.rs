@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, info, warn};
 use super::counters::NOT_A_MESSAGE;
 use super::outcome::{self, Count, Facts, Happened, random_fraction, too_many_attempts};
 use super::phase::{Phase, reached};
+use super::took::took;
 use super::{MIN_ITERATION, RESERVE_SLICE, Shared, queue_backoff};
 use crate::config::HandlerSettings;
 use crate::handlers::{BoxFuture, Context, JobServices, Outcome, printable};
@@ -37,6 +38,12 @@ pub(super) fn touch_interval(ttr: Duration) -> Duration {
 /// not follow (the runner lost the queue in between): one second, the
 /// least a delay can be on beanstalkd.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
+
+/// How long a worker whose handler was interrupted (an exec child killed by
+/// a signal) waits for the runner to start stopping, in case both were
+/// signalled by one stop: the runner's signal may be handled a moment after
+/// the child's exit.
+const STOP_SIGNAL_GRACE: Duration = Duration::from_secs(1);
 
 /// A decided settlement not yet sent, with what its log line needs.
 struct Pending {
@@ -220,13 +227,13 @@ async fn recover(
             worker = n,
             queue = %what,
             "queue unavailable: {err}; trying again in {}",
-            humantime::format_duration(delay)
+            took(delay)
         ),
         _ => warn!(
             worker = n,
             queue = %what,
             "reserve failed: {err}; trying again in {}",
-            humantime::format_duration(delay)
+            took(delay)
         ),
     }
     tokio::select! {
@@ -266,7 +273,7 @@ async fn hand_back(queue: &mut dyn Lease, p: &Pending) -> Result<(), QueueError>
             "job {} was released but not kicked: {err}; it is ready again in {}, and this \
              reservation counts as an attempt",
             p.id,
-            humantime::format_duration(HAND_BACK_DELAY)
+            took(HAND_BACK_DELAY)
         );
     }
     Ok(())
@@ -310,7 +317,7 @@ async fn within_shutdown<T>(
             _ = &mut slow, if !warned => {
                 warned = true;
                 warn!("still waiting for {what}; giving up {} after shutdown_timeout",
-                    humantime::format_duration(SETTLE_GRACE));
+                    took(SETTLE_GRACE));
             }
             _ = &mut give_up => {
                 warn!("gave up waiting for {what}: no answer by shutdown_timeout; the queue will hand \
@@ -374,7 +381,6 @@ async fn run_job(
         }
         Err(happened) => happened,
     };
-    let hand_back = happened == Happened::Abandoned;
     let facts = Facts {
         request_type: &request_type,
         attempt: job.attempt(),
@@ -392,6 +398,7 @@ async fn run_job(
         _ => String::new(),
     };
     let (mut settlement, count) = outcome::decide(happened, &facts);
+    let hand_back = count == Count::HandedBack;
     // One place for every reason, whichever handler wrote it: escaped for
     // the log, the terminal and the queue's stored reason.
     if let Settlement::Release {
@@ -405,24 +412,32 @@ async fn run_job(
         *reason = escaped;
     }
     shared.tally.update(&request_type, |c| count.apply(c));
-    let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
+    let elapsed = started.elapsed();
+    let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1000.0;
     span.record("outcome", settlement.name());
     span.record("duration_ms", duration_ms);
     let _entered = span.enter();
+    // One line per finished job at the default level, as Sidekiq logs.
+    let elapsed = took(elapsed);
+    let job_label = match request_type.as_str() {
+        NOT_A_MESSAGE => format!("job {} {NOT_A_MESSAGE}", job.id),
+        request_type => format!("job {} ({request_type})", job.id),
+    };
     match &settlement {
         Settlement::Delete if count == Count::ExpiredDeleted => {
-            info!("deleting job {}: expired at {expired_at} before it ran", job.id)
+            info!("{job_label} deleted after {elapsed}: expired at {expired_at} before it ran")
         }
-        Settlement::Delete => debug!("job {} done in {duration_ms:.1} ms", job.id),
+        Settlement::Delete => info!("{job_label} succeeded in {elapsed}"),
+        // The reason as a field: a child's stderr in it may span lines.
         Settlement::Release { delay, reason, .. } => info!(
-            "releasing job {} for {}: {}",
-            job.id,
-            humantime::format_duration(*delay),
-            reason.as_deref().unwrap_or("")
+            reason = reason.as_deref().unwrap_or(""),
+            "{job_label} released after {elapsed}, ready again in {}",
+            took(*delay)
         ),
-        Settlement::Bury { reason, .. } => {
-            warn!("burying job {}: {}", job.id, reason.as_deref().unwrap_or(""))
-        }
+        Settlement::Bury { reason, .. } => warn!(
+            reason = reason.as_deref().unwrap_or(""),
+            "{job_label} buried after {elapsed}"
+        ),
     }
     Pending {
         id: job.id,
@@ -484,6 +499,15 @@ async fn what_happened(
         }
         Ran::Finished(Outcome::Transient { reason, delay }) => Happened::Transient { reason, delay },
         Ran::Finished(Outcome::Fatal { reason }) => Happened::Fatal(reason),
+        Ran::Finished(Outcome::Interrupted { reason }) => {
+            // The signal that killed a child may be the first sign of a stop
+            // that signalled every process at once: give the runner's own
+            // signal a moment to arrive before calling it a failure.
+            let stopping = tokio::time::timeout(STOP_SIGNAL_GRACE, reached(phase, Phase::Stopping))
+                .await
+                .is_ok();
+            Happened::Interrupted { reason, stopping }
+        }
         Ran::Panicked(what) => Happened::Panicked(what),
         Ran::TimedOut(limit) => Happened::TimedOut(limit),
         Ran::Abandoned => Happened::Abandoned,

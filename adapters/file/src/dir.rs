@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,8 +15,9 @@ use crate::trust::{self, Trust};
 /// The subdirectory of runtime state shared by the processes (not queue data).
 pub(crate) const RUN_DIR: &str = "run";
 
-/// Creates the directory (0700) or checks that it is the effective user's and that group and
-/// others cannot write to it; then checks its parents (see `trust.rs`).
+/// Creates the directory (0700; in group mode 2770) or checks that it is the effective user's
+/// and that group and others cannot write to it (in group mode: see `trust.rs`); then checks its
+/// parents (see `trust.rs`).
 pub(crate) fn prepare_dir(dir: &Path, trust: Trust) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) => {
@@ -35,6 +36,7 @@ pub(crate) fn prepare_dir(dir: &Path, trust: Trust) -> Result<()> {
                 .mode(0o700)
                 .create(dir)
                 .map_err(io_err(dir, "create directory"))?;
+            set_mode(dir, trust)?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 sync_dir(parent, SyncPoint::QueueDirCreate)?;
             }
@@ -44,17 +46,43 @@ pub(crate) fn prepare_dir(dir: &Path, trust: Trust) -> Result<()> {
     trust::check_parents(dir, trust)
 }
 
-/// Creates `<dir>/<name>` with mode 0700 if it is missing, and checks that it is a real
-/// directory of ours (not a link to one elsewhere); returns its path.
-pub(crate) fn make_subdir(dir: &Path, name: &str) -> Result<PathBuf> {
+/// Creates `<dir>/<name>` with mode 0700 (in group mode 2770) if it is missing, and checks that
+/// it is a real directory of ours (not a link to one elsewhere); returns its path.
+pub(crate) fn make_subdir(dir: &Path, name: &str, trust: Trust) -> Result<PathBuf> {
     let sub = dir.join(name);
-    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&sub)
-        && e.kind() != std::io::ErrorKind::AlreadyExists
-    {
-        return Err(io_err(&sub, "create directory")(e));
+    match std::fs::DirBuilder::new().mode(0o700).create(&sub) {
+        Ok(()) => set_mode(&sub, trust)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(&sub, "create directory")(e)),
     }
-    trust::check_subdir(&sub, Trust::Owner)?;
+    trust::check_subdir(&sub, trust)?;
     Ok(sub)
+}
+
+/// Gives a directory the queue just made its mode, whatever the umask took away (made as 0700,
+/// so nobody else could use it in between).
+fn set_mode(dir: &Path, trust: Trust) -> Result<()> {
+    match trust {
+        Trust::Owner => Ok(()),
+        Trust::Group => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(trust.dir_mode()))
+            .map_err(io_err(dir, "chmod")),
+    }
+}
+
+/// Gives a file of the queue that this user owns its group mode (0660), whatever the umask took
+/// away when it was created.
+fn share_file(path: &Path, file: &File, trust: Trust) -> Result<()> {
+    if trust == Trust::Owner {
+        return Ok(());
+    }
+    let meta = file.metadata().map_err(io_err(path, "stat"))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let mine = meta.uid() == unsafe { libc::geteuid() };
+    if mine && meta.permissions().mode() & 0o7777 != trust.file_mode() {
+        file.set_permissions(std::fs::Permissions::from_mode(trust.file_mode()))
+            .map_err(io_err(path, "chmod"))?;
+    }
+    Ok(())
 }
 
 /// Flags for every file the queue opens in its directory: never through a symbolic link, and
@@ -62,9 +90,9 @@ pub(crate) fn make_subdir(dir: &Path, name: &str) -> Result<PathBuf> {
 /// `O_NONBLOCK`.
 const NO_LINKS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 
-/// Opens (creating with mode 0600) a file of the queue; refuses anything but a regular file of
-/// ours.
-pub(crate) fn open_file(path: &Path) -> Result<File> {
+/// Opens (creating with mode 0600; in group mode 0660) a file of the queue; refuses anything but
+/// a regular file of ours.
+pub(crate) fn open_file(path: &Path, trust: Trust) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -74,24 +102,28 @@ pub(crate) fn open_file(path: &Path) -> Result<File> {
         .custom_flags(NO_LINKS)
         .open(path)
         .map_err(trust::open_error(path, "open"))?;
-    trust::check_file(path, &file)?;
+    trust::check_file(path, &file, trust)?;
+    share_file(path, &file, trust)?;
     Ok(file)
 }
 
-/// Creates a temporary file of the queue afresh (mode 0600, `O_EXCL`), removing one left over.
-pub(crate) fn create_tmp(path: &Path) -> Result<File> {
+/// Creates a temporary file of the queue afresh (mode 0600, in group mode 0660; `O_EXCL`),
+/// removing one left over.
+pub(crate) fn create_tmp(path: &Path, trust: Trust) -> Result<File> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(path, "remove")(e)),
         _ => {}
     }
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(NO_LINKS)
         .open(path)
-        .map_err(trust::open_error(path, "create"))
+        .map_err(trust::open_error(path, "create"))?;
+    share_file(path, &file, trust)?;
+    Ok(file)
 }
 
 /// `<dir>/lock`, `flock`ed around every transaction (catch-up + decide + append) and around
@@ -118,9 +150,9 @@ const LOOK_UP_EVERY: Duration = Duration::from_millis(500);
 
 impl DirLock {
     /// Opens (creating) the lock file of `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<DirLock> {
+    pub(crate) fn open(dir: &Path, trust: Trust) -> Result<DirLock> {
         let path = dir.join("lock");
-        let file = open_file(&path)?;
+        let file = open_file(&path, trust)?;
         let m = file.metadata().map_err(io_err(&path, "stat"))?;
         Ok(DirLock {
             file,

@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn a_waiter_wakes_when_a_leader_lets_go() {
         let d = tempfile::tempdir().unwrap();
-        let s = SyncFile::open(d.path()).unwrap();
+        let s = SyncFile::open(d.path(), crate::trust::Trust::Owner).unwrap();
         let g = GroupCommit::new();
         let seen = s.generation();
         let leader = g.try_lead(&s).unwrap().expect("nobody else leads");

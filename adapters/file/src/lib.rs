@@ -17,7 +17,8 @@
 //! # On disk
 //!
 //! ```text
-//! <dir>/            mode 0700; refused unless it and its parents are safe (see trust.rs)
+//! <dir>/            mode 0700 (2770 with Options::group); refused unless it and its parents
+//!                   are safe (see trust.rs)
 //!   lock            flock'ed around every transaction (catch-up + decide + append)
 //!   run/sync        group commit (not data): "segment N durable up to X", the log's
 //!                   published end, the leader's flock, and futex words (mapped by every

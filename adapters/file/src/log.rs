@@ -22,6 +22,7 @@ use crate::format::{
 use crate::index::Index;
 use crate::sync::{SyncPoint, sync, sync_dir};
 use crate::sync_file::SyncFile;
+use crate::trust::Trust;
 use repair::{move_aside, salvage_next_id};
 
 /// How much of the log is read at once while catching up with much of it.
@@ -43,6 +44,8 @@ pub(super) fn segment_path(dir: &Path, n: u64) -> PathBuf {
 pub(crate) struct Log {
     dir: PathBuf,
     fsync: bool,
+    /// Whom its files are made for.
+    trust: Trust,
     /// Current segment number.
     seg_no: u64,
     /// Current segment.
@@ -74,11 +77,12 @@ enum Step {
 
 impl Log {
     /// Finds (or creates) the current segment and replays it. Caller holds the directory lock.
-    pub(crate) fn open(dir: &Path, fsync: bool, sync: &SyncFile) -> Result<Log> {
-        let (seg_no, seg, seg_path, floor) = open_current(dir, fsync)?;
+    pub(crate) fn open(dir: &Path, fsync: bool, trust: Trust, sync: &SyncFile) -> Result<Log> {
+        let (seg_no, seg, seg_path, floor) = open_current(dir, fsync, trust)?;
         let mut log = Log {
             dir: dir.to_path_buf(),
             fsync,
+            trust,
             seg_no,
             seg: Arc::new(seg),
             seg_path,
@@ -197,7 +201,7 @@ impl Log {
     }
 
     fn switch(&mut self, next: u64) -> Result<()> {
-        let (n, seg, path, _) = open_current(&self.dir, self.fsync)?;
+        let (n, seg, path, _) = open_current(&self.dir, self.fsync, self.trust)?;
         if n != self.seg_no {
             tracing::debug!(
                 from = self.seg_no,
@@ -406,7 +410,7 @@ fn segment_number(rest: &str) -> Option<u64> {
 
 /// Finds the highest valid segment (moving foreign ones aside, removing compacted ones and
 /// leftover temporaries), or creates segment 1. Returns (number, file, path, id floor).
-fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
+fn open_current(dir: &Path, fsync: bool, trust: Trust) -> Result<(u64, File, PathBuf, u64)> {
     let mut segs = Vec::new();
     for e in fs::read_dir(dir).map_err(io_err(dir, "list"))? {
         let e = e.map_err(io_err(dir, "list"))?;
@@ -421,7 +425,7 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
         } else if let Some(n) = segment_number(rest) {
             segs.push(n);
         } else {
-            move_aside(dir, &e.path(), "not a segment name the queue writes")?;
+            move_aside(dir, &e.path(), "not a segment name the queue writes", trust)?;
         }
     }
     segs.sort_unstable_by(|a, b| b.cmp(a));
@@ -435,7 +439,7 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
             let _ = fs::remove_file(&path);
             continue;
         }
-        let f = open_file(&path)?;
+        let f = open_file(&path, trust)?;
         let mut h = [0u8; SEG_HEADER_LEN as usize];
         let check = match f.read_exact_at(&mut h, 0) {
             Err(_) => Err("shorter than a segment header"),
@@ -451,7 +455,7 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
             Ok(()) => chosen = Some((n, f, path)),
             Err(why) => {
                 floor = floor.max(salvage_next_id(&f));
-                move_aside(dir, &path, why)?;
+                move_aside(dir, &path, why, trust)?;
             }
         }
     }
@@ -462,7 +466,7 @@ fn open_current(dir: &Path, fsync: bool) -> Result<(u64, File, PathBuf, u64)> {
     let n = (highest_seen + 1).min(format::MAX_SEGMENT);
     let path = segment_path(dir, n);
     let tmp = dir.join(format!("log.{n}.tmp"));
-    let f = create_tmp(&tmp)?;
+    let f = create_tmp(&tmp, trust)?;
     f.write_all_at(&format::segment_header(n), 0)
         .map_err(io_err(&tmp, "write"))?;
     if fsync {

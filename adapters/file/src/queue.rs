@@ -88,7 +88,8 @@ fn new_owner() -> u64 {
 }
 
 impl FileQueue {
-    /// Opens the queue in `dir`, creating it (mode 0700, files 0600) if needed.
+    /// Opens the queue in `dir`, creating it (mode 0700, files 0600; with [`Options::group`]
+    /// 2770 and 0660) if needed.
     ///
     /// Refuses a directory that group or others can write to ([`Error::Permissions`]), and one
     /// that is not the effective user's, sits in a parent others could write to, or holds links
@@ -102,13 +103,14 @@ impl FileQueue {
                 opts.max_job_size
             )));
         }
-        prepare_dir(&dir, Trust::Owner)?;
-        let lock = DirLock::open(&dir)?;
+        let trust = Trust::of(&opts);
+        prepare_dir(&dir, trust)?;
+        let lock = DirLock::open(&dir, trust)?;
         let (log, sync) = lock.with(|| {
             // Under the lock: a new run/sync is grown with zeros, which must not land on one that
             // another process has started to use.
-            let sync = SyncFile::open(&dir)?;
-            let log = Log::open(&dir, opts.fsync, &sync)?;
+            let sync = SyncFile::open(&dir, trust)?;
+            let log = Log::open(&dir, opts.fsync, trust, &sync)?;
             // A mark or published end past the log (from a segment moved aside, or written
             // before a power loss undid the records) means nothing.
             sync.clamp(log.seg_no(), log.end())?;
@@ -131,6 +133,11 @@ impl FileQueue {
                 watching: Mutex::new(None),
             }),
         })
+    }
+
+    /// Whom the queue trusts, by its options.
+    pub(crate) fn trust(&self) -> Trust {
+        Trust::of(&self.inner.opts)
     }
 
     /// The queue's directory.

@@ -28,7 +28,13 @@ impl FileQueue {
     /// must not fail the reserve.
     pub(crate) fn publish_watch(&self, tubes: &[&str]) {
         let mut current = self.inner.watching.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = watchers::publish(&self.inner.dir, self.inner.owner, tubes, &mut current) {
+        if let Err(e) = watchers::publish(
+            &self.inner.dir,
+            self.trust(),
+            self.inner.owner,
+            tubes,
+            &mut current,
+        ) {
             tracing::debug!(error = %e, "could not publish the watch list");
         }
     }
@@ -36,7 +42,10 @@ impl FileQueue {
     /// How many handles watch `tube`: live handles of any process that named it in their latest
     /// `reserve` (see `watchers.rs`), or at least this handle's waiting threads.
     pub(crate) fn watched_on(&self, tube: &str) -> u64 {
-        let others = watchers::watched(&self.inner.dir).get(tube).copied().unwrap_or(0);
+        let others = watchers::watched(&self.inner.dir, self.trust())
+            .get(tube)
+            .copied()
+            .unwrap_or(0);
         others.max(self.waiting_on(tube))
     }
 
@@ -134,7 +143,7 @@ impl FileQueue {
                 .keys()
                 .cloned(),
         );
-        names.extend(watchers::watched(&self.inner.dir).into_keys());
+        names.extend(watchers::watched(&self.inner.dir, self.trust()).into_keys());
         names.push("default".to_string());
         names.sort();
         names.dedup();

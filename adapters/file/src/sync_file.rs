@@ -97,10 +97,10 @@ impl SyncFile {
     /// Opens `<dir>/run/sync` (creating `run/` with mode 0700), growing it to a page and mapping
     /// it. Caller holds the directory lock. A file that cannot be mapped (an odd filesystem) still works:
     /// waiters then poll every [`POLL`].
-    pub(crate) fn open(dir: &Path) -> Result<SyncFile> {
-        let run = make_subdir(dir, RUN_DIR)?;
+    pub(crate) fn open(dir: &Path, trust: crate::trust::Trust) -> Result<SyncFile> {
+        let run = make_subdir(dir, RUN_DIR, trust)?;
         let path = run.join("sync");
-        let file = open_file(&path)?;
+        let file = open_file(&path, trust)?;
         let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
         if len < FILE_LEN {
             // Written, not just extended: the page then has its disk block, and the small writes
@@ -458,7 +458,7 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, SyncFile) {
         let d = tempfile::tempdir().unwrap();
-        let s = SyncFile::open(d.path()).unwrap();
+        let s = SyncFile::open(d.path(), crate::trust::Trust::Owner).unwrap();
         (d, s)
     }
 

@@ -1,5 +1,6 @@
 //! Whom the queue trusts. The directory must belong to the effective user and be writable by
-//! nobody else; each of its parents up to `/` must belong to root or to that user and be
+//! nobody else (or, in group mode, [`Trust::Group`], have one of the user's groups and be
+//! writable by nobody outside it); each of its parents up to `/` must belong to root or to that user and be
 //! writable by nobody else unless sticky (like `/tmp`), as ssh requires of the files it trusts;
 //! and what the queue keeps in it (`lock`, `run/`, `run/sync`, segments, `corrupt/`) must be
 //! the user's own regular files and real directories, never symbolic links or special files.
@@ -12,15 +13,55 @@ use std::path::Path;
 
 use crate::error::{Error, Result, io_err};
 
-/// Who besides the effective user the queue trusts with its directory.
-///
-/// The seam for a shared mode (`[file] group = true`, where the members of the directory's group
-/// may use the queue too): it would add a variant here, chosen from `Options`, and relax the
-/// owner and group-write checks below for it. Only the owner mode exists today.
+/// Who besides the effective user the queue trusts with its directory, chosen by
+/// [`crate::Options::group`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Trust {
-    /// Only the effective user (and root, for the parents).
+    /// Only the effective user (and root, for the parents): directory 0700, files 0600.
     Owner,
+    /// Also the members of the queue directory's group, which must be one of the effective
+    /// user's groups: directory 2770 (setgid, so what is made in it gets its group), files 0660.
+    /// A file or directory of another user is trusted when it has that group; nothing may be
+    /// writable by others, and a parent may belong to the queue directory's owner too.
+    Group,
+}
+
+impl Trust {
+    /// The trust `opts` ask for.
+    pub(crate) fn of(opts: &crate::Options) -> Trust {
+        if opts.group { Trust::Group } else { Trust::Owner }
+    }
+
+    /// The mode of a directory the queue makes.
+    pub(crate) fn dir_mode(self) -> u32 {
+        match self {
+            Trust::Owner => 0o700,
+            Trust::Group => 0o2770,
+        }
+    }
+
+    /// The mode of a file the queue makes.
+    pub(crate) fn file_mode(self) -> u32 {
+        match self {
+            Trust::Owner => 0o600,
+            Trust::Group => 0o660,
+        }
+    }
+}
+
+/// Whether `gid` is the effective group or one of the supplementary groups of this process.
+fn in_my_groups(gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    if gid == unsafe { libc::getegid() } {
+        return true;
+    }
+    // SAFETY: with a size of 0, getgroups only returns the count.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let mut groups = vec![0 as libc::gid_t; usize::try_from(n).unwrap_or(0)];
+    // SAFETY: `groups` has room for `n` entries, the size passed.
+    let n = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+    groups.truncate(usize::try_from(n).unwrap_or(0));
+    groups.contains(&gid)
 }
 
 /// The effective user id of this process.
@@ -37,22 +78,54 @@ fn untrusted(path: &Path, problem: String) -> Error {
 }
 
 /// Checks the queue directory itself (`meta` from `stat`): the effective user's, and not
-/// writable by group or others.
+/// writable by group or others; in group mode, of one of the user's groups, setgid, and not
+/// writable by others.
 pub(crate) fn check_queue_dir(dir: &Path, meta: &Metadata, trust: Trust) -> Result<()> {
-    let Trust::Owner = trust;
     let me = euid();
+    let mode = meta.permissions().mode() & 0o7777;
+    if trust == Trust::Group {
+        if mode & 0o002 != 0 {
+            return Err(Error::Permissions {
+                path: dir.to_path_buf(),
+                mode,
+            });
+        }
+        if !in_my_groups(meta.gid()) {
+            return Err(untrusted(
+                dir,
+                format!(
+                    "group = true, but the queue directory's group (gid {}) is not one of this \
+                     user's (uid {me}) groups, so its members cannot be trusted; add the user to \
+                     that group, or `chgrp` the directory to a group the user is in",
+                    meta.gid()
+                ),
+            ));
+        }
+        if mode & 0o2070 != 0o2070 {
+            return Err(untrusted(
+                dir,
+                format!(
+                    "group = true, but the queue directory (mode {mode:o}) is not shared with its \
+                     group: run `chmod 2770 {}` (group read-write-search, and setgid so that \
+                     what is made in it gets its group)",
+                    dir.display()
+                ),
+            ));
+        }
+        return Ok(());
+    }
     if meta.uid() != me {
         return Err(untrusted(
             dir,
             format!(
                 "the queue directory belongs to uid {}, not to this user (uid {me}), who could \
                  then forge or delete its jobs; use a directory of your own, or `chown` this one \
-                 to uid {me} if its files are to be trusted",
+                 to uid {me} if its files are to be trusted (or share it with a group: \
+                 [file] group = true)",
                 meta.uid()
             ),
         ));
     }
-    let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(Error::Permissions {
             path: dir.to_path_buf(),
@@ -65,13 +138,20 @@ pub(crate) fn check_queue_dir(dir: &Path, meta: &Metadata, trust: Trust) -> Resu
 /// Checks every parent of the queue directory up to `/` (of its real path, links resolved):
 /// root's or the effective user's, and not writable by group or others unless sticky. Otherwise
 /// someone else could swap the queue directory for one of their own.
+///
+/// In group mode a parent may also belong to the queue directory's owner (who can change the
+/// queue anyway), and be writable by the queue directory's group (whose members are trusted).
 pub(crate) fn check_parents(dir: &Path, trust: Trust) -> Result<()> {
-    let Trust::Owner = trust;
     let me = euid();
     let real = std::fs::canonicalize(dir).map_err(io_err(dir, "resolve the path of"))?;
+    let queue = std::fs::metadata(&real).map_err(io_err(&real, "stat"))?;
+    let (owner, group) = match trust {
+        Trust::Owner => (me, None),
+        Trust::Group => (queue.uid(), Some(queue.gid())),
+    };
     for parent in real.ancestors().skip(1) {
         let meta = std::fs::metadata(parent).map_err(io_err(parent, "stat"))?;
-        if meta.uid() != 0 && meta.uid() != me {
+        if meta.uid() != 0 && meta.uid() != me && meta.uid() != owner {
             return Err(untrusted(
                 parent,
                 format!(
@@ -84,7 +164,11 @@ pub(crate) fn check_parents(dir: &Path, trust: Trust) -> Result<()> {
             ));
         }
         let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        let writable = match group {
+            Some(gid) if meta.gid() == gid => mode & 0o002,
+            _ => mode & 0o022,
+        };
+        if writable != 0 && mode & 0o1000 == 0 {
             return Err(untrusted(
                 parent,
                 format!(
@@ -103,7 +187,6 @@ pub(crate) fn check_parents(dir: &Path, trust: Trust) -> Result<()> {
 /// Checks a subdirectory the queue keeps (`run/`, `corrupt/`), not following a link: a real
 /// directory of the effective user's, not writable by group or others.
 pub(crate) fn check_subdir(path: &Path, trust: Trust) -> Result<()> {
-    let Trust::Owner = trust;
     let meta = std::fs::symlink_metadata(path).map_err(io_err(path, "stat"))?;
     if !meta.is_dir() {
         return Err(untrusted(
@@ -115,12 +198,12 @@ pub(crate) fn check_subdir(path: &Path, trust: Trust) -> Result<()> {
             ),
         ));
     }
-    owned_and_private(path, &meta)
+    owned_and_private(path, &meta, trust)
 }
 
 /// Checks a file the queue opened (by its descriptor, so what was checked is what is used): a
-/// regular file of the effective user's.
-pub(crate) fn check_file(path: &Path, file: &File) -> Result<()> {
+/// regular file of the effective user's (in group mode, or of the user's groups).
+pub(crate) fn check_file(path: &Path, file: &File, trust: Trust) -> Result<()> {
     let meta = file.metadata().map_err(io_err(path, "stat"))?;
     if !meta.is_file() {
         return Err(untrusted(
@@ -132,12 +215,18 @@ pub(crate) fn check_file(path: &Path, file: &File) -> Result<()> {
             ),
         ));
     }
-    owned_and_private(path, &meta)
+    owned_and_private(path, &meta, trust)
 }
 
-/// The file or directory is the effective user's and not writable by group or others.
-fn owned_and_private(path: &Path, meta: &Metadata) -> Result<()> {
+/// The file or directory is the effective user's and not writable by group or others; in group
+/// mode it may instead have one of the user's groups (and be writable by it), and is never
+/// writable by others.
+fn owned_and_private(path: &Path, meta: &Metadata, trust: Trust) -> Result<()> {
     let me = euid();
+    let mode = meta.permissions().mode() & 0o7777;
+    if trust == Trust::Group && mode & 0o002 == 0 && in_my_groups(meta.gid()) {
+        return Ok(());
+    }
     if meta.uid() != me {
         return Err(untrusted(
             path,
@@ -148,7 +237,6 @@ fn owned_and_private(path: &Path, meta: &Metadata) -> Result<()> {
             ),
         ));
     }
-    let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(untrusted(
             path,

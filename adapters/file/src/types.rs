@@ -23,6 +23,10 @@ pub struct Options {
     /// moves time by hand ([`Clock::manual`]).
     #[doc(hidden)]
     pub clock: Clock,
+    /// Share the queue with the members of its directory's group (two users, one queue: a web
+    /// app publishing, a runner running): directory 2770 (setgid), files 0660, and the files of
+    /// other users of that group trusted. Off: the queue is its owner's alone (0700, 0600).
+    pub group: bool,
 }
 
 impl Default for Options {
@@ -32,6 +36,7 @@ impl Default for Options {
             max_job_size: 65_535,
             compact_min_bytes: 64 << 20,
             clock: Clock::default(),
+            group: false,
         }
     }
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dir::{RUN_DIR, create_tmp, make_subdir};
 use crate::error::{Result, io_err};
-use crate::trust;
+use crate::trust::{self, Trust};
 
 /// The subdirectory of `run/` that holds the watch lists.
 const WATCH_DIR: &str = "watch";
@@ -46,7 +46,13 @@ impl Drop for Watching {
 }
 
 /// Publishes that the handle `owner` watches `tubes`, unless `current` says so already.
-pub(crate) fn publish(dir: &Path, owner: u64, tubes: &[&str], current: &mut Option<Watching>) -> Result<()> {
+pub(crate) fn publish(
+    dir: &Path,
+    trust: Trust,
+    owner: u64,
+    tubes: &[&str],
+    current: &mut Option<Watching>,
+) -> Result<()> {
     // Checked without allocating: a runner reserves from the same tubes again and again.
     let same = |w: &Watching| {
         tubes
@@ -60,10 +66,10 @@ pub(crate) fn publish(dir: &Path, owner: u64, tubes: &[&str], current: &mut Opti
     let mut sorted: Vec<String> = tubes.iter().map(|t| t.to_string()).collect();
     sorted.sort();
     sorted.dedup();
-    let watch_dir = make_subdir(&make_subdir(dir, RUN_DIR)?, WATCH_DIR)?;
+    let watch_dir = make_subdir(&make_subdir(dir, RUN_DIR, trust)?, WATCH_DIR, trust)?;
     let path = watch_dir.join(format!("{owner:016x}"));
     let new = watch_dir.join(format!("{owner:016x}.new"));
-    let file = create_tmp(&new)?;
+    let file = create_tmp(&new, trust)?;
     file.lock().map_err(io_err(&new, "lock"))?;
     let text: String = sorted.iter().map(|t| format!("{t}\n")).collect();
     file.write_all_at(text.as_bytes(), 0)
@@ -83,7 +89,7 @@ pub(crate) fn publish(dir: &Path, owner: u64, tubes: &[&str], current: &mut Opti
 
 /// How many live handles (of any process, this one included) watch each tube. Removes the lists
 /// of handles that died. Errors only cost a tube's existence, so they are logged, not returned.
-pub(crate) fn watched(dir: &Path) -> BTreeMap<String, u64> {
+pub(crate) fn watched(dir: &Path, trust: Trust) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     let watch_dir = dir.join(RUN_DIR).join(WATCH_DIR);
     let Ok(entries) = std::fs::read_dir(&watch_dir) else {
@@ -100,7 +106,7 @@ pub(crate) fn watched(dir: &Path) -> BTreeMap<String, u64> {
         else {
             continue;
         };
-        if trust::check_file(&path, &file).is_err() {
+        if trust::check_file(&path, &file, trust).is_err() {
             continue;
         }
         match file.try_lock() {

@@ -149,3 +149,57 @@ fn special_or_foreign_files_as_lock_or_run_sync_are_refused() {
     let q = FileQueue::open(&path, opts()).unwrap();
     assert_eq!(q.stats().unwrap().current_jobs_ready, 1, "nothing lost");
 }
+
+/// The mode bits of `path`.
+fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Group mode (issue 13, item 4): what the queue makes is its group's (directories 2770 with
+/// setgid, files 0660, whatever the umask), the owner mode refuses such a directory, a file of
+/// another user is trusted when it has one of this user's groups, and nothing writable by others
+/// is, in either mode.
+#[test]
+fn group_mode_shares_with_the_group_and_never_with_others() {
+    let (_d, path) = queue_dir();
+    let group = pulpo_filequeue::Options {
+        group: true,
+        ..opts()
+    };
+    // SAFETY: umask only sets this process's file mode mask.
+    let before = unsafe { libc::umask(0o022) };
+    let q = FileQueue::open(&path, group.clone()).unwrap();
+    q.put("t", 0, Z, TTR, b"x").unwrap();
+    drop(q);
+    // SAFETY: as above.
+    unsafe { libc::umask(before) };
+    assert_eq!(mode_of(&path), 0o2770);
+    assert_eq!(mode_of(&path.join("run")), 0o2770);
+    assert_eq!(mode_of(&path.join("lock")), 0o660);
+    assert_eq!(mode_of(&path.join("run/sync")), 0o660);
+    // Shared with the group: refused by a handle that trusts its owner alone.
+    assert!(matches!(
+        FileQueue::open(&path, opts()),
+        Err(Error::Permissions { .. })
+    ));
+
+    // Another user's lock file, of this user's group: trusted in group mode only.
+    chown(path.join("lock"), Some(NOBODY), None).unwrap();
+    FileQueue::open(&path, group.clone()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+    assert_refused(FileQueue::open(&path, opts()), &path.join("lock"));
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o2770)).unwrap();
+
+    // Writable by others: refused, file or directory.
+    fs::set_permissions(path.join("lock"), fs::Permissions::from_mode(0o662)).unwrap();
+    assert_refused(FileQueue::open(&path, group.clone()), &path.join("lock"));
+    fs::set_permissions(path.join("lock"), fs::Permissions::from_mode(0o660)).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o2772)).unwrap();
+    assert!(matches!(
+        FileQueue::open(&path, group.clone()),
+        Err(Error::Permissions { .. })
+    ));
+    // Not setgid: what the queue makes would not get the group.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o770)).unwrap();
+    assert_refused(FileQueue::open(&path, group), &path);
+}

@@ -60,7 +60,7 @@ impl Log {
         let t0 = std::time::Instant::now();
         let tmp = self.dir.join(format!("log.{next}.tmp"));
         let path = segment_path(&self.dir, next);
-        let f = create_tmp(&tmp)?;
+        let f = create_tmp(&tmp, self.trust)?;
         let moved = self.write_next(&f, &tmp, next, now).and_then(|written| {
             // From the rename until the seal, a reader at the end of this segment must look for
             // the next one (should this process die in between); the note tells it to.

@@ -64,8 +64,8 @@ impl Log {
 }
 
 /// Moves a file the queue cannot use into `<dir>/corrupt/` and says so.
-pub(super) fn move_aside(dir: &Path, path: &Path, why: &str) -> Result<()> {
-    let corrupt = make_subdir(dir, "corrupt")?;
+pub(super) fn move_aside(dir: &Path, path: &Path, why: &str, trust: crate::trust::Trust) -> Result<()> {
+    let corrupt = make_subdir(dir, "corrupt", trust)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

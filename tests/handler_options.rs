@@ -8,14 +8,16 @@ use std::time::Duration;
 use pulpo::config::{self, ConfigError, HandlerSettings};
 use serde::Deserialize;
 
+/// A kind's options: a duration first (in any of pulpo's forms), a list
+/// with a default, and one required key.
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Options {
-    output_directory: String,
-    #[serde(default)]
-    notify: Option<String>,
     #[serde(default = "five_seconds", with = "pulpo::duration::human")]
-    io_retry_delay: Duration,
+    pause: Duration,
+    #[serde(default)]
+    labels: Vec<String>,
+    destination: String,
 }
 
 fn five_seconds() -> Duration {
@@ -36,50 +38,49 @@ fn error(options: &str) -> String {
 
 #[test]
 fn options_deserialise_into_the_kinds_type() {
-    let options: Options = handler("output_directory = \"out\"\nio_retry_delay = \"250ms\"")
+    let options: Options = handler("destination = \"out\"\npause = \"250ms\"")
         .options_as()
         .unwrap();
     assert_eq!(
         options,
         Options {
-            output_directory: "out".into(),
-            notify: None,
-            io_retry_delay: Duration::from_millis(250),
+            pause: Duration::from_millis(250),
+            labels: vec![],
+            destination: "out".into(),
         }
     );
-    let seconds: Options = handler("output_directory = \"out\"\nio_retry_delay = 2\nnotify = \"done\"")
+    let seconds: Options = handler("destination = \"out\"\npause = 2\nlabels = [\"done\"]")
         .options_as()
         .unwrap();
-    assert_eq!(seconds.io_retry_delay, Duration::from_secs(2));
-    assert_eq!(seconds.notify.as_deref(), Some("done"));
+    assert_eq!(seconds.pause, Duration::from_secs(2));
+    assert_eq!(seconds.labels, ["done"]);
     // retry, timeout, ttr and priority are pulpo's, never the kind's.
-    let shared: Options =
-        handler("output_directory = \"out\"\nretry = { max_attempts = 3 }\ntimeout = \"5s\"")
-            .options_as()
-            .unwrap();
-    assert_eq!(shared.io_retry_delay, Duration::from_secs(5));
+    let shared: Options = handler("destination = \"out\"\nretry = { max_attempts = 3 }\ntimeout = \"5s\"")
+        .options_as()
+        .unwrap();
+    assert_eq!(shared.pause, Duration::from_secs(5));
 }
 
 #[test]
 fn option_errors_name_the_file_the_table_and_the_key() {
     assert_eq!(
-        error("output_directory = \"out\"\nnotfy = \"done\""),
-        "pulpo.toml: unknown key \"handlers.word_count.notfy\"; did you mean \"handlers.word_count.notify\"? \
-         (known keys in [handlers.word_count]: output_directory, notify, io_retry_delay)"
+        error("destination = \"out\"\nlabls = [\"done\"]"),
+        "pulpo.toml: unknown key \"handlers.word_count.labls\"; did you mean \"handlers.word_count.labels\"? \
+         (known keys in [handlers.word_count]: pause, labels, destination)"
     );
     assert_eq!(
-        error("notify = \"done\""),
-        "pulpo.toml: key \"handlers.word_count.output_directory\" is missing: add output_directory = ..."
+        error("labels = [\"done\"]"),
+        "pulpo.toml: key \"handlers.word_count.destination\" is missing: add destination = ..."
     );
-    let wrong_type = error("output_directory = 5");
+    let wrong_type = error("destination = 5");
     assert!(
-        wrong_type.starts_with("pulpo.toml: key \"handlers.word_count.output_directory\": ")
+        wrong_type.starts_with("pulpo.toml: key \"handlers.word_count.destination\": ")
             && wrong_type.contains("string"),
         "{wrong_type}"
     );
-    let bad_duration = error("output_directory = \"out\"\nio_retry_delay = \"soon\"");
+    let bad_duration = error("destination = \"out\"\npause = \"soon\"");
     assert!(
-        bad_duration.starts_with("pulpo.toml: key \"handlers.word_count.io_retry_delay\": ")
+        bad_duration.starts_with("pulpo.toml: key \"handlers.word_count.pause\": ")
             && bad_duration.contains("\"soon\""),
         "{bad_duration}"
     );

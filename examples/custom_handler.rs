@@ -29,87 +29,35 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pulpo::config::{ConfigError, HandlerSettings};
-use pulpo::duration::parse_duration;
 use pulpo::handlers::Registry;
 use pulpo::handlers::{Context, Handler, Outcome};
 use pulpo::message::Message;
+use serde::Deserialize;
 use serde_json::Value;
 
-/// The options of one `word_count` table, checked once when the runner starts.
-#[derive(Debug)]
+/// The options of one `word_count` table, read by
+/// `HandlerSettings::options_as` when the runner starts: an unknown,
+/// missing or mistyped option is an error naming its key, e.g.
+/// `pulpo.toml: key "handlers.word_count.output_directory" is missing: ...`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WordCount {
     /// Where the counts go, one file per job.
     output_directory: PathBuf,
     /// The request type of the follow-up message published on success.
+    #[serde(default)]
     notify: Option<String>,
-    /// How long to wait before retrying after a failed write.
+    /// How long to wait before retrying after a failed write: "5s",
+    /// "250ms", or a plain number of seconds.
+    #[serde(default = "five_seconds", with = "pulpo::duration::human")]
     io_retry_delay: Duration,
 }
 
-impl WordCount {
-    /// Reads the options of `settings`; every error names the offending key,
-    /// e.g. `pulpo.toml: key "handlers.word_count.output_directory": ...`.
-    fn from_settings(settings: &HandlerSettings) -> Result<WordCount, ConfigError> {
-        let options = &settings.options;
-        if let Some(unknown) = options
-            .keys()
-            .find(|key| !["output_directory", "notify", "io_retry_delay"].contains(&key.as_str()))
-        {
-            return Err(settings.option_error(
-                unknown,
-                "unknown option; word_count takes output_directory, notify and io_retry_delay",
-            ));
-        }
-        let output_directory = match options.get("output_directory") {
-            // Relative to the config file's directory when written there, as pulpo's own kinds.
-            Some(Value::String(dir)) if !dir.is_empty() => {
-                settings.option_path("output_directory", dir.as_ref())
-            }
-            Some(other) => {
-                return Err(settings.option_error(
-                    "output_directory",
-                    format!("expected a directory path, found {other}"),
-                ));
-            }
-            None => {
-                return Err(settings.option_error(
-                    "output_directory",
-                    "word_count needs a directory to write its counts to",
-                ));
-            }
-        };
-        let notify = match options.get("notify") {
-            None => None,
-            Some(Value::String(request_type)) if !request_type.is_empty() => Some(request_type.clone()),
-            Some(other) => {
-                return Err(
-                    settings.option_error("notify", format!("expected a request type, found {other}"))
-                );
-            }
-        };
-        let io_retry_delay = match options.get("io_retry_delay") {
-            None => Duration::from_secs(5),
-            // Written "5s", "250ms", or a plain number of seconds.
-            Some(Value::String(text)) => {
-                parse_duration(text).map_err(|err| settings.option_error("io_retry_delay", err))?
-            }
-            Some(Value::Number(secs)) => parse_duration(&secs.to_string())
-                .map_err(|err| settings.option_error("io_retry_delay", err))?,
-            Some(other) => {
-                return Err(settings.option_error(
-                    "io_retry_delay",
-                    format!("expected a duration such as \"5s\", found {other}"),
-                ));
-            }
-        };
-        Ok(WordCount {
-            output_directory,
-            notify,
-            io_retry_delay,
-        })
-    }
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
 
+impl WordCount {
     /// Runs one job: count, write, and say what should become of the job.
     async fn handle(&self, message: Message, context: Context) -> Outcome {
         let text = match message.payload() {
@@ -142,7 +90,10 @@ impl WordCount {
 fn main() -> ExitCode {
     let mut registry = Registry::with_builtins();
     registry.register("word_count", |settings| {
-        let word_count = Arc::new(WordCount::from_settings(settings)?);
+        let mut word_count = settings.options_as::<WordCount>()?;
+        // Relative to the config file's directory when written there, as pulpo's own kinds.
+        word_count.output_directory = settings.option_path("output_directory", &word_count.output_directory);
+        let word_count = Arc::new(word_count);
         let handler = move |message: Message, context: Context| {
             let word_count = word_count.clone();
             async move { word_count.handle(message, context).await }

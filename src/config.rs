@@ -453,6 +453,67 @@ impl HandlerSettings {
         self.option_origin(key).resolve_path(path)
     }
 
+    /// The kind's options read into its own type `T`, a `serde`
+    /// `Deserialize` (with `#[serde(deny_unknown_fields)]` to refuse typos,
+    /// `#[serde(default)]` for optional keys, and
+    /// `#[serde(with = "pulpo::duration::human")]` for durations written
+    /// `"5s"` or as seconds). The table's shared keys (`kind`, `retry`,
+    /// `timeout`, `ttr`, `priority`) are pulpo's and never part of it. An
+    /// error names the file, the table and the key, as pulpo's own do:
+    /// `pulpo.toml: key "handlers.<request_type>.<key>" is missing: ...`.
+    ///
+    /// ```
+    /// # use std::path::Path;
+    /// #[derive(serde::Deserialize)]
+    /// #[serde(deny_unknown_fields)]
+    /// struct Options {
+    ///     output_directory: String,
+    /// }
+    /// let text = "[handlers.count]\nkind = \"count\"\noutput_directry = \"out\"\n";
+    /// let settings = pulpo::config::from_toml_str(text, Path::new("pulpo.toml"))?;
+    /// let err = settings.handlers["count"].options_as::<Options>().err().unwrap();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "pulpo.toml: unknown key \"handlers.count.output_directry\"; did you mean \
+    ///      \"handlers.count.output_directory\"? (known keys in [handlers.count]: output_directory)"
+    /// );
+    /// # Ok::<(), pulpo::ConfigError>(())
+    /// ```
+    pub fn options_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let options = Figment::from(figment::providers::Serialized::defaults(&self.options));
+        options.extract::<T>().map_err(|mut err| {
+            // Figment names the key inside the options; the error names the
+            // whole key, and where the option (or its table) was set.
+            let origin = match err.path.first() {
+                Some(key) if self.options.contains_key(key) => self.option_origin(key).clone(),
+                _ => self.kind_origin.clone(),
+            };
+            err.path
+                .splice(0..0, ["handlers".to_owned(), self.request_type.clone()]);
+            match ConfigError::from_figment(err) {
+                ConfigError::UnknownKey {
+                    key,
+                    section,
+                    known,
+                    suggestion,
+                    ..
+                } => ConfigError::UnknownKey {
+                    origin,
+                    key,
+                    section,
+                    known,
+                    suggestion,
+                },
+                ConfigError::MissingKey { key, hint, .. } => ConfigError::MissingKey { origin, key, hint },
+                ConfigError::InvalidValue { key, problem, .. } => {
+                    ConfigError::InvalidValue { origin, key, problem }
+                }
+                ConfigError::Other { message, .. } => ConfigError::Other { origin, message },
+                other => other,
+            }
+        })
+    }
+
     /// An error about the option `key`, for the kind that interprets the
     /// options: `pulpo.toml: key "handlers.<request_type>.<key>": <problem>`.
     pub fn option_error(&self, key: &str, problem: impl fmt::Display) -> ConfigError {

@@ -354,6 +354,9 @@ async fn unknown_foreign_and_expired_jobs_are_buried(env: Env) {
     assert!(journal.runs().is_empty(), "nothing ran: {:?}", journal.runs());
     assert_eq!(report.counters[pulpo::runner::NOT_A_MESSAGE].buried, 1);
     assert_eq!(report.counters["nobody_handles_this"].buried, 1);
+    // An expired job buried counts as expired and as buried.
+    let script = report.counters["script"];
+    assert_eq!((script.expired, script.buried), (1, 1));
 }
 
 /// `on_expired = "delete"` deletes an expired job instead.
@@ -373,7 +376,7 @@ async fn expired_jobs_can_be_deleted(env: Env) {
     until_deleted(q.as_mut(), expired).await;
     let report = running.stop().await;
     assert!(journal.runs().is_empty());
-    assert_eq!(report.counters["script"].expired_deleted, 1);
+    assert_eq!(report.counters["script"].expired, 1);
 }
 
 /// transient → released with the back-off delay until max_attempts, then

@@ -1,4 +1,5 @@
-//! The commands that change jobs by id or take them: `delete` and `pop`
+//! The commands that change jobs by id or take them: `delete`, `retry`
+//! (a buried job replaced by a copy with a fresh set of attempts) and `pop`
 //! (which deletes only a job it has printed).
 
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Failure, show};
+use crate::queue::retry::{self, Retried};
 use crate::queue::{Queue, QueueError};
 
 pub(super) async fn delete(queue: &mut dyn Queue, ids: &[u64], json: bool) -> Result<(), Failure> {
@@ -71,4 +73,95 @@ pub(super) async fn pop(queue: &mut dyn Queue, watch: &[String], json: bool) -> 
     }
     queue.delete(job.id).await?;
     Ok(())
+}
+
+/// Which buried jobs `retry` takes: by id, or all of the tube's.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "all"])))]
+pub(super) struct RetryArgs {
+    /// The buried jobs' ids.
+    #[arg(value_name = "ID")]
+    ids: Vec<u64>,
+    /// Every job buried in the tube.
+    #[arg(long)]
+    all: bool,
+}
+
+pub(super) async fn retry(
+    queue: &mut dyn Queue,
+    tube: &str,
+    args: RetryArgs,
+    json: bool,
+) -> Result<(), Failure> {
+    let show_one = |done: &Retried| show::line(&format!("retried job {} as job {}", done.id, done.new_id));
+    let mut retried = Vec::new();
+    let mut failed = Vec::new();
+    let mut stopped = None;
+    if args.all {
+        let (done, result) = retry::retry_buried(queue, tube).await;
+        retried = done;
+        stopped = result.err();
+        if !json {
+            for done in &retried {
+                show_one(done)?;
+            }
+            if retried.is_empty() && stopped.is_none() {
+                show::line(&format!("no buried job in tube {tube}"))?;
+            }
+        }
+    } else {
+        for &id in &args.ids {
+            match retry::retry(queue, id).await {
+                Ok(done) => {
+                    if !json {
+                        show_one(&done)?;
+                    }
+                    retried.push(done);
+                }
+                Err(
+                    err @ (QueueError::JobNotFound { .. }
+                    | QueueError::InvalidArgument(_)
+                    | QueueError::Refused(_)),
+                ) => {
+                    if !json && args.ids.len() > 1 {
+                        show::error(&err.to_string());
+                    }
+                    failed.push((id, err));
+                }
+                Err(err) => {
+                    stopped = Some(err);
+                    break;
+                }
+            }
+        }
+    }
+    if json {
+        let retried: Vec<_> = retried
+            .iter()
+            .map(|done| json!({"id": done.id, "new_id": done.new_id}))
+            .collect();
+        let failed: Vec<_> = failed
+            .iter()
+            .map(|(id, err)| json!({"id": id, "error": err.to_string()}))
+            .collect();
+        let mut document = json!({"tube": tube, "retried": retried, "failed": failed});
+        if let Some(err) = &stopped {
+            document["error"] = json!(err.to_string());
+        }
+        show::print_json(&document)?;
+    }
+    if let Some(err) = stopped {
+        return Err(err.into());
+    }
+    match (failed.as_slice(), args.ids.len()) {
+        ([], _) => Ok(()),
+        ([(_, err)], 1) => Err(Failure {
+            code: 1,
+            message: err.to_string(),
+        }),
+        (failed, n) => Err(Failure {
+            code: 1,
+            message: format!("{} of {n} jobs not retried", failed.len()),
+        }),
+    }
 }

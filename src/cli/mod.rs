@@ -94,6 +94,9 @@ enum Command {
         #[arg(default_value_t = 1, value_name = "N")]
         bound: u64,
     },
+    /// Retry buried jobs with a fresh set of attempts: each is replaced by a
+    /// copy, ready, with a new id (kick gives back one attempt only).
+    Retry(manage::RetryArgs),
     /// Kick one buried or delayed job.
     KickJob {
         /// The job id.
@@ -313,6 +316,7 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             })?;
             Ok(())
         }
+        Command::Retry(args) => manage::retry(queue, &tube, args, json).await,
         Command::KickJob { id } => {
             queue.kick_job(id).await?;
             show::emit(json, json!({"id": id, "kicked": true}), || {

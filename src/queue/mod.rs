@@ -12,6 +12,7 @@
 pub mod beanstalkd;
 pub mod file;
 mod lease;
+pub mod retry;
 
 pub use lease::Lease;
 

@@ -22,8 +22,9 @@ pub struct Counters {
     pub buried: u64,
     /// Handler runs cancelled at their timeout.
     pub timed_out: u64,
-    /// Jobs deleted unrun because their expiration had passed.
-    pub expired_deleted: u64,
+    /// Jobs not run because their expiration had passed, buried (also
+    /// counted in `buried`) or deleted (`on_expired`).
+    pub expired: u64,
     /// Settlements the queue refused or lost (the job comes back by itself).
     pub settle_failed: u64,
 }
@@ -36,7 +37,7 @@ impl Counters {
         self.released += other.released;
         self.buried += other.buried;
         self.timed_out += other.timed_out;
-        self.expired_deleted += other.expired_deleted;
+        self.expired += other.expired;
         self.settle_failed += other.settle_failed;
     }
 }
@@ -94,14 +95,7 @@ pub fn render(by_type: &BTreeMap<String, Counters>) -> String {
     let mut line = |name: &str, c: &Counters| {
         out.push_str(&format!(
             "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}\n",
-            name,
-            c.reserved,
-            c.succeeded,
-            c.released,
-            c.buried,
-            c.timed_out,
-            c.expired_deleted,
-            c.settle_failed
+            name, c.reserved, c.succeeded, c.released, c.buried, c.timed_out, c.expired, c.settle_failed
         ));
     };
     for (name, counters) in by_type {

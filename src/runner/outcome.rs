@@ -88,8 +88,10 @@ pub enum Count {
     Released,
     /// `buried`.
     Buried,
-    /// `expired_deleted`.
+    /// `expired` (the job was deleted).
     ExpiredDeleted,
+    /// `expired` and `buried`.
+    ExpiredBuried,
     /// `timed_out` and `released`.
     TimedOutReleased,
     /// `timed_out` and `buried`.
@@ -106,7 +108,11 @@ impl Count {
             Count::Succeeded => counters.succeeded += 1,
             Count::Released | Count::HandedBack => counters.released += 1,
             Count::Buried => counters.buried += 1,
-            Count::ExpiredDeleted => counters.expired_deleted += 1,
+            Count::ExpiredDeleted => counters.expired += 1,
+            Count::ExpiredBuried => {
+                counters.expired += 1;
+                counters.buried += 1;
+            }
             Count::TimedOutReleased => {
                 counters.timed_out += 1;
                 counters.released += 1;
@@ -165,14 +171,18 @@ pub fn decide(happened: Happened, facts: &Facts<'_>) -> (Settlement, Count) {
             ))
         }
         Happened::Expired(at) => match facts.on_expired {
-            OnExpired::Bury => bury(format!("expired at {at} before it ran")),
+            OnExpired::Bury => (
+                bury(format!("expired at {at} before it ran")).0,
+                Count::ExpiredBuried,
+            ),
             OnExpired::Delete => (Settlement::Delete, Count::ExpiredDeleted),
         },
         Happened::TooManyAttempts => bury(format!(
             "attempt {} is more than max_attempts = {}: the queue reserved it {} times, less {} \
-             kicked back (hand-backs at shutdown, an operator's kicks); attempts that were not \
-             settled ended with their worker dying or losing the job's lease (or max_attempts \
-             was lowered since)",
+             kicked back (each kick gives back one attempt: hand-backs at shutdown, an operator's \
+             kicks); reservations no runner settled ended with their worker dying or losing the \
+             job's lease, or were another client's (pulpo pop), or max_attempts was lowered \
+             since; `pulpo retry <id>` runs it again with a fresh set of attempts",
             facts.attempt,
             facts.retry.max_attempts,
             facts.reserves,
@@ -375,6 +385,12 @@ mod tests {
                 && reason.contains("reserved it 5 times, less 0 kicked back"),
             "{reason}"
         );
+        // What a user can do about it, and what a kick does (one attempt).
+        assert!(
+            reason.contains("each kick gives back one attempt")
+                && reason.contains("`pulpo retry <id>` runs it again with a fresh set of attempts"),
+            "{reason}"
+        );
         assert_eq!(count, Count::Buried);
     }
 
@@ -463,9 +479,10 @@ mod tests {
     fn an_expired_job_is_buried_or_deleted_as_configured() {
         let retry = policy(Backoff::Fixed, false);
         let at = || Happened::Expired("2026-01-01T00:00:00Z".into());
+        let reason = Some("expired at 2026-01-01T00:00:00Z before it ran".to_owned());
         assert_eq!(
             decide(at(), &facts(&retry, 1)),
-            buried("expired at 2026-01-01T00:00:00Z before it ran")
+            (Settlement::Bury { priority: 7, reason }, Count::ExpiredBuried)
         );
         let deleting = Facts {
             on_expired: OnExpired::Delete,
@@ -475,6 +492,11 @@ mod tests {
             decide(at(), &deleting),
             (Settlement::Delete, Count::ExpiredDeleted)
         );
+        // `expired` counts both ways; the bury counts as buried too.
+        let mut counters = Counters::default();
+        Count::ExpiredBuried.apply(&mut counters);
+        Count::ExpiredDeleted.apply(&mut counters);
+        assert_eq!((counters.expired, counters.buried), (2, 1));
     }
 
     #[test]

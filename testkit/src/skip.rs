@@ -4,8 +4,9 @@
 //! [`REQUIRE_PRIVILEGED`] when it runs as root, so CI never hides them.
 
 /// The environment variable that turns a skip into a failure: set to `1` by
-/// `scripts/test` when it runs as root.
-pub const REQUIRE_PRIVILEGED: &str = "PULPO_REQUIRE_PRIVILEGED";
+/// `scripts/test` when it runs as root. Not `PULPO_`-prefixed: the `pulpo`
+/// processes the tests start read every `PULPO_*` variable as a config key.
+pub const REQUIRE_PRIVILEGED: &str = "TESTKIT_REQUIRE_PRIVILEGED";
 
 /// Skips `test` for `reason`: panics when [`REQUIRE_PRIVILEGED`] is `1`,
 /// else prints `SKIPPED` on stderr (run with `--nocapture` to see it).

@@ -193,6 +193,8 @@ fn retry_reports_each_job_it_could_not_retry() {
             .contains("job 999 not found"),
         "{doc}"
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim(), "pulpo: error: 1 of 2 jobs not retried", "{err}");
+    // With --json the error is JSON on stderr too.
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"], "1 of 2 jobs not retried", "{err}");
+    assert_eq!(err["code"], 1, "{err}");
 }

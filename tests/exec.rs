@@ -202,13 +202,8 @@ async fn succeeds_and_leaves_nothing(handler: &Arc<dyn Handler>, pid_file: &Path
         "{:?}",
         started.elapsed()
     );
-    let pid: i32 = std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap();
-    wait_until_gone(&[pid]);
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let pid: u32 = std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap();
+    pulpo_testkit::procs::wait_until_gone(&[pid], Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -227,28 +222,9 @@ async fn a_cancelled_job_kills_the_child_and_what_it_started() {
     .await;
     assert!(cancelled.is_err(), "still running when cancelled");
     let text = std::fs::read_to_string(&pids).unwrap();
-    let pids: Vec<i32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    let pids: Vec<u32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(pids.len(), 2);
-    wait_until_gone(&pids);
-}
-
-/// Waits (5 s at most) until none of `pids` runs. A grandchild is not our
-/// child, so nobody here reaps it: a zombie counts as gone.
-fn wait_until_gone(pids: &[i32]) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|&pid| alive(pid) && !is_zombie(pid)) {
-        assert!(Instant::now() < deadline, "processes {pids:?} outlived the job");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
+    pulpo_testkit::procs::wait_until_gone(&pids, Duration::from_secs(5));
 }
 
 #[tokio::test]

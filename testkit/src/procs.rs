@@ -42,6 +42,16 @@ pub fn wait_until_none_with(var: &str, limit: Duration) {
     }
 }
 
+/// Waits (at most `limit`) until none of `pids` runs. A grandchild is not
+/// the test's child, so nobody reaps it: a zombie counts as gone.
+pub fn wait_until_gone(pids: &[u32], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while pids.iter().any(|&pid| !is_zombie(pid)) {
+        assert!(Instant::now() < deadline, "processes {pids:?} outlived the job");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A process that has exited but not been reaped (or is gone) counts as dead.
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

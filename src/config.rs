@@ -149,6 +149,32 @@ keyword_enum! {
     }
 }
 
+keyword_enum! {
+    /// Whether a schedule fires while its previous tick's job is still
+    /// queued or running.
+    Overlap {
+        /// Fire every tick regardless (the default).
+        #[default]
+        Allow => "allow",
+        /// Skip a tick while the previous tick's job is ready, delayed or reserved.
+        Skip => "skip",
+    }
+}
+
+keyword_enum! {
+    /// What a schedule fires for ticks missed while no runner was up.
+    CatchUp {
+        /// One message for all the missed ticks (the default).
+        #[default]
+        Once => "once",
+        /// Nothing: missed ticks are dropped.
+        None => "none",
+    }
+}
+
+mod schedules;
+pub use schedules::{DEFAULT_GRACE, ScheduleSettings, local_time, parse_cron};
+
 /// A keyword that is not one of the accepted names (from [`FromStr`] on
 /// [`QueueKind`], [`OnIdle`], [`OnExpired`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -560,6 +586,12 @@ pub struct Settings {
     pub serve: ServeSettings,
     /// Handlers by request type.
     pub handlers: BTreeMap<String, HandlerSettings>,
+    /// `[[schedules]]`: cron schedules the runners fire.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleSettings>,
+    /// False with `schedules = false`: this process fires no schedule.
+    #[serde(skip)]
+    pub fire_schedules: bool,
     /// The config file the settings were read from, if any.
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -583,6 +615,8 @@ impl Default for Settings {
             beanstalkd: BeanstalkdSettings::default(),
             serve: ServeSettings::default(),
             handlers: BTreeMap::new(),
+            schedules: Vec::new(),
+            fire_schedules: true,
             source_file: None,
         }
     }

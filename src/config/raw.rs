@@ -445,6 +445,7 @@ pub(super) struct RawConfig {
     beanstalkd: Option<RawBeanstalkd>,
     serve: Option<RawServe>,
     handlers: Option<RawHandlers>,
+    schedules: Option<super::schedules::RawSchedules>,
 }
 
 /// `[defaults]`.
@@ -701,6 +702,7 @@ impl RawConfig {
             let handler = raw.resolve(&request_type, figment, &defaults, &retry)?;
             handlers.insert(request_type, handler);
         }
+        let (schedules, fire_schedules) = super::schedules::resolve(self.schedules, figment)?;
         Ok(Settings {
             queue: self.queue.unwrap_or(base.queue),
             tube: self.tube.map_or(base.tube, |t| t.0),
@@ -721,6 +723,8 @@ impl RawConfig {
             beanstalkd,
             serve,
             handlers,
+            schedules,
+            fire_schedules,
             source_file,
         })
     }

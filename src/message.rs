@@ -300,6 +300,21 @@ impl Message {
         self
     }
 
+    /// Marks the message as fired by schedule `name` for the tick at `tick`:
+    /// the header keys [`SCHEDULE_KEY`] and [`SCHEDULE_TICK_KEY`], which
+    /// together name the tick, so a handler can deduplicate on them.
+    pub fn with_schedule(self, name: &str, tick: DateTime<Utc>) -> Message {
+        self.with_header(SCHEDULE_KEY, name)
+            .with_header(SCHEDULE_TICK_KEY, format_time(tick))
+    }
+
+    /// The schedule and tick that fired this message, if a schedule did.
+    pub fn schedule(&self) -> Option<(&str, DateTime<Utc>)> {
+        let name = self.header.extra.get(SCHEDULE_KEY)?.as_str()?;
+        let tick = self.header.extra.get(SCHEDULE_TICK_KEY)?.as_str()?;
+        Some((name, parse_time_in(tick, &Utc).ok()?))
+    }
+
     /// Reads a message from a job body. Never panics; see the module docs
     /// for what is accepted.
     pub fn from_json(bytes: &[u8]) -> Result<Message, MessageError> {
@@ -443,6 +458,17 @@ impl<'de> Deserialize<'de> for Message {
         Message::from_json_value(value).map_err(serde::de::Error::custom)
     }
 }
+
+/// The header key naming the schedule that fired a message.
+pub const SCHEDULE_KEY: &str = "schedule";
+
+/// The header key holding the time (RFC 3339 UTC) of the schedule's tick
+/// that fired a message; with [`SCHEDULE_KEY`], a key to deduplicate on.
+pub const SCHEDULE_TICK_KEY: &str = "schedule_tick";
+
+/// The header key, on a message fired to catch up after downtime, holding
+/// how many ticks were missed (the message stands for all of them).
+pub const SCHEDULE_MISSED_KEY: &str = "schedule_missed";
 
 /// Formats a time as RFC 3339 UTC with a `Z`, with a fraction of a second
 /// (3, 6 or 9 digits) only when it is non-zero: `2026-11-23T10:00:00Z`.

@@ -10,10 +10,11 @@ use pulpo_beanstalkd::proto::{ServerStats, StatsDocument};
 use pulpo_beanstalkd::{Client, Command, ConnectOptions, Error, Reply, ServerError};
 use serde_json::{Map, Value};
 
+use super::leader::TokenLeadership;
 use super::lease::{Lease, unavailable_after};
 use super::{
-    Capabilities, Job, JobStats, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement,
-    TubeStats, whole_seconds_ceil,
+    Capabilities, Job, JobStats, Leadership, NewJob, PeekState, Queue, QueueError, Reservation, Result,
+    Settlement, TubeStats, whole_seconds_ceil,
 };
 use crate::config::Settings;
 
@@ -91,6 +92,19 @@ impl BeanstalkdQueue {
         let mut reservation = Reservation::from_stats(Job { id, body }, info);
         reservation.too_big = too_big;
         Ok(reservation)
+    }
+
+    /// A new connection to the same server, with the same options.
+    fn another_connection(&self) -> impl Future<Output = Result<BeanstalkdQueue>> + Send + use<> {
+        let (address, options) = (self.client.address().to_string(), self.client.options().clone());
+        async move { BeanstalkdQueue::connect_again(address, options).await }
+    }
+
+    async fn connect_again(address: String, options: ConnectOptions) -> Result<BeanstalkdQueue> {
+        let client = Client::connect_with(&address, options)
+            .await
+            .map_err(|err| map_error(err, None, "connect"))?;
+        Ok(BeanstalkdQueue { client })
     }
 
     async fn use_tube(&mut self, tube: &str) -> Result<()> {
@@ -461,6 +475,12 @@ impl Queue for BeanstalkdQueue {
         Capabilities { keeps_reasons: false }
     }
 
+    /// A token held reserved on a connection of its own.
+    async fn leadership(&mut self) -> Result<Option<Box<dyn Leadership>>> {
+        let own = self.another_connection().await?;
+        Ok(Some(Box::new(TokenLeadership::new(Box::new(own)))))
+    }
+
     /// beanstalkd pauses whole seconds: a pause is rounded up.
     fn applied_pause(&self, duration: Duration) -> Duration {
         Duration::from_secs(u64::from(whole_seconds_ceil(duration)))
@@ -570,10 +590,11 @@ impl Lease for BeanstalkdQueue {
     }
 
     async fn another(&mut self) -> Result<Box<dyn Lease>> {
-        let client = Client::connect_with(&self.client.address().to_string(), self.client.options().clone())
-            .await
-            .map_err(|err| map_error(err, None, "connect"))?;
-        Ok(Box::new(BeanstalkdQueue { client }))
+        Ok(Box::new(self.another_connection().await?))
+    }
+
+    async fn leadership(&mut self) -> Result<Option<Box<dyn Leadership>>> {
+        Queue::leadership(self).await
     }
 }
 

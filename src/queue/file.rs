@@ -13,10 +13,11 @@ use bytes::Bytes;
 use pulpo_filequeue::{self as fq, FileQueue};
 use serde_json::{Map, Value};
 
+use super::leader::FileLeadership;
 use super::lease::{Lease, unavailable_after};
 use super::{
-    Capabilities, Job, JobStats, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement,
-    TubeStats,
+    Capabilities, Job, JobStats, Leadership, NewJob, PeekState, Queue, QueueError, Reservation, Result,
+    Settlement, TubeStats,
 };
 use crate::config::Settings;
 
@@ -331,6 +332,14 @@ impl Queue for FileQueueAdapter {
     fn capabilities(&self) -> Capabilities {
         Capabilities { keeps_reasons: true }
     }
+
+    async fn leadership(&mut self) -> Result<Option<Box<dyn Leadership>>> {
+        Ok(Some(Box::new(FileLeadership::new(
+            self.queue.dir(),
+            self.queue.options().group,
+            Box::new(self.clone()),
+        ))))
+    }
 }
 
 #[async_trait]
@@ -448,5 +457,9 @@ impl Lease for FileQueueAdapter {
 
     async fn another(&mut self) -> Result<Box<dyn Lease>> {
         Ok(Box::new(self.clone()))
+    }
+
+    async fn leadership(&mut self) -> Result<Option<Box<dyn Leadership>>> {
+        Queue::leadership(self).await
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{NewJob, QueueError, Reservation, Result, Settlement};
+use super::{Leadership, NewJob, QueueError, Reservation, Result, Settlement};
 
 /// A worker's handle on a queue. Reservations belong to the handle that
 /// made them, as they belong to a connection on beanstalkd.
@@ -62,6 +62,12 @@ pub trait Lease: Send {
 
     /// Another handle on the same queue, for another worker.
     async fn another(&mut self) -> Result<Box<dyn Lease>>;
+
+    /// Leadership for schedules on this queue, on a handle of its own
+    /// (the runner's scheduler asks for it); `None` when the queue has none.
+    async fn leadership(&mut self) -> Result<Option<Box<dyn Leadership>>> {
+        Ok(None)
+    }
 }
 
 /// The reserve half of a settle-and-reserve whose settlement found the

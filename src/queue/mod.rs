@@ -11,9 +11,11 @@
 
 pub mod beanstalkd;
 pub mod file;
+pub mod leader;
 mod lease;
 pub mod retry;
 
+pub use leader::{Fired, Leadership, ScheduleState};
 pub use lease::Lease;
 
 use std::time::Duration;
@@ -257,6 +259,12 @@ pub trait Queue: Send {
 
     /// The optional abilities of this queue.
     fn capabilities(&self) -> Capabilities;
+
+    /// Leadership for schedules on this queue, on a handle of its own:
+    /// `None` when the queue has no way to let one process of many lead.
+    async fn leadership(&mut self) -> Result<Option<Box<dyn Leadership>>> {
+        Ok(None)
+    }
 
     /// The pause [`Queue::pause_tube`] applies when asked for `duration`:
     /// the same, or rounded up where the queue counts coarser units, so

@@ -26,6 +26,7 @@ mod counters;
 mod idle;
 pub mod outcome;
 mod phase;
+mod schedules;
 mod took;
 mod worker;
 
@@ -157,7 +158,7 @@ impl Runner {
     pub async fn run(self, shutdown: CancellationToken) -> Result<RunReport, RunError> {
         let started = Instant::now();
         let settings = self.settings.clone();
-        let Some(queues) = open_queues(&settings, &shutdown).await? else {
+        let Some(mut queues) = open_queues(&settings, &shutdown).await? else {
             return Ok(RunReport {
                 stop: StopReason::Shutdown,
                 counters: BTreeMap::new(),
@@ -183,11 +184,17 @@ impl Runner {
             handlers = ?shared.handlers.keys().collect::<Vec<_>>(),
             "runner started"
         );
+        let scheduler = schedules::start(&settings, queues[0].as_mut(), phases.stopping()).await;
         let mut workers = JoinSet::new();
         for (n, queue) in queues.into_iter().enumerate() {
             workers.spawn(worker::run(shared.clone(), queue, n));
         }
-        let stop = supervise(&shared, &phases, workers, &shutdown).await?;
+        let stop = supervise(&shared, &phases, workers, &shutdown).await;
+        phases.stop();
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
+        }
+        let stop = stop?;
         let report = RunReport {
             stop,
             counters: shared.tally.snapshot(),

@@ -1,0 +1,287 @@
+//! Schedules fired by real `pulpo run` processes, on both queues: three
+//! runners and a 1-second schedule publish each tick exactly once, and when
+//! the leader is killed with SIGKILL another takes over within the token's
+//! TTR plus one tick, firing no tick twice; `catch_up` after downtime; and
+//! `overlap = "skip"`. The schedules fire into tubes no runner watches, so
+//! the test finds every fired job where it was put.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use pulpo::config::{Overrides, load_file};
+use pulpo::message::{Message, SCHEDULE_MISSED_KEY};
+use pulpo::queue::leader::TOKEN_TTR;
+use pulpo_testkit::Beanstalkd;
+use pulpo_testkit::output::clean_command;
+
+/// Which queue a scenario runs on.
+enum On {
+    File,
+    Beanstalkd(Beanstalkd),
+}
+
+impl On {
+    fn table(&self, dir: &Path) -> String {
+        match self {
+            On::File => format!(
+                "queue = \"file\"\n[file]\npath = \"{}\"\n",
+                dir.join("queue").display()
+            ),
+            On::Beanstalkd(server) => format!(
+                "queue = \"beanstalkd\"\n[beanstalkd]\naddress = \"{}\"\n",
+                server.address()
+            ),
+        }
+    }
+}
+
+fn beanstalkd() -> On {
+    On::Beanstalkd(Beanstalkd::start())
+}
+
+/// A config file in `dir`: the queue, a runner that never stops by itself
+/// and watches a tube nobody fires into, and `schedules`.
+fn config(dir: &Path, on: &On, schedules: &str) -> PathBuf {
+    let text = format!(
+        "watch = [\"work\"]\nconcurrency = 1\nsleep_duration = \"1s\"\n\
+         shutdown_after_number_of_empty_iterations = 0\nshutdown_timeout = \"1s\"\n{}{schedules}",
+        on.table(dir)
+    );
+    let path = dir.join("pulpo.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `pulpo run` on `config`, logging to `log`.
+fn runner(dir: &Path, config: &Path, log: &Path) -> Child {
+    let mut cmd = clean_command(
+        env!("CARGO_BIN_EXE_pulpo"),
+        dir,
+        &["--config", config.to_str().unwrap(), "run"],
+    );
+    cmd.env("PULPO_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd.spawn().unwrap()
+}
+
+fn stop(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "runner {} did not stop", child.id());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fired job: its message and when it was put (to the second).
+struct FiredJob {
+    message: Message,
+    put_at: DateTime<Utc>,
+}
+
+/// Every job in `tube`, taken out of the queue.
+fn fired_in(config: &Path, tube: &str) -> Vec<FiredJob> {
+    let settings = load_file(Some(config), &Overrides::default()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut queue = pulpo::queue::open(&settings).await.unwrap();
+        let mut jobs = Vec::new();
+        let watch = [tube.to_owned()];
+        while let Some(job) = queue.reserve(&watch, Duration::ZERO).await.unwrap() {
+            let stats = queue.stats_job(job.id).await.unwrap();
+            let put_at = Utc::now() - chrono::Duration::from_std(stats.age).unwrap();
+            jobs.push(FiredJob {
+                message: Message::from_json(&job.body).unwrap(),
+                put_at,
+            });
+            queue.delete(job.id).await.unwrap();
+        }
+        jobs
+    })
+}
+
+/// The ticks of `jobs` by time, counting duplicates.
+fn ticks(jobs: &[FiredJob], schedule: &str) -> BTreeMap<DateTime<Utc>, usize> {
+    let mut ticks = BTreeMap::new();
+    for job in jobs {
+        let (name, tick) = job
+            .message
+            .schedule()
+            .expect("a fired message names its schedule and tick");
+        if name == schedule {
+            *ticks.entry(tick).or_insert(0) += 1;
+        }
+    }
+    ticks
+}
+
+fn wait_for_line(log: &Path, line: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(log).unwrap_or_default().contains(line) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Three runners, a 1-second schedule; the leader is killed with SIGKILL
+/// after 12 s, and the run goes on to at least 30 ticks.
+fn three_runners_fire_each_tick_once(on: On) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &on,
+        "[[schedules]]\nname = \"tick\"\ncron = \"* * * * * *\"\nrequest_type = \"tick\"\ntube = \"ticks\"\n",
+    );
+    let logs: Vec<PathBuf> = (0..3)
+        .map(|n| dir.path().join(format!("runner{n}.log")))
+        .collect();
+    let mut runners: Vec<Child> = logs.iter().map(|log| runner(dir.path(), &config, log)).collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(12));
+    let leader = (0..3)
+        .find(|&n| {
+            std::fs::read_to_string(&logs[n])
+                .unwrap()
+                .contains("this runner leads")
+        })
+        .expect("a runner leads");
+    runners[leader].kill().unwrap();
+    let killed_at = Utc::now();
+    runners[leader].wait().unwrap();
+    assert!(
+        (0..3).any(|n| n != leader
+            && wait_for_line(&logs[n], "this runner leads", TOKEN_TTR + Duration::from_secs(2))),
+        "no runner took the lead after the leader was killed"
+    );
+    std::thread::sleep(Duration::from_secs(32).saturating_sub(started.elapsed()));
+    for (n, runner) in runners.iter_mut().enumerate() {
+        if n != leader {
+            stop(runner);
+        }
+    }
+    let jobs = fired_in(&config, "ticks");
+    let ticks = ticks(&jobs, "tick");
+    let twice: Vec<_> = ticks.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "ticks fired more than once: {twice:?}");
+    assert!(ticks.len() >= 30, "only {} ticks fired: {ticks:?}", ticks.len());
+    let times: Vec<_> = ticks.keys().copied().collect();
+    let gaps: Vec<_> = times
+        .windows(2)
+        .filter(|w| w[1] - w[0] != chrono::Duration::seconds(1))
+        .collect();
+    assert!(gaps.is_empty(), "ticks missing between {gaps:?}");
+    // The first tick after the kill was put within the token's TTR plus one
+    // tick (plus a second for the job's age, counted in whole seconds).
+    let first_after = jobs
+        .iter()
+        .filter(|job| job.message.schedule().unwrap().1 > killed_at)
+        .min_by_key(|job| job.message.schedule().unwrap().1)
+        .expect("ticks after the kill");
+    let late = first_after.put_at - first_after.message.schedule().unwrap().1;
+    let limit = chrono::Duration::from_std(TOKEN_TTR + Duration::from_secs(2)).unwrap();
+    assert!(
+        late <= limit,
+        "the first tick after the kill was put {late} after its time"
+    );
+}
+
+#[test]
+fn three_runners_fire_each_tick_once_on_the_file_queue() {
+    three_runners_fire_each_tick_once(On::File);
+}
+
+#[test]
+fn three_runners_fire_each_tick_once_on_beanstalkd() {
+    three_runners_fire_each_tick_once(beanstalkd());
+}
+
+/// A runner fires for 4 s, stops, is down for 4 s (ticks older than the
+/// 1 s grace are missed), and runs 3 s more: `catch_up = "once"` fires one
+/// message for the missed ticks, `"none"` none; meanwhile `overlap =
+/// "skip"` fires nothing while its first job waits, and `"allow"` fires on.
+fn catch_up_and_overlap(on: On) {
+    let dir = tempfile::tempdir().unwrap();
+    let every = "cron = \"* * * * * *\"\nrequest_type = \"tick\"\ngrace = \"1s\"\n";
+    let config = config(
+        dir.path(),
+        &on,
+        &format!(
+            "[[schedules]]\nname = \"once\"\ntube = \"once\"\ncatch_up = \"once\"\n{every}\
+             [[schedules]]\nname = \"none\"\ntube = \"none\"\ncatch_up = \"none\"\n{every}\
+             [[schedules]]\nname = \"skip\"\ntube = \"skip\"\noverlap = \"skip\"\n{every}\
+             [[schedules]]\nname = \"allow\"\ntube = \"allow\"\noverlap = \"allow\"\n{every}"
+        ),
+    );
+    let log = dir.path().join("runner.log");
+    let mut first = runner(dir.path(), &config, &log);
+    std::thread::sleep(Duration::from_secs(4));
+    stop(&mut first);
+    let stopped_at = Utc::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let mut second = runner(dir.path(), &config, &log);
+    std::thread::sleep(Duration::from_secs(3));
+    stop(&mut second);
+
+    let once = fired_in(&config, "once");
+    let catch_ups: Vec<_> = once
+        .iter()
+        .filter(|job| job.message.header.extra.contains_key(SCHEDULE_MISSED_KEY))
+        .collect();
+    assert_eq!(
+        catch_ups.len(),
+        1,
+        "catch_up = \"once\" fired {} catch-ups",
+        catch_ups.len()
+    );
+    let missed = catch_ups[0].message.header.extra[SCHEDULE_MISSED_KEY]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (2..=6).contains(&missed),
+        "{missed} ticks missed in about 4 s down"
+    );
+    assert!(ticks(&once, "once").values().all(|n| *n == 1));
+
+    let none = fired_in(&config, "none");
+    assert!(
+        none.iter()
+            .all(|job| !job.message.header.extra.contains_key(SCHEDULE_MISSED_KEY))
+    );
+    let none_ticks: Vec<_> = ticks(&none, "none").into_keys().collect();
+    let gap = none_ticks.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        gap >= chrono::Duration::seconds(3),
+        "catch_up = \"none\" left no gap: {none_ticks:?}"
+    );
+    assert!(
+        none_ticks.iter().any(|t| *t > stopped_at),
+        "nothing fired after the restart"
+    );
+
+    let skip = fired_in(&config, "skip");
+    assert_eq!(skip.len(), 1, "overlap = \"skip\" fired while its job waited");
+    let allow = fired_in(&config, "allow");
+    assert!(allow.len() >= 5, "overlap = \"allow\" fired only {}", allow.len());
+}
+
+#[test]
+fn catch_up_and_overlap_on_the_file_queue() {
+    catch_up_and_overlap(On::File);
+}
+
+#[test]
+fn catch_up_and_overlap_on_beanstalkd() {
+    catch_up_and_overlap(beanstalkd());
+}

@@ -285,3 +285,125 @@ fn catch_up_and_overlap_on_the_file_queue() {
 fn catch_up_and_overlap_on_beanstalkd() {
     catch_up_and_overlap(beanstalkd());
 }
+
+/// `pulpo` with `args` in `dir`, without the caller's `PULPO_*` variables.
+fn pulpo(dir: &Path, args: &[&str]) -> std::process::Output {
+    clean_command(env!("CARGO_BIN_EXE_pulpo"), dir, args)
+        .output()
+        .unwrap()
+}
+
+/// `pulpo schedules --json` lists each schedule with its next fire times
+/// (in its zone) and, once a runner fired it, the last tick and its job.
+#[test]
+fn pulpo_schedules_shows_next_and_last_fired() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &On::File,
+        "[[schedules]]\nname = \"nightly\"\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\nrequest_type = \"r\"\n\
+         [[schedules]]\nname = \"tick\"\ncron = \"* * * * * *\"\nrequest_type = \"r\"\ntube = \"ticks\"\n",
+    );
+    let config = config.to_str().unwrap();
+    let out = pulpo_testkit::output::stdout_of_success(
+        "pulpo schedules",
+        pulpo(dir.path(), &["--config", config, "schedules", "--json"]),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let nightly = &doc["schedules"][0];
+    assert_eq!(nightly["name"], "nightly");
+    assert_eq!(nightly["last_fired"], serde_json::Value::Null);
+    let next: Vec<DateTime<Utc>> = nightly["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(next.len(), 3);
+    for at in &next {
+        use chrono::Timelike;
+        let berlin = at.with_timezone(&chrono_tz::Europe::Berlin);
+        assert_eq!((berlin.hour(), berlin.minute()), (3, 0), "{at}");
+    }
+    let log = dir.path().join("runner.log");
+    let mut run = runner(dir.path(), Path::new(config), &log);
+    std::thread::sleep(Duration::from_secs(3));
+    stop(&mut run);
+    let out = pulpo_testkit::output::stdout_of_success(
+        "pulpo schedules",
+        pulpo(dir.path(), &["--config", config, "schedules", "--json"]),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tick = &doc["schedules"][1]["last_fired"];
+    assert!(
+        tick["job"].as_u64().is_some() && tick["tick"].is_string(),
+        "{doc}"
+    );
+    let human = pulpo_testkit::output::stdout_of_success(
+        "pulpo schedules",
+        pulpo(dir.path(), &["--config", config, "schedules"]),
+    );
+    assert!(
+        human.contains("nightly") && human.contains("last fired never"),
+        "{human}"
+    );
+}
+
+/// `pulpo publish --at` takes a local `YYYY-MM-DD HH:MM` or RFC 3339 time
+/// and stores the job delayed until then; a past or unreadable time is a
+/// usage error naming it.
+#[test]
+fn publish_at_an_absolute_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &On::File, "");
+    let config = config.to_str().unwrap();
+    let at = chrono::Local::now() + chrono::Duration::hours(2);
+    let local = at.format("%Y-%m-%d %H:%M").to_string();
+    let out = pulpo_testkit::output::stdout_of_success(
+        "publish --at",
+        pulpo(dir.path(), &["--config", config, "publish", "r", "--at", &local]),
+    );
+    let id = out
+        .split_whitespace()
+        .find_map(|w| w.parse::<u64>().ok())
+        .expect("an id");
+    let stats = pulpo_testkit::output::stdout_of_success(
+        "stats-job",
+        pulpo(
+            dir.path(),
+            &["--config", config, "stats-job", &id.to_string(), "--json"],
+        ),
+    );
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["state"], "delayed", "{stats}");
+    let peek = pulpo_testkit::output::stdout_of_success(
+        "peek",
+        pulpo(
+            dir.path(),
+            &["--config", config, "peek", &id.to_string(), "--json"],
+        ),
+    );
+    let expected = at.format("%Y-%m-%dT%H:%M").to_string();
+    let delay = serde_json::from_str::<serde_json::Value>(&peek).unwrap()["message"]["header"]["delay"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delay: DateTime<chrono::Local> = delay.parse::<DateTime<Utc>>().unwrap().into();
+    assert_eq!(delay.format("%Y-%m-%dT%H:%M").to_string(), expected);
+
+    let rfc = (Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+    assert!(
+        pulpo(dir.path(), &["--config", config, "publish", "r", "--at", &rfc])
+            .status
+            .success()
+    );
+    for (bad, says) in [
+        ("2020-01-01 10:00", "that time has passed"),
+        ("tomorrow", "is not a time"),
+    ] {
+        let out = pulpo(dir.path(), &["--config", config, "publish", "r", "--at", bad]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says) && err.lines().count() == 1, "{err}");
+    }
+}

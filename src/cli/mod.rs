@@ -7,6 +7,7 @@ mod inspect;
 mod manage;
 mod publish;
 mod run;
+mod schedules;
 mod serve;
 mod show;
 
@@ -125,6 +126,8 @@ enum Command {
     },
     /// Validate the config and print it as resolved (defaults < file < env < flags).
     Config,
+    /// List each schedule with its next fire times and the last tick fired.
+    Schedules,
     /// Serve the file queue over beanstalkd's protocol, so any beanstalkd client can use it.
     Serve {
         /// Where to listen (`HOST:PORT` or `unix:/path`), instead of `[serve] listen`; repeatable.
@@ -343,6 +346,7 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             Ok(())
         }
         Command::Tubes => inspect::tubes(queue, json).await,
+        Command::Schedules => schedules::list(queue, &settings, json).await,
         Command::Pause { tube, duration } => {
             queue.pause_tube(&tube, duration).await?;
             // What the queue applied, which may be rounded up (beanstalkd

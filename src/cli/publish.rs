@@ -29,6 +29,9 @@ pub(super) struct PublishArgs {
     /// Hold the job back this long before it is ready, e.g. 10s.
     #[arg(long, value_parser = parse_duration_arg, value_name = "D")]
     delay: Option<Duration>,
+    /// Hold the job back until this time: RFC 3339, or local YYYY-MM-DD HH:MM[:SS].
+    #[arg(long, value_parser = super::schedules::parse_at, value_name = "TIME", conflicts_with = "delay")]
+    at: Option<DateTime<Utc>>,
     /// Time to run once reserved [default: the handler's ttr, else defaults.ttr].
     #[arg(long, value_parser = parse_duration_arg, value_name = "D")]
     ttr: Option<Duration>,
@@ -99,6 +102,9 @@ fn build_message(args: &PublishArgs, now: DateTime<Utc>) -> Result<Message, Fail
     message.header.priority = args.priority;
     if let Some(delay) = args.delay {
         message.header.delay = Some(now + chrono_duration(delay)?);
+    }
+    if let Some(at) = args.at {
+        message.header.delay = Some(super::schedules::check_at(at, now)?);
     }
     if let Some(ttr) = args.ttr {
         message.header.ttr = Some(queue::whole_seconds_ceil(ttr).max(1));
@@ -197,7 +203,10 @@ pub(super) async fn publish(
     let body = Bytes::from(message.to_json());
     let job = NewJob {
         priority,
-        delay: args.delay.unwrap_or_default(),
+        delay: args
+            .delay
+            .or_else(|| args.at.and_then(|at| (at - now).to_std().ok()))
+            .unwrap_or_default(),
         ttr,
         body,
     };

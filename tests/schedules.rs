@@ -407,3 +407,51 @@ fn publish_at_an_absolute_time() {
         assert!(err.contains(says) && err.lines().count() == 1, "{err}");
     }
 }
+
+/// The README's schedules example is a config pulpo reads, and `pulpo
+/// schedules` lists it.
+#[test]
+fn the_readme_schedules_example_runs() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("\n## Schedules\n").expect("a Schedules section")..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let toml = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &On::File, toml);
+    let out = pulpo_testkit::output::stdout_of_success(
+        "pulpo schedules",
+        pulpo(dir.path(), &["--config", config.to_str().unwrap(), "schedules"]),
+    );
+    assert!(
+        out.contains("nightly-report") && out.contains("Europe/Berlin"),
+        "{out}"
+    );
+}
+
+/// A runner started with `PULPO_SCHEDULES=false` takes no part: alone on
+/// the queue, it fires nothing.
+#[test]
+fn a_runner_with_schedules_false_fires_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &On::File,
+        "[[schedules]]\nname = \"tick\"\ncron = \"* * * * * *\"\nrequest_type = \"r\"\ntube = \"ticks\"\n",
+    );
+    let log = dir.path().join("runner.log");
+    let mut cmd = clean_command(
+        env!("CARGO_BIN_EXE_pulpo"),
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "run"],
+    );
+    let mut run = cmd
+        .env("PULPO_SCHEDULES", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    stop(&mut run);
+    assert!(fired_in(&config, "ticks").is_empty());
+}

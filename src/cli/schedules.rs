@@ -82,7 +82,11 @@ pub(super) async fn list(queue: &mut dyn Queue, settings: &Settings, json: bool)
         ));
     }
     if lines.is_empty() {
-        lines.push("no schedules: add [[schedules]] tables to pulpo.toml".to_owned());
+        lines.push(if settings.fire_schedules {
+            "no schedules: add [[schedules]] tables to pulpo.toml".to_owned()
+        } else {
+            "no schedules: schedules = false is set (PULPO_SCHEDULES or the config file)".to_owned()
+        });
     }
     show::emit(json, json!({ "schedules": documents }), || lines.join("\n"))?;
     Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use croner::Cron;
-use croner::parser::{CronParser, Seconds};
+use croner::parser::{CronParser, Seconds, Year};
 use figment::Figment;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,7 @@ fn zone_name<S: serde::Serializer>(zone: &chrono_tz::Tz, serializer: S) -> Resul
 pub fn parse_cron(expression: &str) -> Result<Cron, String> {
     CronParser::builder()
         .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
         .build()
         .parse(expression)
         .map_err(|err| format!("invalid cron expression {expression:?} ({err}); {CRON_HELP}"))
@@ -347,6 +348,8 @@ mod tests {
         let bad_cron = error("cron = \"61 * * * *\"");
         assert!(bad_cron.starts_with("pulpo.toml: key \"schedules[0].cron\": schedule \"nightly\": invalid cron expression \"61 * * * *\""), "{bad_cron}");
         assert!(bad_cron.contains("write 5 fields"), "{bad_cron}");
+        let with_year = error("cron = \"0 0 3 * * * 2027\"");
+        assert!(with_year.contains("invalid cron expression"), "{with_year}");
         let too_few = error("cron = \"* * *\"");
         assert!(
             too_few.contains("schedule \"nightly\": invalid cron expression"),

@@ -441,3 +441,37 @@ fn a_runner_with_schedules_false_fires_none() {
     stop(&mut run);
     assert!(fired_in(&config, "ticks").is_empty());
 }
+
+/// A tick the last leader recorded but may not have published (it died
+/// between the two) is not fired again by the next leader: it is logged as
+/// possibly lost, and firing goes on from the next tick.
+#[test]
+fn a_tick_recorded_but_not_published_is_not_fired_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &On::File,
+        "[[schedules]]\nname = \"tick\"\ncron = \"* * * * * *\"\nrequest_type = \"r\"\ntube = \"ticks\"\n",
+    );
+    pulpo_ok(dir.path(), &["--config", config.to_str().unwrap(), "stats"]);
+    let now = Utc::now();
+    let recorded = now - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
+    let state = serde_json::json!({"seq": 7, "fired": {"tick": {"tick": recorded.to_rfc3339()}}});
+    std::fs::write(dir.path().join("queue/schedules.json"), state.to_string()).unwrap();
+    let log = dir.path().join("runner.log");
+    let mut run = runner(dir.path(), &config, &log);
+    std::thread::sleep(Duration::from_millis(2500));
+    stop(&mut run);
+    let fired = ticks(&fired_in(&config, "ticks"), "tick");
+    assert!(
+        !fired.contains_key(&recorded),
+        "the recorded tick fired again: {fired:?}"
+    );
+    assert_eq!(
+        fired.keys().next(),
+        Some(&(recorded + chrono::Duration::seconds(1))),
+        "{fired:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("may be lost"), "{text}");
+}

@@ -176,23 +176,12 @@ impl Leadership for FileLeadership {
     }
 
     async fn store(&mut self, state: &ScheduleState) -> Result<()> {
-        let path = self.state_path();
-        let tmp = self.dir.join("schedules.json.tmp");
         let bytes = serde_json::to_vec(state).map_err(|err| QueueError::Internal(err.to_string()))?;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(self.mode)
-            .open(&tmp)
-            .map_err(|err| io_error("write", &tmp, err))?;
-        file.write_all(&bytes)
-            .map_err(|err| io_error("write", &tmp, err))?;
-        file.sync_all().map_err(|err| io_error("sync", &tmp, err))?;
-        std::fs::rename(&tmp, &path).map_err(|err| io_error("replace", &path, err))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|err| io_error("sync", &self.dir, err))
+        let (dir, mode) = (self.dir.clone(), self.mode);
+        // fsync waits on the disk: off the async threads.
+        tokio::task::spawn_blocking(move || replace_durably(&dir, "schedules.json", &bytes, mode))
+            .await
+            .map_err(|err| QueueError::Internal(format!("schedule state task failed: {err}")))?
     }
 
     async fn put(&mut self, tube: &str, job: NewJob) -> Result<u64> {
@@ -202,6 +191,26 @@ impl Leadership for FileLeadership {
     async fn job_state(&mut self, id: u64) -> Result<Option<JobState>> {
         job_state(self.queue.as_mut(), id).await
     }
+}
+
+/// Replaces `dir/name` with `bytes`: tmp + fsync + rename + directory fsync.
+fn replace_durably(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|err| io_error("write", &tmp, err))?;
+    file.write_all(bytes)
+        .map_err(|err| io_error("write", &tmp, err))?;
+    file.sync_all().map_err(|err| io_error("sync", &tmp, err))?;
+    std::fs::rename(&tmp, &path).map_err(|err| io_error("replace", &path, err))?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|err| io_error("sync", dir, err))
 }
 
 async fn job_state(queue: &mut dyn Queue, id: u64) -> Result<Option<JobState>> {

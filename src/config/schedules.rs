@@ -378,6 +378,18 @@ mod tests {
     }
 
     #[test]
+    fn the_resolved_config_reads_back_the_same() {
+        let text = "[[schedules]]\nname = \"all\"\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n\
+                    request_type = \"report\"\npayload = \"daily\"\nbody = { to = \"ops\" }\n\
+                    header = { source = \"cron\" }\npriority = 5\nttr = \"2m\"\ntube = \"reports\"\n\
+                    overlap = \"skip\"\ncatch_up = \"none\"\njitter = \"30s\"\ngrace = \"1m\"\n";
+        let settings = crate::config::from_toml_str(text, Path::new("pulpo.toml")).unwrap();
+        let again =
+            crate::config::from_toml_str(&settings.to_toml_string(), Path::new("pulpo.toml")).unwrap();
+        assert_eq!(again.schedules, settings.schedules);
+    }
+
+    #[test]
     fn schedules_false_fires_none() {
         let settings = crate::config::from_toml_str("schedules = false\n", Path::new("pulpo.toml")).unwrap();
         assert!(!settings.fire_schedules);

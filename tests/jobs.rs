@@ -2,6 +2,7 @@
 //! index, beanstalkd by a bounded sweep over the ids. The same jobs, in every state, are listed
 //! by state, order, cursor and each filter, and retried, kicked and deleted in bulk.
 
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,21 +12,29 @@ use pulpo::queue::beanstalkd::BeanstalkdQueue;
 use pulpo::queue::file::FileQueueAdapter;
 use pulpo::queue::{NewJob, Queue, QueueError};
 use pulpo_testkit::Beanstalkd;
+use serde_json::{Value, json};
 
 /// A queue to run the scenario on, with what keeps it alive.
 struct Under {
     queue: Box<dyn Queue>,
+    /// The `pulpo` flags that name this queue.
+    flags: Vec<String>,
     _dir: Option<tempfile::TempDir>,
     _server: Option<Beanstalkd>,
 }
 
 async fn file() -> Under {
     let dir = tempfile::tempdir().unwrap();
-    let queue = FileQueueAdapter::open(&dir.path().join("q"), false, 65536)
-        .await
-        .unwrap();
+    let path = dir.path().join("q");
+    let queue = FileQueueAdapter::open(&path, false, 65536).await.unwrap();
     Under {
         queue: Box::new(queue),
+        flags: vec![
+            "--queue".into(),
+            "file".into(),
+            "--path".into(),
+            path.display().to_string(),
+        ],
         _dir: Some(dir),
         _server: None,
     }
@@ -38,6 +47,12 @@ async fn beanstalkd() -> Under {
         .unwrap();
     Under {
         queue: Box::new(queue),
+        flags: vec![
+            "--queue".into(),
+            "beanstalkd".into(),
+            "--address".into(),
+            server.address(),
+        ],
         _dir: None,
         _server: Some(server),
     }
@@ -346,6 +361,112 @@ async fn bad_input(mut under: Under) {
     assert!(jobs::list(q, &other).await.is_err(), "a bad tube name");
 }
 
+impl Under {
+    /// Runs `pulpo --tube t ARGS` on this queue, in an empty directory.
+    fn pulpo(&self, args: &[&str]) -> Output {
+        let cwd = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
+        cmd.current_dir(cwd.path())
+            .args(&self.flags)
+            .args(["--tube", "t"])
+            .args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PULPO_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.output().expect("run the pulpo binary")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        pulpo_testkit::output::stdout_of_success(&format!("pulpo {args:?}"), self.pulpo(args))
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let text = self.ok(&[args, &["--json"]].concat());
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{args:?}: not JSON ({err}): {text}"))
+    }
+
+    /// Runs a command that must fail with `code`; returns its stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.pulpo(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "pulpo {args:?}: {stderr}");
+        stderr
+    }
+}
+
+fn json_ids(doc: &Value, key: &str) -> Vec<u64> {
+    doc[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {doc}"))
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect()
+}
+
+/// `pulpo jobs` and the filter mode of `retry`, `kick` and `delete`, with their usage errors.
+async fn cli(mut under: Under) {
+    let jobs = fill(under.queue.as_mut()).await;
+    let page = under.json(&["jobs", "--buried", "--type", "email"]);
+    assert_eq!(json_ids(&page, "jobs"), jobs.of(&[0, 2, 8]), "{page}");
+    let first = under.json(&["jobs", "--buried", "--limit", "2", "--newest"]);
+    assert_eq!(json_ids(&first, "jobs"), jobs.of(&[8, 3]));
+    let next = first["next"].as_str().expect("a cursor").to_owned();
+    let rest = under.json(&["jobs", "--buried", "--newest", "--cursor", &next]);
+    assert_eq!(json_ids(&rest, "jobs"), jobs.of(&[2, 1, 0]));
+    let text = under.ok(&["jobs", "--buried", "--grep", "hello"]);
+    assert!(text.contains("plain hello"), "{text}");
+    if under.queue.capabilities().keeps_reasons {
+        let text = under.ok(&["jobs", "--buried", "--reason", "credit"]);
+        assert!(text.contains("reason: no credit"), "{text}");
+    } else {
+        let err = under.fails(&["jobs", "--buried", "--reason", "credit"], 1);
+        assert!(err.contains("keeps no release or bury reasons"), "{err}");
+        let text = under.ok(&["jobs", "--ready", "--budget", "2"]);
+        assert!(text.contains("go on with --cursor 2"), "{text}");
+    }
+
+    let dry = under.ok(&["retry", "--type", "email", "--dry-run"]);
+    assert_eq!(dry.trim(), "would retry 3 buried jobs in tube t");
+    assert_eq!(
+        under.json(&["jobs", "--buried"])["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    let retried = under.json(&["retry", "--type", "email"]);
+    assert_eq!(json_ids(&retried, "done"), jobs.of(&[0, 2, 8]), "{retried}");
+    let kicked = under.ok(&["kick", "--grep", "hello"]);
+    assert!(
+        kicked.contains(&format!("kicked job {}", jobs.ids[3])),
+        "{kicked}"
+    );
+    let deleted = under.json(&["delete", "--buried", "--type", "sms"]);
+    assert_eq!(json_ids(&deleted, "done"), jobs.of(&[1]));
+    assert_eq!(under.json(&["jobs", "--buried"])["jobs"], json!([]));
+
+    for (args, words) in [
+        (&["jobs"][..], "jobs needs a state"),
+        (&["delete", "--type", "sms"], "delete with filters needs a state"),
+        (&["delete", "5", "--buried"], "not both"),
+        (
+            &["delete", "--dry-run", "5"],
+            "--dry-run and --newest go with filters",
+        ),
+        (&["jobs", "--buried", "--cursor", "abc"], "cursor \"abc\""),
+        (&["retry"], "retry needs job ids"),
+    ] {
+        let err = under.fails(args, 2);
+        assert!(err.contains(words), "pulpo {args:?}: {err}");
+    }
+    let err = under.fails(&["jobs", "--buried", "--limit", "0"], 1);
+    assert!(err.contains("limit 0 is out of range"), "{err}");
+    let err = under.fails(&["retry", "--ready", "--dry-run"], 1);
+    assert!(err.contains("retry takes buried jobs"), "{err}");
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod file_queue {
@@ -363,4 +484,11 @@ macro_rules! on_both {
     };
 }
 
-on_both!(lists_by_state_order_and_cursor, filters, bounded, bulk, bad_input);
+on_both!(
+    lists_by_state_order_and_cursor,
+    filters,
+    bounded,
+    bulk,
+    bad_input,
+    cli
+);

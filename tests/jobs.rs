@@ -146,7 +146,7 @@ fn query(state: JobState) -> JobQuery {
 }
 
 /// Listing by each state, both orders, and paging with the cursor.
-async fn lists_by_state_order_and_cursor(mut under: Under) {
+async fn jobs_are_listed_by_state_order_and_cursor(mut under: Under) {
     let q = under.queue.as_mut();
     let jobs = fill(q).await;
     for (state, places) in [
@@ -200,7 +200,7 @@ async fn lists_by_state_order_and_cursor(mut under: Under) {
 
 /// The type and grep filters (on both queues), and the reason filter where the queue keeps
 /// reasons.
-async fn filters(mut under: Under) {
+async fn jobs_are_filtered_by_type_body_and_reason(mut under: Under) {
     let q = under.queue.as_mut();
     let jobs = fill(q).await;
     let mut typed = query(JobState::Buried);
@@ -235,7 +235,7 @@ async fn filters(mut under: Under) {
 }
 
 /// A page looks at no more than its budget, says so, and goes on from its cursor.
-async fn bounded(mut under: Under) {
+async fn a_page_looks_at_no_more_than_its_budget(mut under: Under) {
     let q = under.queue.as_mut();
     let jobs = fill(q).await;
     let mut small = query(JobState::Buried);
@@ -272,7 +272,7 @@ async fn bounded(mut under: Under) {
 }
 
 /// Retry, kick and delete in bulk, with a dry run first and a cap.
-async fn bulk(mut under: Under) {
+async fn bulk_actions_take_every_match_up_to_the_cap(mut under: Under) {
     let q = under.queue.as_mut();
     let jobs = fill(q).await;
     let mut email = query(JobState::Buried);
@@ -323,7 +323,7 @@ async fn bulk(mut under: Under) {
 }
 
 /// Bad input is refused before anything is looked at, naming the input.
-async fn bad_input(mut under: Under) {
+async fn bad_listing_input_is_refused_by_name(mut under: Under) {
     let q = under.queue.as_mut();
     fill(q).await;
     let refused = |err: QueueError, words: &str| {
@@ -406,7 +406,7 @@ fn json_ids(doc: &Value, key: &str) -> Vec<u64> {
 }
 
 /// `pulpo jobs` and the filter mode of `retry`, `kick` and `delete`, with their usage errors.
-async fn cli(mut under: Under) {
+async fn the_cli_lists_and_acts_on_filters(mut under: Under) {
     let jobs = fill(under.queue.as_mut()).await;
     let page = under.json(&["jobs", "--buried", "--type", "email"]);
     assert_eq!(json_ids(&page, "jobs"), jobs.of(&[0, 2, 8]), "{page}");
@@ -485,10 +485,95 @@ macro_rules! on_both {
 }
 
 on_both!(
-    lists_by_state_order_and_cursor,
-    filters,
-    bounded,
-    bulk,
-    bad_input,
-    cli
+    jobs_are_listed_by_state_order_and_cursor,
+    jobs_are_filtered_by_type_body_and_reason,
+    a_page_looks_at_no_more_than_its_budget,
+    bulk_actions_take_every_match_up_to_the_cap,
+    bad_listing_input_is_refused_by_name,
+    the_cli_lists_and_acts_on_filters
 );
+
+/// Splits a README command line into words: spaces separate, double quotes group; a `#`
+/// after a space starts the comment, returned apart.
+fn shell_words(line: &str) -> (Vec<String>, Option<String>) {
+    let (command, comment) = match line.find("  #") {
+        Some(at) => (
+            &line[..at],
+            Some(line[at..].trim_start_matches([' ', '#']).to_owned()),
+        ),
+        None => (line, None),
+    };
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in command.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    (words, comment)
+}
+
+/// The README's listing examples run as written, in order, on a file queue with buried jobs in
+/// the `default` tube, and print what their comments say.
+#[tokio::test]
+async fn the_readme_listing_examples_run() {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("### Listing jobs and acting on many at once")
+        .expect("the README's listing section");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("```").unwrap()];
+
+    let mut under = file().await;
+    let q = under.queue.as_mut();
+    for (body, reason) in [
+        (message("send_email", "ann@example.com"), "smtp down"),
+        (message("send_email", "bob@example.com"), "smtp down"),
+        (Bytes::from_static(b"not a message"), "bad body"),
+    ] {
+        let id = q
+            .put("default", new_job(body, Duration::ZERO, true))
+            .await
+            .unwrap();
+        let got = q.reserve(&["default".to_owned()], Duration::ZERO).await.unwrap();
+        assert_eq!(got.map(|j| j.id), Some(id));
+        q.bury(id, 10, Some(reason)).await.unwrap();
+    }
+    let mut ran = 0;
+    for line in block.lines() {
+        let (words, comment) = shell_words(line);
+        assert_eq!(words[0], "pulpo", "{line}");
+        let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+        let cwd = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
+        cmd.current_dir(cwd.path()).args(&under.flags).args(&args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PULPO_") {
+                cmd.env_remove(key);
+            }
+        }
+        let out = pulpo_testkit::output::stdout_of_success(line, cmd.output().unwrap());
+        if let Some(printed) = comment.as_deref().and_then(|c| c.strip_prefix("prints: ")) {
+            assert_eq!(out.trim(), printed, "{line}");
+        }
+        ran += 1;
+    }
+    assert!(ran >= 6, "the block holds the examples");
+    let q = under.queue.as_mut();
+    assert_eq!(
+        q.stats_tube("default").await.unwrap().current_jobs_buried,
+        0,
+        "retried and deleted"
+    );
+}

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::message::Message;
@@ -279,7 +279,7 @@ pub async fn list(queue: &mut dyn Queue, query: &JobQuery) -> Result<JobPage> {
 }
 
 /// What a bulk action does to each job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// A fresh set of attempts: a copy is put, ready, and the buried job deleted

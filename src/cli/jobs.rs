@@ -140,11 +140,15 @@ pub(super) async fn list(
 fn page_text(tube: &str, state: JobState, query: &JobQuery, page: &JobPage) -> String {
     let mut lines = Vec::new();
     for job in &page.jobs {
-        let kind = job
-            .message()
-            .map(|m| m.request_type().to_owned())
-            .unwrap_or_else(|| "-".to_owned());
-        let body: String = String::from_utf8_lossy(&job.body)
+        let message = job.message();
+        let kind = message.as_ref().map_or("-", |m| m.request_type());
+        // A message shows its payload; any other body its bytes, as text.
+        let shown = match message.as_ref().and_then(|m| m.payload()) {
+            Some(Value::String(text)) => text.clone(),
+            Some(payload) => payload.to_string(),
+            None => String::from_utf8_lossy(&job.body).into_owned(),
+        };
+        let body: String = shown
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .take(60)

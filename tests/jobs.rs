@@ -362,20 +362,23 @@ async fn bad_listing_input_is_refused_by_name(mut under: Under) {
 }
 
 impl Under {
-    /// Runs `pulpo --tube t ARGS` on this queue, in an empty directory.
-    fn pulpo(&self, args: &[&str]) -> Output {
+    /// Runs `pulpo ARGS` on this queue, in an empty directory, without the test's own
+    /// `PULPO_*` variables (config keys to pulpo).
+    fn run(&self, args: &[&str]) -> Output {
         let cwd = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
-        cmd.current_dir(cwd.path())
-            .args(&self.flags)
-            .args(["--tube", "t"])
-            .args(args);
+        cmd.current_dir(cwd.path()).args(&self.flags).args(args);
         for (key, _) in std::env::vars() {
             if key.starts_with("PULPO_") {
                 cmd.env_remove(key);
             }
         }
         cmd.output().expect("run the pulpo binary")
+    }
+
+    /// Runs `pulpo --tube t ARGS` on this queue.
+    fn pulpo(&self, args: &[&str]) -> Output {
+        self.run(&[&["--tube", "t"], args].concat())
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -555,15 +558,7 @@ async fn the_readme_listing_examples_run() {
         let (words, comment) = shell_words(line);
         assert_eq!(words[0], "pulpo", "{line}");
         let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-        let cwd = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
-        cmd.current_dir(cwd.path()).args(&under.flags).args(&args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PULPO_") {
-                cmd.env_remove(key);
-            }
-        }
-        let out = pulpo_testkit::output::stdout_of_success(line, cmd.output().unwrap());
+        let out = pulpo_testkit::output::stdout_of_success(line, under.run(&args));
         if let Some(printed) = comment.as_deref().and_then(|c| c.strip_prefix("prints: ")) {
             assert_eq!(out.trim(), printed, "{line}");
         }

@@ -21,7 +21,7 @@ const PAGE: usize = 50;
 const TARGET_MS: f64 = 50.0;
 
 fn body(i: usize) -> Vec<u8> {
-    let kind = if i % 10 == 0 { "email" } else { "sms" };
+    let kind = if i.is_multiple_of(10) { "email" } else { "sms" };
     Message::new(kind)
         .with_payload(format!("customer-{i:06}"))
         .to_json()

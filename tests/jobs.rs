@@ -318,6 +318,21 @@ async fn bulk_actions_take_every_match_up_to_the_cap(mut under: Under) {
         Err(QueueError::JobNotFound { .. })
     ));
     assert_eq!(q.stats_tube("t").await.unwrap().current_jobs_buried, 0);
+    // A job another worker holds is not deleted: it is reported, and the rest go on.
+    let mut other = under.another().await;
+    let held = jobs::bulk(
+        other.as_mut(),
+        Action::Delete,
+        &query(JobState::Reserved),
+        false,
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!((held.matched, held.done.len()), (1, 0), "{held:?}");
+    assert_eq!(held.failed[0].id, jobs.ids[7]);
+    let q = under.queue.as_mut();
+    assert_eq!(q.stats_job(jobs.ids[7]).await.unwrap().state, JobState::Reserved);
     // Tube u's buried email was never touched.
     assert_eq!(q.stats_tube("u").await.unwrap().current_jobs_buried, 1);
 }
@@ -362,6 +377,23 @@ async fn bad_listing_input_is_refused_by_name(mut under: Under) {
 }
 
 impl Under {
+    /// Another handle on the same queue (another worker: the jobs this one reserved are not
+    /// its own).
+    async fn another(&self) -> Box<dyn Queue> {
+        match self.flags[1].as_str() {
+            "file" => Box::new(
+                FileQueueAdapter::open(std::path::Path::new(&self.flags[3]), false, 65536)
+                    .await
+                    .unwrap(),
+            ),
+            _ => Box::new(
+                BeanstalkdQueue::connect(&self.flags[3], Duration::from_secs(5))
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
     /// Runs `pulpo ARGS` on this queue, in an empty directory, without the test's own
     /// `PULPO_*` variables (config keys to pulpo).
     fn run(&self, args: &[&str]) -> Output {

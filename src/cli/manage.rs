@@ -75,9 +75,9 @@ pub(super) async fn pop(queue: &mut dyn Queue, watch: &[String], json: bool) -> 
     Ok(())
 }
 
-/// Which buried jobs `retry` takes: by id, or all of the tube's.
+/// Which buried jobs `retry` takes: by id, all of the tube's, or those filters match.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "all"])))]
+#[command(group(clap::ArgGroup::new("which").args(["ids", "all"])))]
 pub(super) struct RetryArgs {
     /// The buried jobs' ids.
     #[arg(value_name = "ID")]
@@ -85,6 +85,8 @@ pub(super) struct RetryArgs {
     /// Every job buried in the tube.
     #[arg(long)]
     all: bool,
+    #[command(flatten)]
+    bulk: super::jobs::BulkArgs,
 }
 
 pub(super) async fn retry(
@@ -93,6 +95,14 @@ pub(super) async fn retry(
     args: RetryArgs,
     json: bool,
 ) -> Result<(), Failure> {
+    if args.bulk.filter_mode("retry", !args.ids.is_empty() || args.all)? {
+        return super::jobs::bulk(queue, tube, crate::jobs::Action::Retry, args.bulk, json).await;
+    }
+    if args.ids.is_empty() && !args.all {
+        return Err(Failure::usage(
+            "retry needs job ids, --all, or filters (e.g. --type T, --grep TEXT)",
+        ));
+    }
     let show_one = |done: &Retried| show::line(&format!("retried job {} as job {}", done.id, done.new_id));
     let mut retried = Vec::new();
     let mut failed = Vec::new();

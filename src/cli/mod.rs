@@ -4,6 +4,7 @@
 //! on either queue. `main.rs` only calls [`main`].
 
 mod inspect;
+mod jobs;
 mod manage;
 mod publish;
 mod run;
@@ -83,17 +84,24 @@ enum Command {
     Publish(PublishArgs),
     /// Show a job by id, or the next ready, delayed or buried job of the tube.
     Peek(PeekArgs),
-    /// Delete jobs by id.
+    /// List a page of the tube's jobs in one state, filtered by type, body text or reason.
+    Jobs(jobs::ListArgs),
+    /// Delete jobs by id, or every job of the tube a state and filters match.
     Delete {
         /// The job ids.
-        #[arg(required = true, value_name = "ID")]
+        #[arg(value_name = "ID")]
         ids: Vec<u64>,
+        #[command(flatten)]
+        bulk: jobs::BulkArgs,
     },
-    /// Kick up to N buried jobs of the tube (delayed ones when none is buried).
+    /// Kick up to N buried jobs of the tube (delayed ones when none is buried), or
+    /// every buried (or --delayed) job the filters match.
     Kick {
-        /// The most jobs to kick.
-        #[arg(default_value_t = 1, value_name = "N")]
-        bound: u64,
+        /// The most jobs to kick [default: 1].
+        #[arg(value_name = "N")]
+        bound: Option<u64>,
+        #[command(flatten)]
+        bulk: jobs::BulkArgs,
     },
     /// Retry buried jobs with a fresh set of attempts: each is replaced by a
     /// copy, ready, with a new id (kick gives back one attempt only).
@@ -311,8 +319,23 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
     match cli.command {
         Command::Publish(args) => publish::publish(queue, &settings, args, json).await,
         Command::Peek(args) => inspect::peek(queue, &tube, args, json).await,
-        Command::Delete { ids } => manage::delete(queue, &ids, json).await,
-        Command::Kick { bound } => {
+        Command::Jobs(args) => jobs::list(queue, &tube, args, json).await,
+        Command::Delete { ids, bulk } => {
+            if bulk.filter_mode("delete", !ids.is_empty())? {
+                return jobs::bulk(queue, &tube, crate::jobs::Action::Delete, bulk, json).await;
+            }
+            if ids.is_empty() {
+                return Err(Failure::usage(
+                    "delete needs job ids, or a state and filters (e.g. --buried --type T)",
+                ));
+            }
+            manage::delete(queue, &ids, json).await
+        }
+        Command::Kick { bound, bulk } => {
+            if bulk.filter_mode("kick", bound.is_some())? {
+                return jobs::bulk(queue, &tube, crate::jobs::Action::Kick, bulk, json).await;
+            }
+            let bound = bound.unwrap_or(1);
             let kicked = queue.kick(&tube, bound).await?;
             show::emit(json, json!({"tube": tube, "kicked": kicked}), || {
                 format!("kicked {kicked} job{} in tube {tube}", plural(kicked))

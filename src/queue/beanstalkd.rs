@@ -13,10 +13,12 @@ use serde_json::{Map, Value};
 use super::leader::TokenLeadership;
 use super::lease::{Lease, unavailable_after};
 use super::{
-    Capabilities, Job, JobStats, Leadership, NewJob, PeekState, Queue, QueueError, Reservation, Result,
-    Settlement, TubeStats, whole_seconds_ceil,
+    Capabilities, Job, JobStats, Leadership, Matcher, NewJob, PeekState, Queue, QueueError, Reservation,
+    Result, Scan, Scanned, Settlement, TubeStats, whole_seconds_ceil,
 };
 use crate::config::Settings;
+
+mod sweep;
 
 /// A beanstalkd connection behind the [`Queue`] trait.
 #[derive(Debug)]
@@ -479,6 +481,11 @@ impl Queue for BeanstalkdQueue {
     async fn leadership(&mut self) -> Result<Option<Box<dyn Leadership>>> {
         let own = self.another_connection().await?;
         Ok(Some(Box::new(TokenLeadership::new(Box::new(own)))))
+    }
+
+    /// beanstalkd cannot list: a bounded sweep over the ids ([`sweep`]).
+    async fn list_jobs(&mut self, scan: &Scan, matches: Matcher) -> Result<Scanned> {
+        self.sweep(scan, matches).await
     }
 
     /// beanstalkd pauses whole seconds: a pause is rounded up.

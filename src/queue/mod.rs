@@ -13,10 +13,12 @@ pub mod beanstalkd;
 pub mod file;
 pub mod leader;
 mod lease;
+pub mod listing;
 pub mod retry;
 
 pub use leader::{Fired, Leadership, ScheduleState};
 pub use lease::Lease;
+pub use listing::{Coverage, Matcher, Order, Scan, Scanned};
 
 use std::time::Duration;
 
@@ -265,6 +267,11 @@ pub trait Queue: Send {
     async fn leadership(&mut self) -> Result<Option<Box<dyn Leadership>>> {
         Ok(None)
     }
+
+    /// One page of the jobs of a tube in one state, by id, that `matches` accepts: from an
+    /// index where the queue keeps one, else by a bounded sweep over the ids. Callers use
+    /// [`crate::jobs::list`], which builds the filter.
+    async fn list_jobs(&mut self, scan: &Scan, matches: Matcher) -> Result<Scanned>;
 
     /// The pause [`Queue::pause_tube`] applies when asked for `duration`:
     /// the same, or rounded up where the queue counts coarser units, so

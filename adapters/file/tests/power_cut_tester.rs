@@ -37,11 +37,29 @@ fn without_the_group_commit_fdatasync_the_cuts_find_a_lost_change() {
         processes: 0,
         compact: false,
         fsync: true,
-        max_run: Duration::from_millis(30),
+        max_run: Duration::from_secs(2),
+        max_acks: 60,
     };
     must_find_a_violation(
         "without_the_group_commit_fdatasync_the_cuts_find_a_lost_change",
         SyncPoint::GroupCommit,
+        &s,
+    );
+}
+
+#[test]
+fn without_the_directory_sync_after_a_compaction_rename_the_cuts_find_a_lost_change() {
+    let s = Scenario {
+        threads: 2,
+        processes: 0,
+        compact: true,
+        fsync: true,
+        max_run: Duration::from_secs(2),
+        max_acks: 60,
+    };
+    must_find_a_violation(
+        "without_the_directory_sync_after_a_compaction_rename_the_cuts_find_a_lost_change",
+        SyncPoint::CompactionDir,
         &s,
     );
 }

@@ -50,14 +50,7 @@ fn expect_ok(test: &str, s: &Scenario, test_no: u64, max: u64) {
 
 #[test]
 fn cuts_during_puts_reserves_deletes_releases_buries_and_kicks_lose_nothing_acknowledged() {
-    let s = Scenario {
-        threads: 1,
-        processes: 0,
-        compact: false,
-        fsync: true,
-        max_run: Duration::from_secs(2),
-        max_acks: 60,
-    };
+    let s = Scenario::new(1, 0);
     expect_ok(
         "cuts_during_puts_reserves_deletes_releases_buries_and_kicks_lose_nothing_acknowledged",
         &s,
@@ -68,14 +61,7 @@ fn cuts_during_puts_reserves_deletes_releases_buries_and_kicks_lose_nothing_ackn
 
 #[test]
 fn cuts_during_group_commits_of_four_threads_lose_nothing_acknowledged() {
-    let s = Scenario {
-        threads: 4,
-        processes: 0,
-        compact: false,
-        fsync: true,
-        max_run: Duration::from_secs(2),
-        max_acks: 60,
-    };
+    let s = Scenario::new(4, 0);
     expect_ok(
         "cuts_during_group_commits_of_four_threads_lose_nothing_acknowledged",
         &s,
@@ -87,14 +73,7 @@ fn cuts_during_group_commits_of_four_threads_lose_nothing_acknowledged() {
 #[test]
 fn cuts_during_group_commits_of_one_and_four_processes_lose_nothing_acknowledged() {
     for (n, procs) in [(3, 1), (4, 4)] {
-        let s = Scenario {
-            threads: 0,
-            processes: procs,
-            compact: false,
-            fsync: true,
-            max_run: Duration::from_secs(2),
-            max_acks: 60,
-        };
+        let s = Scenario::new(0, procs);
         expect_ok(
             "cuts_during_group_commits_of_one_and_four_processes_lose_nothing_acknowledged",
             &s,
@@ -107,12 +86,8 @@ fn cuts_during_group_commits_of_one_and_four_processes_lose_nothing_acknowledged
 #[test]
 fn cuts_during_compactions_and_segment_switches_lose_nothing_acknowledged() {
     let s = Scenario {
-        threads: 2,
-        processes: 0,
         compact: true,
-        fsync: true,
-        max_run: Duration::from_secs(2),
-        max_acks: 60,
+        ..Scenario::new(2, 0)
     };
     expect_ok(
         "cuts_during_compactions_and_segment_switches_lose_nothing_acknowledged",
@@ -128,12 +103,8 @@ fn cuts_during_compactions_and_segment_switches_lose_nothing_acknowledged() {
 #[test]
 fn with_fsync_off_a_cut_loses_the_last_writes_and_the_torn_tail_is_cut_off() {
     let s = Scenario {
-        threads: 1,
-        processes: 0,
-        compact: false,
         fsync: false,
-        max_run: Duration::from_secs(2),
-        max_acks: 60,
+        ..Scenario::new(1, 0)
     };
     expect_ok(
         "with_fsync_off_a_cut_loses_the_last_writes_and_the_torn_tail_is_cut_off",

@@ -32,14 +32,7 @@ fn must_find_a_violation(test: &str, at: SyncPoint, s: &Scenario) {
 
 #[test]
 fn without_the_group_commit_fdatasync_the_cuts_find_a_lost_change() {
-    let s = Scenario {
-        threads: 1,
-        processes: 0,
-        compact: false,
-        fsync: true,
-        max_run: Duration::from_secs(2),
-        max_acks: 60,
-    };
+    let s = Scenario::new(1, 0);
     must_find_a_violation(
         "without_the_group_commit_fdatasync_the_cuts_find_a_lost_change",
         SyncPoint::GroupCommit,
@@ -50,12 +43,8 @@ fn without_the_group_commit_fdatasync_the_cuts_find_a_lost_change() {
 #[test]
 fn without_the_directory_sync_after_a_compaction_rename_the_cuts_find_a_lost_change() {
     let s = Scenario {
-        threads: 2,
-        processes: 0,
         compact: true,
-        fsync: true,
-        max_run: Duration::from_secs(2),
-        max_acks: 60,
+        ..Scenario::new(2, 0)
     };
     must_find_a_violation(
         "without_the_directory_sync_after_a_compaction_rename_the_cuts_find_a_lost_change",

@@ -40,6 +40,21 @@ pub(crate) struct Scenario {
     pub(crate) max_acks: u64,
 }
 
+impl Scenario {
+    /// `threads` threads and `processes` producer processes, with fsync, without extra
+    /// compactions, cut after up to 60 acknowledged commands (or 2 s).
+    pub(crate) fn new(threads: usize, processes: usize) -> Scenario {
+        Scenario {
+            threads,
+            processes,
+            compact: false,
+            fsync: true,
+            max_run: Duration::from_secs(2),
+            max_acks: 60,
+        }
+    }
+}
+
 /// A state a job may be found in after the cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {

@@ -6,6 +6,7 @@
 //! path in `BEANSTALKD_PATH`. When it is missing, [`Beanstalkd::start`] panics
 //! with the command that installs it, so a test run says what to do.
 
+pub mod lazyfs;
 pub mod mutation;
 pub mod output;
 pub mod procs;

@@ -92,7 +92,7 @@ pub use error::{Error, Result};
 pub use listing::{ListQuery, Listed};
 pub use queue::{FileQueue, STOP_POLL};
 #[doc(hidden)]
-pub use sync::{SyncPoint, sync_count};
+pub use sync::{SyncPoint, skip_for_tests, sync_count};
 pub use types::{
     Job, JobState, JobStats, MAX_JOB_SIZE_LIMIT, NewJob, Options, QueueStats, Reserved, TubeStats,
     validate_tube,

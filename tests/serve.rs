@@ -157,6 +157,31 @@ const SEQUENCES: &[&[&[u8]]] = &[
         b"stats-tube t1\r\n",
         b"stats\r\n",
     ],
+    // reserve-job takes a ready, delayed or buried job by id (a paused tube's too), never a
+    // reserved one, not even the connection's own.
+    &[
+        b"reserve-job 1\r\n",
+        b"reserve-job x\r\n",
+        b"reserve-job\r\n",
+        b"reserve-job 1 2\r\n",
+        b"put 5 0 100 1\r\na\r\n",
+        b"put 6 100 100 1\r\nb\r\n",
+        b"put 7 0 100 1\r\nc\r\n",
+        b"pause-tube default 100\r\n",
+        b"reserve-job 2\r\n",
+        b"reserve-job 2\r\n",
+        b"reserve-job 3\r\n",
+        b"bury 3 1\r\n",
+        b"reserve-job 3\r\n",
+        b"stats-job 3\r\n",
+        b"stats-tube default\r\n",
+        b"stats\r\n",
+        b"release 2 0 0\r\n",
+        b"delete 3\r\n",
+        b"reserve-job 1\r\n",
+        b"stats-job 1\r\n",
+        b"reserve-with-timeout 0\r\n",
+    ],
     // quit by prefix.
     &[b"quitx\r\n", b"stats\r\n"],
 ];

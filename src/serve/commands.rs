@@ -233,9 +233,15 @@ impl Conn {
                     Err(err) => failed(err),
                 }
             }
-            Command::ReserveJob { .. } => {
-                // The file queue cannot reserve a job by id yet (see the README).
-                Reply::UnknownCommand
+            Command::ReserveJob { id } => {
+                // Like beanstalkd, no DEADLINE_SOON here: reserve-job never waits.
+                match self.blocking(move |q| q.reserve_job(id)).await {
+                    Ok(job) => {
+                        self.set_worker();
+                        self.reserved(job)
+                    }
+                    Err(err) => failed(err),
+                }
             }
             Command::Quit | Command::Reserve | Command::ReserveWithTimeout { .. } => {
                 unreachable!("answered by the connection")

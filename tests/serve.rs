@@ -292,3 +292,31 @@ fn sigusr1_drains_and_sigterm_stops() {
         .expect("pulpo serve stops on SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+/// Sends `input`, waits until the server waits in the reserve, half-closes, and reads until
+/// the server closes (or five seconds pass).
+fn half_close_while_waiting(address: &str, input: &[u8]) -> String {
+    let mut s = TcpStream::connect(address).unwrap();
+    s.write_all(input).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_waiting_reserve_that_half_closes_times_out_as_on_beanstalkd() {
+    let beanstalkd = Beanstalkd::start();
+    let serve = Serve::start(65_535);
+    for input in [
+        &b"reserve\r\n"[..],
+        b"reserve-with-timeout 100\r\n",
+        b"reserve\r\nlist-tube-used\r\n",
+    ] {
+        let want = half_close_while_waiting(&beanstalkd.address(), input);
+        let got = half_close_while_waiting(&serve.address(), input);
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(input));
+    }
+}

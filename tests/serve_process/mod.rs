@@ -15,6 +15,7 @@ pub(crate) struct Serve {
 
 impl Serve {
     /// Starts `pulpo serve` with `max_job_size`, fsync off (tests need no durability).
+    #[allow(dead_code)]
     pub(crate) fn start(max_job_size: usize) -> Serve {
         Serve::start_with(max_job_size, &[], &[])
     }

@@ -320,3 +320,41 @@ fn a_waiting_reserve_that_half_closes_times_out_as_on_beanstalkd() {
         assert_eq!(got, want, "{}", String::from_utf8_lossy(input));
     }
 }
+
+#[test]
+fn after_a_server_crash_reservations_come_back_after_their_ttr() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    let mut serve = Serve::start_on(&queue);
+    let mut c = TcpStream::connect(serve.address()).unwrap();
+    assert_eq!(line(&mut c, b"put 0 0 3 1\r\nx\r\n"), "INSERTED 1\r\n");
+    assert_eq!(line(&mut c, b"reserve\r\n"), "RESERVED 1 1\r\nx\r\n");
+    let reserved = Instant::now();
+    // kill -9: the server cannot give the job back.
+    unsafe { libc::kill(serve.pid() as i32, libc::SIGKILL) };
+    assert!(serve.wait_exit(Duration::from_secs(10)).is_some());
+    drop(c);
+    let serve = Serve::start_on(&queue);
+    let mut c = TcpStream::connect(serve.address()).unwrap();
+    assert_eq!(line(&mut c, b"reserve-with-timeout 0\r\n"), "TIMED_OUT\r\n");
+    assert!(
+        reserved.elapsed() < Duration::from_secs(3),
+        "too slow to see the job held"
+    );
+    assert_eq!(
+        line(&mut c, b"reserve-with-timeout 10\r\n"),
+        "RESERVED 1 1\r\nx\r\n"
+    );
+    // Back after its 3 s TTR, not before (wide window above: a loaded machine).
+    assert!(
+        reserved.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        reserved.elapsed()
+    );
+    assert_eq!(
+        line(&mut c, b"stats-job 1\r\n")
+            .lines()
+            .find(|l| l.starts_with("timeouts")),
+        Some("timeouts: 1")
+    );
+}

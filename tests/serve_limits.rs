@@ -6,6 +6,7 @@
 #[path = "serve_process/mod.rs"]
 mod serve_process;
 
+use pulpo_testkit::rng::Rng;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -144,22 +145,6 @@ fn clients_that_never_read_or_trickle_bytes_do_not_stall_the_others() {
     // The waiter was never stalled either: it gets the trickled job.
     let reply = read_line(&mut waiter);
     assert!(reply.starts_with("RESERVED "), "{reply:?}");
-}
-
-/// A small deterministic generator, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Hostile input: pieces of commands, numbers out of range, NUL and high bytes, CR and LF

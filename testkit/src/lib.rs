@@ -9,6 +9,7 @@
 pub mod mutation;
 pub mod output;
 pub mod procs;
+pub mod rng;
 pub mod skip;
 pub mod tmpfs;
 

@@ -365,14 +365,15 @@ fn main() {
     println!("\nmemory: VmRSS holding {jobs} jobs of 100 bytes, KiB");
     let serve = Serve::start(false);
     let beanstalkd = Beanstalkd::start();
+    // The filling connections stay open: a pulpo connection's queue handle holds its index.
     let fill_to = |addr: String| {
         rt.block_on(async move {
             let mut c = connect(&addr).await;
             fill(&mut c, jobs).await;
+            c
         })
     };
-    fill_to(serve.address.clone());
-    fill_to(beanstalkd.address());
+    let _open = (fill_to(serve.address.clone()), fill_to(beanstalkd.address()));
     std::thread::sleep(Duration::from_millis(200));
     let p = rss_kib(serve.child.id()) as f64;
     let b = beanstalkd.pid().map(rss_kib).unwrap_or(0) as f64;

@@ -12,6 +12,7 @@
 //! Prints `jobs`, `kills`, `duplicates` and `lost` (which must be 0). The
 //! random seed is printed too; `PULPO_CHAOS_SEED` replays a run.
 
+use pulpo_testkit::rng::Rng;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,22 +30,6 @@ const CONCURRENCY: u64 = 2;
 /// and its handler's start, before it first renews the lease, and another
 /// runner then takes the job with no death involved.
 const TTR_SECS: u64 = 3;
-
-/// A small xorshift generator: the test's randomness, replayable by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn seed() -> u64 {
     std::env::var("PULPO_CHAOS_SEED")

@@ -157,6 +157,31 @@ const SEQUENCES: &[&[&[u8]]] = &[
         b"stats-tube t1\r\n",
         b"stats\r\n",
     ],
+    // reserve-job takes a ready, delayed or buried job by id (a paused tube's too), never a
+    // reserved one, not even the connection's own.
+    &[
+        b"reserve-job 1\r\n",
+        b"reserve-job x\r\n",
+        b"reserve-job\r\n",
+        b"reserve-job 1 2\r\n",
+        b"put 5 0 100 1\r\na\r\n",
+        b"put 6 100 100 1\r\nb\r\n",
+        b"put 7 0 100 1\r\nc\r\n",
+        b"pause-tube default 100\r\n",
+        b"reserve-job 2\r\n",
+        b"reserve-job 2\r\n",
+        b"reserve-job 3\r\n",
+        b"bury 3 1\r\n",
+        b"reserve-job 3\r\n",
+        b"stats-job 3\r\n",
+        b"stats-tube default\r\n",
+        b"stats\r\n",
+        b"release 2 0 0\r\n",
+        b"delete 3\r\n",
+        b"reserve-job 1\r\n",
+        b"stats-job 1\r\n",
+        b"reserve-with-timeout 0\r\n",
+    ],
     // quit by prefix.
     &[b"quitx\r\n", b"stats\r\n"],
 ];
@@ -266,4 +291,71 @@ fn sigusr1_drains_and_sigterm_stops() {
         .wait_exit(Duration::from_secs(10))
         .expect("pulpo serve stops on SIGTERM");
     assert!(status.success(), "{status:?}");
+}
+
+/// Sends `input`, waits until the server waits in the reserve, half-closes, and reads until
+/// the server closes (or five seconds pass).
+fn half_close_while_waiting(address: &str, input: &[u8]) -> String {
+    let mut s = TcpStream::connect(address).unwrap();
+    s.write_all(input).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_waiting_reserve_that_half_closes_times_out_as_on_beanstalkd() {
+    let beanstalkd = Beanstalkd::start();
+    let serve = Serve::start(65_535);
+    for input in [
+        &b"reserve\r\n"[..],
+        b"reserve-with-timeout 100\r\n",
+        b"reserve\r\nlist-tube-used\r\n",
+    ] {
+        let want = half_close_while_waiting(&beanstalkd.address(), input);
+        let got = half_close_while_waiting(&serve.address(), input);
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn after_a_server_crash_reservations_come_back_after_their_ttr() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    let mut serve = Serve::start_on(&queue);
+    let mut c = TcpStream::connect(serve.address()).unwrap();
+    assert_eq!(line(&mut c, b"put 0 0 3 1\r\nx\r\n"), "INSERTED 1\r\n");
+    // Taken before the reserve: the server's TTR starts a little later, never earlier.
+    let reserved = Instant::now();
+    assert_eq!(line(&mut c, b"reserve\r\n"), "RESERVED 1 1\r\nx\r\n");
+    // kill -9: the server cannot give the job back.
+    unsafe { libc::kill(serve.pid() as i32, libc::SIGKILL) };
+    assert!(serve.wait_exit(Duration::from_secs(10)).is_some());
+    drop(c);
+    let serve = Serve::start_on(&queue);
+    let mut c = TcpStream::connect(serve.address()).unwrap();
+    assert_eq!(line(&mut c, b"reserve-with-timeout 0\r\n"), "TIMED_OUT\r\n");
+    assert!(
+        reserved.elapsed() < Duration::from_secs(3),
+        "too slow to see the job held"
+    );
+    assert_eq!(
+        line(&mut c, b"reserve-with-timeout 10\r\n"),
+        "RESERVED 1 1\r\nx\r\n"
+    );
+    // Back after its 3 s TTR, not before (wide window above: a loaded machine).
+    assert!(
+        reserved.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        reserved.elapsed()
+    );
+    assert_eq!(
+        line(&mut c, b"stats-job 1\r\n")
+            .lines()
+            .find(|l| l.starts_with("timeouts")),
+        Some("timeouts: 1")
+    );
 }

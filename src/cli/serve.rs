@@ -39,6 +39,9 @@ pub(super) async fn serve(settings: &Settings, listen: Vec<String>, json: bool) 
         format!("listening on {}", bound.join(", "))
     })?;
     server.await;
+    // How many puts one fdatasync covered is group commit's measure (benches/serve.rs reads it).
+    let fdatasyncs = pulpo_filequeue::sync_count(pulpo_filequeue::SyncPoint::GroupCommit);
+    tracing::info!(fdatasyncs, "stopped");
     Ok(())
 }
 

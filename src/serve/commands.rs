@@ -233,9 +233,15 @@ impl Conn {
                     Err(err) => failed(err),
                 }
             }
-            Command::ReserveJob { .. } => {
-                // The file queue cannot reserve a job by id yet (see the README).
-                Reply::UnknownCommand
+            Command::ReserveJob { id } => {
+                // Like beanstalkd, no DEADLINE_SOON here: reserve-job never waits.
+                match self.blocking(move |q| q.reserve_job(id)).await {
+                    Ok(job) => {
+                        self.set_worker();
+                        self.reserved(job)
+                    }
+                    Err(err) => failed(err),
+                }
             }
             Command::Quit | Command::Reserve | Command::ReserveWithTimeout { .. } => {
                 unreachable!("answered by the connection")
@@ -359,13 +365,15 @@ impl Conn {
     }
 
     /// `reserve` and `reserve-with-timeout`: waits on the blocking pool, reading (and keeping)
-    /// what the client sends meanwhile so that a hang-up ends the wait. `None`: close.
+    /// what the client sends meanwhile so that a hang-up ends the wait. A client that
+    /// half-closes while it waits gets `TIMED_OUT` (beanstalkd's `STATE_WAIT` on a hang-up);
+    /// the commands it sent before are still answered, then the connection closes.
     pub(crate) async fn reserve<S: AsyncRead + Unpin>(
         &mut self,
         cmd: &Command,
         stream: &mut S,
         input: &mut BytesMut,
-    ) -> Option<Reply> {
+    ) -> Reply {
         self.shared.count(cmd.name());
         self.set_worker();
         let timeout = match cmd {
@@ -380,16 +388,14 @@ impl Conn {
         if margin == Some(Duration::ZERO) {
             // In the safety margin: a ready job still goes out, else DEADLINE_SOON.
             let w = watch.clone();
-            return Some(
-                match self
-                    .blocking(move |q| q.reserve(&refs(&w), Some(Duration::ZERO)))
-                    .await
-                {
-                    Ok(Some(job)) => self.reserved(job),
-                    Ok(None) => Reply::DeadlineSoon,
-                    Err(err) => failed(err),
-                },
-            );
+            return match self
+                .blocking(move |q| q.reserve(&refs(&w), Some(Duration::ZERO)))
+                .await
+            {
+                Ok(Some(job)) => self.reserved(job),
+                Ok(None) => Reply::DeadlineSoon,
+                Err(err) => failed(err),
+            };
         }
         let wait = match (timeout, margin) {
             (Some(t), Some(m)) => Some(t.min(m)),
@@ -424,7 +430,7 @@ impl Conn {
         };
         self.shared.tube_ref(&watch, Ref::Waiting, -1);
         self.shared.with(|c| c.waiting -= 1);
-        let reply = match result {
+        match result {
             Ok(Ok(Some(job))) => self.reserved(job),
             Ok(Ok(None)) if hung_up || self.shutdown.is_cancelled() => Reply::TimedOut,
             Ok(Ok(None)) => {
@@ -439,9 +445,7 @@ impl Conn {
             }
             Ok(Err(err)) => failed(err),
             Err(_) => Reply::InternalError,
-        };
-        // A client that hung up gets nothing; what it was given goes back with the rest.
-        if hung_up { None } else { Some(reply) }
+        }
     }
 
     fn reserved(&mut self, job: pulpo_filequeue::Reserved) -> Reply {

@@ -111,10 +111,7 @@ pub(crate) async fn serve<S>(
                 }
                 Request::Command(Command::Quit) => break 'conn,
                 Request::Command(cmd @ (Command::Reserve | Command::ReserveWithTimeout { .. })) => {
-                    match conn.reserve(&cmd, &mut stream, &mut input).await {
-                        Some(reply) => reply,
-                        None => break 'conn,
-                    }
+                    conn.reserve(&cmd, &mut stream, &mut input).await
                 }
                 Request::Command(cmd) => conn.run(cmd).await,
             };

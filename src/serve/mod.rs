@@ -100,10 +100,17 @@ pub async fn bind(
                 listeners.push(Listener::Tcp(listener));
             }
             Address::Unix(path) => {
-                // A socket file left by a server that died is replaced; anything else is not.
+                // A socket file left by a server that died is replaced; one a live server
+                // listens on, or anything that is not a socket, is not.
                 if std::fs::symlink_metadata(&path)
                     .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
                 {
+                    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                        return Err(listen_err(std::io::Error::new(
+                            std::io::ErrorKind::AddrInUse,
+                            "a server is listening on this socket",
+                        )));
+                    }
                     let _ = std::fs::remove_file(&path);
                 }
                 let listener = UnixListener::bind(&path).map_err(listen_err)?;

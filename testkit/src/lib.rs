@@ -10,6 +10,7 @@ pub mod lazyfs;
 pub mod mutation;
 pub mod output;
 pub mod procs;
+pub mod rng;
 pub mod skip;
 pub mod tmpfs;
 

@@ -15,14 +15,44 @@ pub(crate) struct Serve {
 
 impl Serve {
     /// Starts `pulpo serve` with `max_job_size`, fsync off (tests need no durability).
+    #[allow(dead_code)]
     pub(crate) fn start(max_job_size: usize) -> Serve {
+        Serve::start_with(max_job_size, &[], &[])
+    }
+
+    /// [`Serve::start`] with more `KEY=VALUE` config variables and more `--listen` addresses
+    /// (beside the loopback port it is probed on).
+    pub(crate) fn start_with(max_job_size: usize, env: &[(&str, &str)], listen: &[&str]) -> Serve {
         let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue");
+        Serve::spawn(dir, &queue, max_job_size, env, listen)
+    }
+
+    /// [`Serve::start`] on an existing queue directory (a restart after a crash).
+    #[allow(dead_code)]
+    pub(crate) fn start_on(queue: &std::path::Path) -> Serve {
+        Serve::spawn(tempfile::tempdir().unwrap(), queue, 65_535, &[], &[])
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        queue: &std::path::Path,
+        max_job_size: usize,
+        env: &[(&str, &str)],
+        listen: &[&str],
+    ) -> Serve {
         let port = pulpo_testkit::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_pulpo"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--path"])
-            .arg(dir.path().join("queue"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpo"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        for address in listen {
+            cmd.args(["--listen", address]);
+        }
+        let child = cmd
+            .arg("--path")
+            .arg(queue)
             .env("PULPO_FILE__FSYNC", "false")
             .env("PULPO_SERVE__MAX_JOB_SIZE", max_job_size.to_string())
+            .envs(env.iter().copied())
             .env_remove("PULPO_LOG")
             .current_dir(dir.path())
             .stdout(Stdio::null())

@@ -13,7 +13,7 @@ use crate::dir::{DirLock, prepare_dir};
 use crate::error::{Error, Result};
 use crate::format::{self, Record};
 use crate::group_commit::GroupCommit;
-use crate::index::{KICKS, RESERVES, Slot, Tube};
+use crate::index::{Slot, Tube};
 use crate::log::Log;
 use crate::notify::Notifier;
 use crate::stats::WaitGuard;
@@ -245,28 +245,7 @@ impl FileQueue {
             let (got, next_event) = self.txn(Durability::Lazy, |tx| {
                 let tubes: Vec<u32> = watch.iter().filter_map(|t| tx.index().tube_id(t)).collect();
                 if let Some(id) = tx.index().best_ready(&tubes, tx.now) {
-                    let j = tx.job(id)?;
-                    let (off, len, ttr) = (j.body_off, j.body_len, j.ttr_ms);
-                    let (pri, reserves, kicks) =
-                        (j.pri, j.counters[RESERVES].saturating_add(1), j.counters[KICKS]);
-                    let tube = tx.index().tubes[j.tube as usize].name.to_string();
-                    let body = tx.log.read_body(off, len)?;
-                    tx.push(Record::Reserve {
-                        id,
-                        owner: tx.owner,
-                        deadline_ms: tx.now + ttr,
-                    });
-                    let ttr = Duration::from_millis(ttr);
-                    let reserved = Reserved {
-                        id,
-                        body,
-                        tube,
-                        pri,
-                        ttr,
-                        reserves,
-                        kicks,
-                    };
-                    return Ok((Some(reserved), None));
+                    return Ok((Some(tx.reserve(id)?), None));
                 }
                 let next = tx.index().next_event(tx.now).map(|t| t.saturating_sub(tx.now));
                 Ok((None, next))
@@ -290,6 +269,16 @@ impl FileQueue {
             // too, and must not send them back to sleep on the old one.
             self.inner.lock.check_same(true)?;
         }
+    }
+
+    /// Reserves the job with this id if it is ready, delayed or buried (in a paused tube too),
+    /// as beanstalkd's `reserve-job` does; a reserved job, even one this handle holds, is
+    /// [`Error::NotFound`].
+    pub fn reserve_job(&self, id: u64) -> Result<Reserved> {
+        self.txn(Durability::Lazy, |tx| match tx.job(id)?.slot {
+            Slot::Reserved { .. } => Err(Error::NotFound { id }),
+            Slot::Ready | Slot::Delayed { .. } | Slot::Buried { .. } => tx.reserve(id),
+        })
     }
 
     /// Deletes a job that is ready, delayed, buried, or reserved by this handle.

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::format::{Record, encode};
-use crate::index::{Index, JobMeta, Slot};
+use crate::index::{Index, JobMeta, KICKS, RESERVES, Slot};
 use crate::log::Log;
 use crate::queue::FileQueue;
-use crate::types::Job;
+use crate::types::{Job, Reserved};
 
 /// A duration in the milliseconds records carry (capped where the format caps it).
 pub(crate) fn ms(d: Duration) -> u64 {
@@ -99,6 +99,29 @@ impl Txn<'_> {
             Vec::new()
         };
         Ok(Job { id, body, stats })
+    }
+
+    /// Reserves job `id` for this handle for its TTR (the caller chose it and checked its state).
+    pub(crate) fn reserve(&mut self, id: u64) -> Result<Reserved> {
+        let j = self.job(id)?;
+        let (off, len, ttr) = (j.body_off, j.body_len, j.ttr_ms);
+        let (pri, reserves, kicks) = (j.pri, j.counters[RESERVES].saturating_add(1), j.counters[KICKS]);
+        let tube = self.index().tubes[j.tube as usize].name.to_string();
+        let body = self.log.read_body(off, len)?;
+        self.push(Record::Reserve {
+            id,
+            owner: self.owner,
+            deadline_ms: self.now + ttr,
+        });
+        Ok(Reserved {
+            id,
+            body,
+            tube,
+            pri,
+            ttr: Duration::from_millis(ttr),
+            reserves,
+            kicks,
+        })
     }
 }
 

@@ -596,3 +596,29 @@ fn a_tube_exists_while_a_live_handle_watches_it() {
     assert!(matches!(q.stats_tube("ghost"), Err(Error::TubeNotFound { .. })));
     assert!(!ghost.exists(), "a dead handle's list stays");
 }
+
+#[test]
+fn reserve_job_takes_a_ready_delayed_or_buried_job_by_id_never_a_reserved_one() {
+    let (_d, q) = new_queue();
+    let other = open(q.dir(), opts());
+    let ready = q.put("default", 1, Z, TTR, b"r").unwrap();
+    let delayed = q.put("default", 2, Duration::from_secs(100), TTR, b"d").unwrap();
+    let buried = q.put("default", 3, Z, TTR, b"b").unwrap();
+    q.pause_tube("default", Duration::from_secs(100)).unwrap();
+    not_found(q.reserve_job(99), 99);
+    let got = q.reserve_job(buried).unwrap();
+    q.bury(got.id, 3, None).unwrap();
+    let got = q.reserve_job(buried).unwrap();
+    assert_eq!((got.body.as_slice(), got.reserves), (&b"b"[..], 2));
+    assert_eq!(q.reserve_job(delayed).unwrap().body, b"d");
+    let got = other.reserve_job(ready).unwrap();
+    assert_eq!((got.tube.as_str(), got.pri, got.ttr), ("default", 1, TTR));
+    // Reserved: by this handle or another, it is not found, and stays the holder's.
+    for id in [ready, delayed, buried] {
+        not_found(q.reserve_job(id), id);
+        not_found(other.reserve_job(id), id);
+    }
+    other.delete(ready).unwrap();
+    not_found(other.delete(delayed), delayed);
+    q.release(delayed, 2, Z, None).unwrap();
+}

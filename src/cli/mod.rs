@@ -3,6 +3,7 @@
 //! working through the [`crate::queue::Queue`] trait so every command runs
 //! on either queue. `main.rs` only calls [`main`].
 
+mod history;
 mod inspect;
 mod manage;
 mod publish;
@@ -123,6 +124,15 @@ enum Command {
         #[arg(value_parser = parse_duration_arg)]
         duration: Duration,
     },
+    /// Show a job's state: live while the queue has it, then its record
+    /// (attempts, errors, events, result; needs [history] enabled).
+    Status {
+        /// The job id.
+        #[arg(value_name = "ID")]
+        job: crate::history::JobRef,
+    },
+    /// List job records, newest first (needs [history] enabled).
+    History(history::HistoryArgs),
     /// Validate the config and print it as resolved (defaults < file < env < flags).
     Config,
     /// Serve the file queue over beanstalkd's protocol, so any beanstalkd client can use it.
@@ -299,6 +309,10 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         )
         .await;
     }
+    if let Command::History(args) = cli.command {
+        // Records only: no queue needed (beanstalkd may be down).
+        return history::list(&settings, args, json);
+    }
     if let Command::Serve { listen } = cli.command {
         return serve::serve(&settings, listen, json).await;
     }
@@ -308,7 +322,8 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
     match cli.command {
         Command::Publish(args) => publish::publish(queue, &settings, args, json).await,
         Command::Peek(args) => inspect::peek(queue, &tube, args, json).await,
-        Command::Delete { ids } => manage::delete(queue, &ids, json).await,
+        Command::Delete { ids } => manage::delete(queue, &settings, &ids, json).await,
+        Command::Status { job } => history::status(queue, &settings, job, json).await,
         Command::Kick { bound } => {
             let kicked = queue.kick(&tube, bound).await?;
             show::emit(json, json!({"tube": tube, "kicked": kicked}), || {
@@ -365,7 +380,7 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             })?;
             Ok(())
         }
-        Command::Config | Command::Run | Command::Serve { .. } => {
+        Command::Config | Command::Run | Command::Serve { .. } | Command::History(_) => {
             unreachable!("handled before the queue is opened")
         }
     }

@@ -77,6 +77,13 @@ pub(super) async fn status(
     let state = match (live, &record) {
         (Some(JobState::Reserved), _) => "running",
         (Some(JobState::Ready | JobState::Delayed), _) => "queued",
+        // Buried: its record says why (expired, or buried).
+        (
+            Some(JobState::Buried),
+            Some(Record {
+                outcome: Some(end), ..
+            }),
+        ) => end.name(),
         (Some(JobState::Buried), _) => "buried",
         (
             None,

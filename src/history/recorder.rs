@@ -21,10 +21,18 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 type Reply = oneshot::Sender<Result<(), String>>;
 
+/// What the writer thread is asked to do.
+enum Op {
+    /// Write a change.
+    Write(Change, Reply),
+    /// Prune now.
+    Prune(Reply),
+}
+
 /// A handle on the runner's record writer; cloned into every worker.
 #[derive(Clone)]
 pub struct Recorder {
-    sender: mpsc::Sender<(Change, Reply)>,
+    sender: mpsc::Sender<Op>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -42,17 +50,32 @@ impl Recorder {
         }
         let mut store = super::open(settings)?;
         let (keep, max_jobs) = (settings.history.keep, settings.history.max_jobs);
-        let (sender, receiver) = mpsc::channel::<(Change, Reply)>();
+        let (sender, receiver) = mpsc::channel::<Op>();
         std::thread::Builder::new()
             .name("pulpo-records".to_owned())
             .spawn(move || {
                 // Prune once at start, then every PRUNE_EVERY while writing.
                 let mut pruned = Instant::now() - PRUNE_EVERY;
-                while let Ok(first) = receiver.recv() {
+                let mut next = receiver.recv().ok();
+                while let Some(op) = next.take() {
+                    let first = match op {
+                        Op::Prune(reply) => {
+                            pruned = Instant::now();
+                            let done = store.prune(keep, max_jobs, Utc::now());
+                            let _ = reply.send(done.map(drop).map_err(|err| err.to_string()));
+                            next = receiver.recv().ok();
+                            continue;
+                        }
+                        Op::Write(change, reply) => (change, reply),
+                    };
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
                         match receiver.try_recv() {
-                            Ok(next) => group.push(next),
+                            Ok(Op::Write(change, reply)) => group.push((change, reply)),
+                            Ok(prune) => {
+                                next = Some(prune);
+                                break;
+                            }
                             Err(_) => break,
                         }
                     }
@@ -67,6 +90,9 @@ impl Recorder {
                             warn!("could not prune job records: {err}");
                         }
                     }
+                    if next.is_none() {
+                        next = receiver.recv().ok();
+                    }
                 }
             })
             .map_err(|err| HistoryError::Store {
@@ -79,8 +105,19 @@ impl Recorder {
     /// Writes `change` and waits until it is committed.
     pub(crate) async fn record(&self, change: Change) -> Result<(), String> {
         let (reply, done) = oneshot::channel();
+        self.send(Op::Write(change, reply), done).await
+    }
+
+    /// Prunes by `[history] keep` and `max_jobs` now (the runner does it as
+    /// it stops, so even a brief run leaves the records bounded).
+    pub(crate) async fn prune(&self) -> Result<(), String> {
+        let (reply, done) = oneshot::channel();
+        self.send(Op::Prune(reply), done).await
+    }
+
+    async fn send(&self, op: Op, done: oneshot::Receiver<Result<(), String>>) -> Result<(), String> {
         self.sender
-            .send((change, reply))
+            .send(op)
             .map_err(|_| "the record writer has stopped".to_owned())?;
         done.await
             .map_err(|_| "the record writer has stopped".to_owned())?

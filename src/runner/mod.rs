@@ -195,7 +195,13 @@ impl Runner {
         for (n, queue) in queues.into_iter().enumerate() {
             workers.spawn(worker::run(shared.clone(), queue, n));
         }
-        let stop = supervise(&shared, &phases, workers, &shutdown).await?;
+        let stop = supervise(&shared, &phases, workers, &shutdown).await;
+        if let Some(recorder) = &shared.recorder
+            && let Err(err) = recorder.prune().await
+        {
+            warn!("could not prune job records: {err}");
+        }
+        let stop = stop?;
         let report = RunReport {
             stop,
             counters: shared.tally.snapshot(),

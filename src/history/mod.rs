@@ -399,7 +399,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("r.sqlite"), false).unwrap();
         let job = JobRef::new(7);
-        let change = |n, end, error: Option<&str>| Change::Attempt {
+        let change = |n: u32, end: Option<End>, error: Option<&str>| Change::Attempt {
             job,
             request_type: "work".into(),
             tube: "default".into(),

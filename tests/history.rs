@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pulpo::config::from_toml_str;
@@ -124,6 +123,15 @@ impl Env {
         doc["records"].as_array().unwrap().clone()
     }
 
+    /// A runner in the background, its output discarded.
+    fn spawn_runner(&self) -> Child {
+        self.command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// A runner to its idle exit.
     fn run(&self) {
         self.ok(&["run"]);
@@ -137,23 +145,7 @@ impl Env {
 }
 
 fn wait_guarded(child: Child, args: &[&str]) -> Output {
-    let pid = child.id();
-    let (done, finished) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let out = child.wait_with_output();
-        let _ = done.send(());
-        out
-    });
-    if finished.recv_timeout(TIME_GUARD).is_err() {
-        // SAFETY: kill(2) on our own child, by its pid.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        let out = waiter.join().unwrap().unwrap();
-        panic!(
-            "pulpo {args:?} did not finish within {TIME_GUARD:?}; stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    waiter.join().unwrap().expect("wait for pulpo")
+    pulpo_testkit::output::output_within(child, TIME_GUARD, &format!("pulpo {args:?}"))
 }
 
 fn errors(status: &Value) -> Vec<String> {
@@ -217,12 +209,7 @@ fn status_through_every_outcome(env: Env) {
 
     // Running while its handler runs; succeeded after.
     let nap = env.publish(&["nap", "x"]);
-    let mut runner = env
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut runner = env.spawn_runner();
     let deadline = Instant::now() + Duration::from_secs(10);
     while env.state(nap) != "running" {
         assert!(Instant::now() < deadline, "job {nap} never seen running");
@@ -345,15 +332,7 @@ fn two_runners_record_at_once(env: Env) {
     env.config("", "concurrency = 4\n[handlers.good]\nkind = \"success\"\n");
     let out = env.ok(&["publish", "good", "x", "--count", "200"]);
     assert_eq!(out.lines().count(), 200);
-    let runners: Vec<Child> = (0..2)
-        .map(|_| {
-            env.command(&["run"])
-                .stderr(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let runners: Vec<Child> = (0..2).map(|_| env.spawn_runner()).collect();
     for runner in runners {
         let out = wait_guarded(runner, &["run"]);
         assert!(out.status.success());
@@ -368,7 +347,16 @@ fn two_runners_record_at_once(env: Env) {
 }
 
 /// A Rust handler's events and result (in process, on the library API).
-async fn rust_handler_events_and_result(env: Env) {
+fn rust_handler_events_and_result(env: Env) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(rust_handler_events_and_result_in(env));
+}
+
+async fn rust_handler_events_and_result_in(env: Env) {
     env.config("", "[handlers.greet]\nkind = \"greeter\"\n");
     let mut registry = Registry::with_builtins();
     registry.register("greeter", |_settings| {
@@ -441,17 +429,8 @@ on_both_queues!(
     retention_prunes,
     two_runners_record_at_once,
     on_buried_publishes_a_follow_up,
+    rust_handler_events_and_result,
 );
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_handler_events_and_result_on_the_file_queue() {
-    rust_handler_events_and_result(Env::file()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_handler_events_and_result_on_beanstalkd() {
-    rust_handler_events_and_result(Env::beanstalkd()).await;
-}
 
 /// Records survive kill -9 of the runner: every job the queue no longer
 /// has (deleted on success) has its record, since a record is written
@@ -462,12 +441,7 @@ fn records_survive_kill_9_of_the_runner() {
     env.config("", "concurrency = 4\n[handlers.good]\nkind = \"success\"\n");
     let out = env.ok(&["publish", "good", "x", "--count", "2000"]);
     let ids: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
-    let mut runner = env
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut runner = env.spawn_runner();
     // Kill it mid-flow: once some jobs are done, long before all are.
     let deadline = Instant::now() + Duration::from_secs(10);
     while env.history(&[]).len() < 50 {

@@ -160,7 +160,7 @@ pub(crate) enum Change {
         job: JobRef,
         request_type: String,
         tube: String,
-        attempt: Attempt,
+        attempt: Box<Attempt>,
         events: Vec<Event>,
         result: Option<Value>,
         end: Option<End>,
@@ -235,7 +235,7 @@ impl Record {
                 }
                 self.request_type.clone_from(request_type);
                 self.tube.clone_from(tube);
-                let mut attempt = attempt.clone();
+                let mut attempt = Attempt::clone(attempt);
                 attempt.error = attempt.error.map(|e| cut(e, MAX_TEXT));
                 self.attempts.push(attempt);
                 if self.attempts.len() > MAX_ATTEMPTS_KEPT {
@@ -403,7 +403,11 @@ mod tests {
             job,
             request_type: "work".into(),
             tube: "default".into(),
-            attempt: attempt(n, if end.is_some() { "delete" } else { "release" }, error),
+            attempt: Box::new(attempt(
+                n,
+                if end.is_some() { "delete" } else { "release" },
+                error,
+            )),
             events: vec![Event {
                 at: Utc::now(),
                 attempt: n,

@@ -24,7 +24,7 @@ type Reply = oneshot::Sender<Result<(), String>>;
 /// What the writer thread is asked to do.
 enum Op {
     /// Write a change.
-    Write(Change, Reply),
+    Write(Box<Change>, Reply),
     /// Prune now.
     Prune(Reply),
 }
@@ -66,12 +66,12 @@ impl Recorder {
                             next = receiver.recv().ok();
                             continue;
                         }
-                        Op::Write(change, reply) => (change, reply),
+                        Op::Write(change, reply) => (*change, reply),
                     };
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
                         match receiver.try_recv() {
-                            Ok(Op::Write(change, reply)) => group.push((change, reply)),
+                            Ok(Op::Write(change, reply)) => group.push((*change, reply)),
                             Ok(prune) => {
                                 next = Some(prune);
                                 break;
@@ -105,7 +105,7 @@ impl Recorder {
     /// Writes `change` and waits until it is committed.
     pub(crate) async fn record(&self, change: Change) -> Result<(), String> {
         let (reply, done) = oneshot::channel();
-        self.send(Op::Write(change, reply), done).await
+        self.send(Op::Write(Box::new(change), reply), done).await
     }
 
     /// Prunes by `[history] keep` and `max_jobs` now (the runner does it as

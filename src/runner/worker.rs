@@ -550,14 +550,14 @@ impl Ending<'_> {
                 job: JobRef::new(id),
                 request_type: self.request_type.to_owned(),
                 tube: self.job.tube.clone(),
-                attempt: Attempt {
+                attempt: Box::new(Attempt {
                     attempt: self.job.attempt(),
                     started: self.started_at,
                     finished: Utc::now(),
                     duration_ms: self.duration_ms,
                     settlement: self.settlement.name().to_owned(),
                     error: self.error(),
-                },
+                }),
                 events,
                 result: self.result.clone(),
                 end,
@@ -651,8 +651,7 @@ async fn what_happened(
         queue,
         job,
         message,
-        handler.clone(),
-        handler_settings,
+        (handler.clone(), handler_settings),
         phase,
         notes,
     )
@@ -699,8 +698,7 @@ async fn run_handler(
     queue: &mut dyn Lease,
     job: &Reservation,
     message: Message,
-    handler: Arc<dyn crate::handlers::Handler>,
-    settings: &HandlerSettings,
+    (handler, settings): (Arc<dyn crate::handlers::Handler>, &HandlerSettings),
     phase: &mut watch::Receiver<Phase>,
     notes: Option<Arc<Mutex<Notes>>>,
 ) -> Ran {

@@ -89,8 +89,9 @@ impl Bench {
         }
     }
 
-    /// Settings for the runner on `kind`, with the queue at `dir`.
-    fn settings(&self, kind: Kind, dir: &Path, concurrency: usize) -> Settings {
+    /// Settings for the runner on `kind`, with the queue at `dir`; with
+    /// `records`, job records on (beanstalkd's beside the queue's directory).
+    fn settings(&self, kind: Kind, dir: &Path, concurrency: usize, records: bool) -> Settings {
         let queue = match kind {
             Kind::Beanstalkd => format!(
                 "queue = \"beanstalkd\"\n[beanstalkd]\naddress = \"{}\"\n",
@@ -102,8 +103,16 @@ impl Bench {
                 kind == Kind::FileDurable
             ),
         };
+        let history = if records {
+            format!(
+                "[history]\nenabled = true\npath = \"{}\"\n",
+                dir.with_extension("records").display()
+            )
+        } else {
+            String::new()
+        };
         let text = format!(
-            "concurrency = {concurrency}\nsleep_duration = \"1s\"\nshutdown_after_number_of_empty_iterations = 0\n{queue}[handlers.noop]\nkind = \"noop\"\n"
+            "concurrency = {concurrency}\nsleep_duration = \"1s\"\nshutdown_after_number_of_empty_iterations = 0\n{queue}{history}[handlers.noop]\nkind = \"noop\"\n"
         );
         from_toml_str(&text, Path::new("bench.toml")).expect("bench settings")
     }
@@ -253,7 +262,7 @@ fn main() {
             let (mut raws, mut runs) = (Vec::new(), Vec::new());
             for _ in 0..bench.rounds {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let settings = bench.settings(kind, &dir.path().join("queue"), concurrency);
+                let settings = bench.settings(kind, &dir.path().join("queue"), concurrency, false);
                 bench.fill(&settings, n);
                 raws.push(bench.raw(kind, &settings, concurrency, n));
                 bench.fill(&settings, n);
@@ -277,5 +286,47 @@ fn main() {
                 run / raw
             );
         }
+    }
+    records_beside_none(&bench, &only);
+}
+
+/// The runner's rate with job records on beside off (issue 16), at
+/// concurrency 4, rounds alternating; targets: ≥ 0.8× with the file queue's
+/// fsync on, ≥ 0.9× on beanstalkd.
+fn records_beside_none(bench: &Bench, only: &str) {
+    println!("\njob records ([history] enabled) beside none, concurrency 4");
+    println!(
+        "{:<18} {:>7} {:>12} {:>12} {:>7}  target",
+        "queue", "jobs", "off/s", "on/s", "ratio"
+    );
+    for kind in [Kind::FileFast, Kind::FileDurable, Kind::Beanstalkd] {
+        if !only.is_empty() && !only.split(',').any(|k| k == kind.key()) {
+            continue;
+        }
+        let n = bench.jobs_for(kind);
+        let (mut offs, mut ons) = (Vec::new(), Vec::new());
+        for _ in 0..bench.rounds {
+            for records in [false, true] {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let settings = bench.settings(kind, &dir.path().join("queue"), 4, records);
+                bench.fill(&settings, n);
+                let rate = bench.runner(&settings, n);
+                if records { ons.push(rate) } else { offs.push(rate) }
+            }
+        }
+        let (off, on) = (median(offs), median(ons));
+        let target = match kind {
+            Kind::FileDurable => "≥ 0.8×",
+            Kind::Beanstalkd => "≥ 0.9×",
+            Kind::FileFast => "",
+        };
+        println!(
+            "{:<18} {:>7} {:>12.0} {:>12.0} {:>7.2}  {target}",
+            kind.name(),
+            n,
+            off,
+            on,
+            on / off
+        );
     }
 }

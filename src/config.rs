@@ -370,6 +370,42 @@ impl Default for BeanstalkdSettings {
     }
 }
 
+/// `[history]`: job records (see [`crate::history`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistorySettings {
+    /// Whether the runner keeps a record of every job (off by default:
+    /// records cost a write per job and disk).
+    pub enabled: bool,
+    /// How long a record is kept after its last change.
+    #[serde(with = "crate::duration::human")]
+    pub keep: Duration,
+    /// The most records kept; the oldest go first.
+    pub max_jobs: u64,
+    /// The directory of the records' file, instead of the queue's directory
+    /// (file queue) or the state directory (beanstalkd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl Default for HistorySettings {
+    fn default() -> HistorySettings {
+        HistorySettings {
+            enabled: false,
+            keep: Duration::from_secs(7 * 24 * 3600),
+            max_jobs: 1_000_000,
+            path: None,
+        }
+    }
+}
+
+/// A handler's `on_buried`: the message published when one of its jobs
+/// ends buried (to alert someone, or to compensate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OnBuried {
+    /// The follow-up's request type.
+    pub request_type: String,
+}
+
 /// `pulpo serve`: beanstalkd's protocol over the file queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServeSettings {
@@ -429,6 +465,9 @@ pub struct HandlerSettings {
     /// The resolved retry policy: the handler's `retry` table laid over the
     /// global `[retry]`.
     pub retry: RetrySettings,
+    /// The message published when a job of this type ends buried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_buried: Option<OnBuried>,
     /// Every other key of the table (e.g. `destination_directory`,
     /// `command`), as JSON for the kind to interpret.
     #[serde(flatten)]
@@ -456,6 +495,7 @@ impl HandlerSettings {
             ttr: None,
             priority: None,
             retry,
+            on_buried: None,
             options: Map::new(),
             kind_origin: Origin::Code,
             option_origins: BTreeMap::new(),
@@ -584,6 +624,8 @@ pub struct Settings {
     pub beanstalkd: BeanstalkdSettings,
     /// `pulpo serve`.
     pub serve: ServeSettings,
+    /// `[history]`: job records.
+    pub history: HistorySettings,
     /// Handlers by request type.
     pub handlers: BTreeMap<String, HandlerSettings>,
     /// `[[schedules]]`: cron schedules the runners fire.
@@ -614,6 +656,7 @@ impl Default for Settings {
             file: FileSettings::default(),
             beanstalkd: BeanstalkdSettings::default(),
             serve: ServeSettings::default(),
+            history: HistorySettings::default(),
             handlers: BTreeMap::new(),
             schedules: Vec::new(),
             fire_schedules: true,

@@ -42,6 +42,9 @@ const HEADER_KEYS: [&str; 7] = [
     "source",
 ];
 
+/// The header key naming the tube that receives a job's result message.
+pub const REPLY_TO: &str = "reply_to";
+
 /// How many characters of an offending value an error message shows.
 const SHOWN_CHARS: usize = 60;
 
@@ -287,6 +290,17 @@ impl Message {
     pub fn with_source(mut self, source: impl Into<String>) -> Message {
         self.header.source = Some(source.into());
         self
+    }
+
+    /// The tube that receives the result message when the job ends (the
+    /// `reply_to` header key), if the producer named one.
+    pub fn reply_to(&self) -> Option<&str> {
+        self.header.extra.get(REPLY_TO).and_then(Value::as_str)
+    }
+
+    /// Names the tube that receives the result message when the job ends.
+    pub fn with_reply_to(self, tube: impl Into<String>) -> Message {
+        self.with_header(REPLY_TO, tube.into())
     }
 
     /// Sets a header key pulpo does not interpret (kept in [`Header::extra`]).

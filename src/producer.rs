@@ -18,10 +18,12 @@
 //! ```
 
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::Utc;
 
 use crate::config::{self, ConfigError, Overrides, Settings};
+use crate::history::{End, JobRef};
 use crate::message::Message;
 use crate::queue::{self, Queue, QueueError};
 
@@ -93,5 +95,97 @@ impl std::fmt::Debug for Producer {
             .field("queue", &self.queue.describe())
             .field("tube", &self.settings.tube)
             .finish()
+    }
+}
+
+/// The result message a runner sends to a job's `reply_to` tube when the
+/// job ends ([`Producer::publish_and_wait`], `pulpo publish --wait`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reply {
+    /// The job.
+    pub job: JobRef,
+    /// How it ended.
+    pub outcome: End,
+    /// What its handler returned with its success (`null` if nothing).
+    #[serde(default)]
+    pub result: serde_json::Value,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Its attempts, the last one included.
+    pub attempts: u32,
+    /// How long its last attempt took, in milliseconds.
+    pub duration_ms: f64,
+}
+
+impl Reply {
+    /// Reads a reply from a reply job's body (a message whose body holds
+    /// the fields).
+    pub fn from_body(body: &[u8]) -> Result<Reply, String> {
+        let message = Message::from_json(body).map_err(|err| err.to_string())?;
+        serde_json::from_value(serde_json::Value::Object(message.body))
+            .map_err(|err| format!("not a result message: {err}"))
+    }
+}
+
+/// A tube name no other waiter uses: `reply.<pid>.<time>.<n>`.
+pub fn fresh_reply_tube() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "reply.{}.{nanos:x}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Waits up to `timeout` (none: for ever) for the result message in
+/// `tube`, and deletes it once read, so the tube is left empty (and, on
+/// both queues, gone once nobody watches it). `None`: no result in time.
+pub async fn wait_for_reply(
+    queue: &mut dyn Queue,
+    tube: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<Reply>, QueueError> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let watch = [tube.to_owned()];
+    loop {
+        let left = match deadline {
+            Some(at) => at.saturating_duration_since(tokio::time::Instant::now()),
+            None => WAIT_SLICE,
+        };
+        let Some(job) = queue.reserve(&watch, left.min(WAIT_SLICE)).await? else {
+            if deadline.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                return Ok(None);
+            }
+            continue;
+        };
+        queue.delete(job.id).await?;
+        match Reply::from_body(&job.body) {
+            Ok(reply) => return Ok(Some(reply)),
+            Err(err) => tracing::warn!("job {} in reply tube {tube:?} ignored: {err}", job.id),
+        }
+    }
+}
+
+/// The longest one reserve of [`wait_for_reply`] waits.
+const WAIT_SLICE: Duration = Duration::from_secs(1);
+
+impl Producer {
+    /// Publishes `message` with a fresh `reply_to` tube, then waits up to
+    /// `timeout` (none: for ever) for its result, as `pulpo publish --wait`
+    /// does. Returns the job's id and its reply (`None`: none in time).
+    pub async fn publish_and_wait(
+        &mut self,
+        message: Message,
+        timeout: Option<Duration>,
+    ) -> Result<(u64, Option<Reply>), QueueError> {
+        let tube = fresh_reply_tube();
+        let id = self.publish(message.with_reply_to(tube.clone())).await?;
+        let reply = wait_for_reply(self.queue.as_mut(), &tube, timeout).await?;
+        Ok((id, reply))
     }
 }

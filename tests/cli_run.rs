@@ -49,23 +49,7 @@ fn pulpo(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the pulpo binary");
-    let pid = child.id();
-    let (done, finished) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let out = child.wait_with_output();
-        let _ = done.send(());
-        out
-    });
-    if finished.recv_timeout(TIME_GUARD).is_err() {
-        // SAFETY: kill(2) on our own child, by its pid; no memory is involved.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        let out = waiter.join().unwrap().unwrap();
-        panic!(
-            "pulpo {args:?} did not finish within {TIME_GUARD:?}; stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    waiter.join().unwrap().expect("wait for pulpo")
+    pulpo_testkit::output::output_within(child, TIME_GUARD, &format!("pulpo {args:?}"))
 }
 
 /// Like [`pulpo`], expecting exit 0; returns stdout.

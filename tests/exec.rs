@@ -92,7 +92,7 @@ async fn stdin_environment_and_working_directory() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let handler = build(json!({
-        "command": ["sh", "-c", "cat > stdin.txt; env | grep -E '^(PULPO_|EXTRA)' | grep -v '^PULPO_JOB_RUN=' | sort > env.txt; pwd > pwd.txt"],
+        "command": ["sh", "-c", "cat > stdin.txt; env | grep -E '^(PULPO_|EXTRA)' | grep -v -E '^PULPO_JOB_(RUN|EVENTS)=' | sort > env.txt; pwd > pwd.txt"],
         "working_directory": out.display().to_string(),
         "env": {"EXTRA": "yes please"},
     }));

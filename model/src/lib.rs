@@ -6,11 +6,13 @@
 
 mod address;
 mod job;
+mod job_ref;
 mod stats;
 mod tube;
 
 pub use address::{Address, AddressError};
 pub use job::{JobState, JobStats, UnknownJobState};
+pub use job_ref::{BadJobRef, JobRef};
 pub use stats::TubeStats;
 pub use tube::{InvalidTubeName, MAX_TUBE_NAME, TubeName, TubeNameError, validate_tube_name};
 

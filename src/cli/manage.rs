@@ -10,12 +10,19 @@ use super::{Failure, show};
 use crate::queue::retry::{self, Retried};
 use crate::queue::{Queue, QueueError};
 
-pub(super) async fn delete(queue: &mut dyn Queue, ids: &[u64], json: bool) -> Result<(), Failure> {
+pub(super) async fn delete(
+    queue: &mut dyn Queue,
+    settings: &crate::config::Settings,
+    ids: &[u64],
+    json: bool,
+) -> Result<(), Failure> {
     let mut deleted = Vec::new();
     let mut failed = Vec::new();
     for &id in ids {
+        let before = super::history::before_delete(queue, settings, id).await;
         match queue.delete(id).await {
             Ok(()) => {
+                super::history::deleted(settings, id, before)?;
                 if !json {
                     show::line(&format!("deleted job {id}"))?;
                 }

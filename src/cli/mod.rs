@@ -3,6 +3,7 @@
 //! working through the [`crate::queue::Queue`] trait so every command runs
 //! on either queue. `main.rs` only calls [`main`].
 
+mod history;
 mod inspect;
 mod jobs;
 mod manage;
@@ -132,6 +133,15 @@ enum Command {
         #[arg(value_parser = parse_duration_arg)]
         duration: Duration,
     },
+    /// Show a job's state: live while the queue has it, then its record
+    /// (attempts, errors, events, result; needs [history] enabled).
+    Status {
+        /// The job id.
+        #[arg(value_name = "ID")]
+        job: crate::history::JobRef,
+    },
+    /// List job records, newest first (needs [history] enabled).
+    History(history::HistoryArgs),
     /// Validate the config and print it as resolved (defaults < file < env < flags).
     Config,
     /// List each schedule with its next fire times and the last tick fired.
@@ -310,6 +320,10 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         )
         .await;
     }
+    if let Command::History(args) = cli.command {
+        // Records only: no queue needed (beanstalkd may be down).
+        return history::list(&settings, args, json);
+    }
     if let Command::Serve { listen } = cli.command {
         return serve::serve(&settings, listen, json).await;
     }
@@ -329,8 +343,9 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
                     "delete needs job ids, or a state and filters (e.g. --buried --type T)",
                 ));
             }
-            manage::delete(queue, &ids, json).await
+            manage::delete(queue, &settings, &ids, json).await
         }
+        Command::Status { job } => history::status(queue, &settings, job, json).await,
         Command::Kick { bound, bulk } => {
             if bulk.filter_mode("kick", bound.is_some())? {
                 return jobs::bulk(queue, &tube, crate::jobs::Action::Kick, bulk, json).await;
@@ -392,7 +407,7 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             })?;
             Ok(())
         }
-        Command::Config | Command::Run | Command::Serve { .. } => {
+        Command::Config | Command::Run | Command::Serve { .. } | Command::History(_) => {
             unreachable!("handled before the queue is opened")
         }
     }

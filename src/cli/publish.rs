@@ -48,8 +48,15 @@ pub(super) struct PublishArgs {
     #[arg(long, value_name = "JSON")]
     body_json: Option<String>,
     /// Publish this many copies.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", conflicts_with = "wait")]
     count: u64,
+    /// Wait for the job's result through a fresh reply tube and print it;
+    /// exit 0 when it succeeded, 1 when buried or expired, 124 on --timeout.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up after this long [default: wait for ever].
+    #[arg(long, value_parser = parse_duration_arg, value_name = "D", requires = "wait")]
+    timeout: Option<Duration>,
 }
 
 /// Builds the message `publish` stores, from its flags and the defaults.
@@ -211,6 +218,9 @@ pub(super) async fn publish(
         body,
     };
     let tube = &settings.tube;
+    if args.wait {
+        return publish_and_wait(queue, settings, message, job, args.timeout, json).await;
+    }
 
     let mut out = IdStream::new(json);
     let mut stored = 0u64;
@@ -250,6 +260,33 @@ pub(super) async fn publish(
                 message: format!("{err}: {so_far}{unprinted}"),
             })
         }
+    }
+}
+
+/// `publish --wait`: the message with a fresh `reply_to` tube, then its
+/// result, read from that tube and deleted.
+async fn publish_and_wait(
+    queue: &mut dyn Queue,
+    settings: &Settings,
+    message: Message,
+    mut job: NewJob,
+    timeout: Option<Duration>,
+    json: bool,
+) -> Result<(), Failure> {
+    let reply_tube = crate::producer::fresh_reply_tube();
+    job.body = Bytes::from(message.with_reply_to(reply_tube.clone()).to_json());
+    let id = queue.put(&settings.tube, job).await?;
+    if !json {
+        show::line(&id.to_string())?;
+    }
+    match crate::producer::wait_for_reply(queue, &reply_tube, timeout).await? {
+        Some(reply) => super::history::reply(json, &settings.tube, id, &reply),
+        None => Err(super::history::timed_out(
+            json,
+            &settings.tube,
+            id,
+            timeout.unwrap_or_default(),
+        )),
     }
 }
 

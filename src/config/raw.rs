@@ -18,8 +18,8 @@ use serde_json::Map;
 use super::error::Origin;
 use super::{
     Backoff, BeanstalkdSettings, ConfigError, DefaultsSettings, FileSettings, HandlerSettings,
-    MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, MAX_SERVE_JOB_SIZE, OnExpired, OnIdle, QueueKind,
-    RetrySettings, ServeSettings, Settings, validate_address, validate_tube_name,
+    HistorySettings, MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, MAX_SERVE_JOB_SIZE, OnBuried, OnExpired,
+    OnIdle, QueueKind, RetrySettings, ServeSettings, Settings, validate_address, validate_tube_name,
 };
 use crate::duration::{self, DurationError};
 
@@ -444,8 +444,32 @@ pub(super) struct RawConfig {
     file: Option<RawFile>,
     beanstalkd: Option<RawBeanstalkd>,
     serve: Option<RawServe>,
+    history: Option<RawHistory>,
     handlers: Option<RawHandlers>,
     schedules: Option<super::schedules::RawSchedules>,
+}
+
+/// `[history]`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of job record settings such as { enabled = true, keep = \"7d\" }"
+)]
+struct RawHistory {
+    enabled: Option<bool>,
+    keep: Option<PositiveDuration>,
+    max_jobs: Option<Bounded<1, { u64::MAX }>>,
+    path: Option<NonEmpty>,
+}
+
+/// A handler's `on_buried` table.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table naming the follow-up, such as { request_type = \"notify_failure\" }"
+)]
+struct RawOnBuried {
+    request_type: RequestType,
 }
 
 /// `[defaults]`.
@@ -532,6 +556,7 @@ struct RawServe {
 struct RawHandlers(BTreeMap<String, RawHandler>);
 
 /// A request type name: not empty.
+#[derive(Debug)]
 struct RequestType(String);
 
 impl<'de> Deserialize<'de> for RequestType {
@@ -580,6 +605,7 @@ struct RawHandler {
     ttr: Option<Ttr>,
     priority: Option<Bounded<0, U32>>,
     retry: Option<RawRetry>,
+    on_buried: Option<RawOnBuried>,
     options: Vec<(String, figment::value::Value)>,
 }
 
@@ -603,8 +629,8 @@ impl<'de> Deserialize<'de> for RawHandler {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHandler, A::Error> {
-                let (mut kind, mut timeout, mut ttr, mut priority, mut retry) =
-                    (None, None, None, None, None);
+                let (mut kind, mut timeout, mut ttr, mut priority, mut retry, mut on_buried) =
+                    (None, None, None, None, None, None);
                 let mut options = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
@@ -613,6 +639,7 @@ impl<'de> Deserialize<'de> for RawHandler {
                         "ttr" => once(&mut ttr, &mut map)?,
                         "priority" => once(&mut priority, &mut map)?,
                         "retry" => once(&mut retry, &mut map)?,
+                        "on_buried" => once(&mut on_buried, &mut map)?,
                         _ => options.push((key, map.next_value()?)),
                     }
                 }
@@ -623,6 +650,7 @@ impl<'de> Deserialize<'de> for RawHandler {
                     ttr,
                     priority,
                     retry,
+                    on_buried,
                     options,
                 })
             }
@@ -697,6 +725,22 @@ impl RawConfig {
             },
             None => base.serve,
         };
+        let history = match self.history {
+            Some(raw) => HistorySettings {
+                enabled: raw.enabled.unwrap_or(base.history.enabled),
+                keep: raw.keep.map_or(base.history.keep, |d| d.0),
+                max_jobs: raw.max_jobs.map_or(base.history.max_jobs, |n| n.0),
+                path: raw.path.map(|p| {
+                    let origin = Origin::from_metadata(
+                        figment.find_metadata("history.path"),
+                        figment.profile(),
+                        &["history", "path"],
+                    );
+                    origin.resolve_path(Path::new(&p.0))
+                }),
+            },
+            None => base.history,
+        };
         let mut handlers = BTreeMap::new();
         for (request_type, raw) in self.handlers.unwrap_or_default().0 {
             let handler = raw.resolve(&request_type, figment, &defaults, &retry)?;
@@ -722,6 +766,7 @@ impl RawConfig {
             file,
             beanstalkd,
             serve,
+            history,
             handlers,
             schedules,
             fire_schedules,
@@ -766,6 +811,9 @@ impl RawHandler {
             ttr: self.ttr.map(|d| d.0),
             priority: self.priority.map(|n| to_u32(n.0)),
             retry: self.retry.map_or_else(|| retry.clone(), |raw| raw.over(retry)),
+            on_buried: self.on_buried.map(|raw| OnBuried {
+                request_type: raw.request_type.0,
+            }),
             options,
             kind_origin,
             option_origins,

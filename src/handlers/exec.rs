@@ -7,6 +7,7 @@
 //! working_directory = "/srv/app"         # optional; relative: to the config file's directory
 //! env = { QUALITY = "80" }               # optional, added to pulpo's environment
 //! output_limit = 65536                   # optional: bytes of stdout and of stderr kept
+//! result = "stdout"                      # optional: stdout is the job's result (JSON if it parses)
 //! timeout = "5m"                         # the runner's: the child is killed when it passes
 //! ```
 //!
@@ -14,7 +15,11 @@
 //! whole message JSON); `PULPO_JOB_ID`, `PULPO_JOB_REQUEST_TYPE`,
 //! `PULPO_JOB_ATTEMPT` and `PULPO_JOB_TUBE` are in the environment (under
 //! `PULPO_JOB_`, which the config loader never reads, so the child can run
-//! `pulpo` itself), with `PULPO_JOB_RUN`, which marks this run's processes.
+//! `pulpo` itself), with `PULPO_JOB_RUN`, which marks this run's processes,
+//! and `PULPO_JOB_EVENTS`, the path of an empty file (mode 0600) where the
+//! child may append events for the job's record, one line each (the first
+//! [`crate::history::MAX_EVENTS`] lines, each cut to
+//! [`crate::history::MAX_TEXT`] bytes, are kept).
 //! A program that cannot be started because it is missing or not
 //! executable (mid-deploy) is a transient failure. Exit 0 is
 //! success, 75 (`EX_TEMPFAIL`) a transient failure, anything else a fatal
@@ -95,6 +100,9 @@ pub struct ExecSpec {
     pub env: Vec<(String, String)>,
     /// Bytes of stdout and of stderr kept.
     pub output_limit: usize,
+    /// `result = "stdout"`: the child's stdout (kept part) is the job's
+    /// result on success, as JSON when it parses, else as a string.
+    pub result_stdout: bool,
 }
 
 impl ExecSpec {
@@ -106,6 +114,7 @@ impl ExecSpec {
         let mut working_directory = None;
         let mut env = Vec::new();
         let mut output_limit = DEFAULT_OUTPUT_LIMIT;
+        let mut result_stdout = false;
         for (key, value) in &settings.options {
             let error = |problem: String| settings.option_error(key, problem);
             match key.as_str() {
@@ -154,9 +163,18 @@ impl ExecSpec {
                             ))
                         })?;
                 }
+                "result" => match value.as_str() {
+                    Some("stdout") => result_stdout = true,
+                    Some("none") => result_stdout = false,
+                    _ => {
+                        return Err(error(format!(
+                            "expected \"stdout\" (stdout is the job's result) or \"none\", found {value}"
+                        )));
+                    }
+                },
                 other => {
                     return Err(error(format!(
-                        "the exec handler has no option {other:?} (it takes command, working_directory, env, output_limit)"
+                        "the exec handler has no option {other:?} (it takes command, working_directory, env, output_limit, result)"
                     )));
                 }
             }
@@ -176,6 +194,7 @@ impl ExecSpec {
             working_directory,
             env,
             output_limit,
+            result_stdout,
         })
     }
 }
@@ -463,7 +482,11 @@ fn stdin_bytes(message: &Message) -> Vec<u8> {
 async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome {
     let program = spec.program.display().to_string();
     let run = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+    let events = EventsFile::create(&run);
     let mut command = tokio::process::Command::new(&spec.program);
+    if let Some(events) = &events {
+        command.env(EVENTS_VARIABLE, &events.path);
+    }
     command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -572,11 +595,77 @@ async fn run(spec: Arc<ExecSpec>, message: Message, context: Context) -> Outcome
             err.note()
         );
     }
+    if let Some(events) = events {
+        for line in events.read() {
+            context.event(line);
+        }
+    }
     let status = match status {
         Ok(status) => status,
         Err(e) => return Outcome::fatal(format!("waiting for {program} failed: {e}")),
     };
-    outcome(&program, status, &err)
+    match outcome(&program, status, &err) {
+        Outcome::Success { follow_ups, .. } if spec.result_stdout => {
+            let text = out.text();
+            let result = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            Outcome::Success {
+                follow_ups,
+                result: Some(result),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The variable naming the file a child writes its job's events to (under
+/// `PULPO_JOB_`, which the config loader never reads).
+const EVENTS_VARIABLE: &str = "PULPO_JOB_EVENTS";
+
+/// The most bytes of a child's events file read.
+const MAX_EVENTS_BYTES: u64 = (crate::history::MAX_EVENTS * crate::history::MAX_TEXT) as u64;
+
+/// A child's events file: created empty (0600) before it starts, read and
+/// removed after it ends.
+struct EventsFile {
+    path: PathBuf,
+}
+
+impl EventsFile {
+    /// A new file in the temporary directory; `None` (and no events) when it
+    /// cannot be made.
+    fn create(run: &str) -> Option<EventsFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = std::env::temp_dir().join(format!("pulpo-events-{run}"));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|err| tracing::debug!("no events file {}: {err}", path.display()))
+            .ok()?;
+        Some(EventsFile { path })
+    }
+
+    /// Its lines (bounded), removing it.
+    fn read(self) -> Vec<String> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        if let Ok(file) = std::fs::File::open(&self.path) {
+            let _ = file.take(MAX_EVENTS_BYTES).read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .take(crate::history::MAX_EVENTS)
+            .map(|line| printable(line).into_owned())
+            .collect()
+    }
+}
+
+impl Drop for EventsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn outcome(program: &str, status: ExitStatus, stderr: &Captured) -> Outcome {

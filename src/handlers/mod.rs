@@ -51,6 +51,9 @@ pub enum Outcome {
     Success {
         /// Messages to publish before the job is deleted.
         follow_ups: Vec<Message>,
+        /// What the job produced: kept in its record (`[history]`) and sent
+        /// to its `reply_to` tube.
+        result: Option<serde_json::Value>,
     },
     /// Failed in a way worth retrying: released with back-off while attempts
     /// are left, else buried.
@@ -80,12 +83,25 @@ impl Outcome {
     pub fn success() -> Outcome {
         Outcome::Success {
             follow_ups: Vec::new(),
+            result: None,
+        }
+    }
+
+    /// Success with a result, kept in the job's record and sent to its
+    /// `reply_to` tube.
+    pub fn success_with_result(result: impl Into<serde_json::Value>) -> Outcome {
+        Outcome::Success {
+            follow_ups: Vec::new(),
+            result: Some(result.into()),
         }
     }
 
     /// Success that publishes `follow_ups` before the job is deleted.
     pub fn success_with(follow_ups: Vec<Message>) -> Outcome {
-        Outcome::Success { follow_ups }
+        Outcome::Success {
+            follow_ups,
+            result: None,
+        }
     }
 
     /// A transient failure retried by the back-off policy.
@@ -161,6 +177,11 @@ pub trait JobServices: Send + Sync {
     fn touch(&self) -> BoxFuture<'_, Result<(), String>>;
     /// Publishes a message at once (not waiting for the handler's outcome).
     fn publish(&self, message: Message) -> BoxFuture<'_, Result<u64, String>>;
+    /// Adds a line to the job's record (kept when `[history]` is on; the
+    /// default does nothing).
+    fn event(&self, text: String) {
+        let _ = text;
+    }
 }
 
 /// A boxed, sendable future.
@@ -193,6 +214,12 @@ impl Context {
     /// Publishes a message at once; returns its job id.
     pub async fn publish(&self, message: Message) -> Result<u64, String> {
         self.services.publish(message).await
+    }
+
+    /// Writes an event against the job: a line with its time, kept in the
+    /// job's record (`pulpo status`) when `[history]` is on.
+    pub fn event(&self, text: impl Into<String>) {
+        self.services.event(text.into());
     }
 }
 
@@ -284,7 +311,7 @@ mod tests {
         let third = handler
             .handle(Message::new("work").with_payload("x"), ctx(3))
             .await;
-        let Outcome::Success { follow_ups } = &third else {
+        let Outcome::Success { follow_ups, .. } = &third else {
             panic!("{third:?}")
         };
         assert_eq!(follow_ups[0].payload_str(), Some("2"));

@@ -146,7 +146,7 @@ pub(crate) mod tests {
         let handlers = registry
             .build_all(&settings("[handlers.greet]\nkind = \"shout\"\n"))
             .unwrap();
-        let Outcome::Success { follow_ups } =
+        let Outcome::Success { follow_ups, .. } =
             handlers["greet"].handle(Message::new("greet"), context(1)).await
         else {
             panic!("expected success")

@@ -49,6 +49,7 @@ use took::took;
 use crate::config::{ConfigError, OnIdle, Settings};
 use crate::handlers::Handler;
 use crate::handlers::Registry;
+use crate::history::{HistoryError, Recorder};
 use crate::queue::{self, Lease, QueueError};
 
 /// How often the counters are logged while the runner works.
@@ -100,6 +101,9 @@ pub enum RunError {
     /// going on, or reopening it, could hand out ids a second time.
     #[error("the queue cannot be used any more: {0}")]
     QueueLost(QueueError),
+    /// The job records cannot be opened.
+    #[error("cannot open the job records: {0}")]
+    History(#[from] HistoryError),
     /// Every worker failed (a bug; the log says how).
     #[error("every worker of the runner failed; see the log")]
     WorkersFailed,
@@ -120,6 +124,8 @@ struct Shared {
     phase: watch::Receiver<Phase>,
     /// Cancelled with the move to [`Phase::Stopping`]: waiting reserves give up.
     stopping: CancellationToken,
+    /// Writes job records, when `[history]` is on.
+    recorder: Option<Recorder>,
 }
 
 /// A runner built from settings and a handler registry.
@@ -166,8 +172,10 @@ impl Runner {
                 restarts: 0,
             });
         };
+        let recorder = Recorder::start(&settings)?;
         let (phases, phase) = Phases::new();
         let shared = Arc::new(Shared {
+            recorder,
             settings: settings.clone(),
             handlers: self.handlers,
             tally: Tally::default(),
@@ -193,6 +201,11 @@ impl Runner {
         phases.stop();
         if let Some(scheduler) = scheduler {
             let _ = scheduler.await;
+        }
+        if let Some(recorder) = &shared.recorder
+            && let Err(err) = recorder.prune().await
+        {
+            warn!("could not prune job records: {err}");
         }
         let stop = stop?;
         let report = RunReport {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::counters::Counters;
 use crate::config::{Backoff, OnExpired, RetrySettings};
+use crate::history::End;
 use crate::queue::Settlement;
 
 /// What happened to a reserved job: one variant per row of the table.
@@ -121,6 +122,17 @@ impl Count {
                 counters.timed_out += 1;
                 counters.buried += 1;
             }
+        }
+    }
+
+    /// How the job ended, as its record says, or `None` when it will run
+    /// again (released, handed back).
+    pub fn end(self) -> Option<End> {
+        match self {
+            Count::Succeeded => Some(End::Succeeded),
+            Count::Buried | Count::TimedOutBuried => Some(End::Buried),
+            Count::ExpiredDeleted | Count::ExpiredBuried => Some(End::Expired),
+            Count::Released | Count::TimedOutReleased | Count::HandedBack => None,
         }
     }
 }
@@ -277,6 +289,18 @@ pub fn random_fraction() -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_count_names_the_end_its_record_shows() {
+        assert_eq!(Count::Succeeded.end(), Some(End::Succeeded));
+        assert_eq!(Count::Buried.end(), Some(End::Buried));
+        assert_eq!(Count::TimedOutBuried.end(), Some(End::Buried));
+        assert_eq!(Count::ExpiredDeleted.end(), Some(End::Expired));
+        assert_eq!(Count::ExpiredBuried.end(), Some(End::Expired));
+        assert_eq!(Count::Released.end(), None);
+        assert_eq!(Count::TimedOutReleased.end(), None);
+        assert_eq!(Count::HandedBack.end(), None);
+    }
+
     use super::*;
 
     fn policy(backoff: Backoff, jitter: bool) -> RetrySettings {

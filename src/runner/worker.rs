@@ -5,8 +5,8 @@
 //! serves the handler's `touch` and `publish` requests on the same handle.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -21,6 +21,7 @@ use super::took::took;
 use super::{MIN_ITERATION, RESERVE_SLICE, Shared, queue_backoff};
 use crate::config::HandlerSettings;
 use crate::handlers::{BoxFuture, Context, JobServices, Outcome, printable};
+use crate::history::{Attempt, Change, Event, JobRef, MAX_EVENTS};
 use crate::message::Message;
 use crate::publish::prepare;
 use crate::queue::{Lease, QueueError, Reservation, Settlement};
@@ -73,9 +74,18 @@ enum Request {
     Publish(Box<Message>, oneshot::Sender<Result<u64, String>>),
 }
 
+/// What a handler wrote against its job while it ran, for the job's record.
+#[derive(Default)]
+struct Notes {
+    events: Vec<Event>,
+}
+
 /// [`JobServices`] for a running handler: requests go to the worker.
 struct Services {
     requests: mpsc::Sender<Request>,
+    attempt: u32,
+    /// Kept only when records are on.
+    notes: Option<Arc<Mutex<Notes>>>,
 }
 
 impl JobServices for Services {
@@ -99,6 +109,19 @@ impl JobServices for Services {
                 .map_err(|_| "the job is no longer running".to_owned())?;
             rx.await.map_err(|_| "the job is no longer running".to_owned())?
         })
+    }
+
+    fn event(&self, text: String) {
+        if let Some(notes) = &self.notes {
+            let mut notes = notes.lock().unwrap_or_else(|e| e.into_inner());
+            if notes.events.len() < MAX_EVENTS {
+                notes.events.push(Event {
+                    at: Utc::now(),
+                    attempt: self.attempt,
+                    text,
+                });
+            }
+        }
     }
 }
 
@@ -372,10 +395,28 @@ async fn run_job(
         duration_ms = tracing::field::Empty,
     );
     let started = Instant::now();
+    let started_at = Utc::now();
+    let notes = shared
+        .recorder
+        .as_ref()
+        .map(|_| Arc::new(Mutex::new(Notes::default())));
+    // What the job's end needs of its message: where its result goes, and
+    // the message itself for an `on_buried` follow-up.
+    let mut reply_to = None;
+    let mut original = None;
+    let mut result = None;
     let happened = match message {
         Ok(mut message) => {
             message.set_job_id(job.id);
-            what_happened(shared, queue, &job, message, phase)
+            reply_to = message.reply_to().map(str::to_owned);
+            if shared
+                .settings
+                .handler(message.request_type())
+                .is_some_and(|h| h.on_buried.is_some())
+            {
+                original = Some(message.clone());
+            }
+            what_happened(shared, queue, &job, message, phase, notes.clone(), &mut result)
                 .instrument(span.clone())
                 .await
         }
@@ -439,12 +480,141 @@ async fn run_job(
             "{job_label} buried after {elapsed}"
         ),
     }
+    drop(_entered);
+    let ending = Ending {
+        job: &job,
+        request_type: &request_type,
+        settlement: &settlement,
+        count,
+        started_at,
+        duration_ms,
+        result,
+        notes,
+    };
+    ending.follow(shared, queue, reply_to, original).await;
     Pending {
         id: job.id,
         settlement,
         request_type,
         hand_back,
     }
+}
+
+/// A decided job before its settlement goes out: what its record, its
+/// reply and its `on_buried` follow-up are made of.
+struct Ending<'a> {
+    job: &'a Reservation,
+    request_type: &'a str,
+    settlement: &'a Settlement,
+    count: Count,
+    started_at: chrono::DateTime<Utc>,
+    duration_ms: f64,
+    result: Option<serde_json::Value>,
+    notes: Option<Arc<Mutex<Notes>>>,
+}
+
+impl Ending<'_> {
+    /// The settlement's error text, if it is a failure.
+    fn error(&self) -> Option<String> {
+        match self.settlement {
+            Settlement::Release { reason, .. } | Settlement::Bury { reason, .. } => reason.clone(),
+            Settlement::Delete => None,
+        }
+    }
+
+    /// Before the settlement: writes the job's record (so a record is never
+    /// lost to a crash between the two: at worst the job runs again and
+    /// adds an attempt), then, when the job has ended, sends its result to
+    /// its `reply_to` tube and publishes its handler's `on_buried`
+    /// follow-up. None of these holds up the settlement when it fails: each
+    /// is logged.
+    async fn follow(
+        self,
+        shared: &Shared,
+        queue: &mut dyn Lease,
+        reply_to: Option<String>,
+        original: Option<Message>,
+    ) {
+        let end = self.count.end();
+        let id = self.job.id;
+        if self.count == Count::HandedBack {
+            return;
+        }
+        if let Some(recorder) = &shared.recorder {
+            let events = self
+                .notes
+                .as_ref()
+                .map(|n| std::mem::take(&mut n.lock().unwrap_or_else(|e| e.into_inner()).events))
+                .unwrap_or_default();
+            let change = Change::Attempt {
+                job: JobRef::new(id),
+                request_type: self.request_type.to_owned(),
+                tube: self.job.tube.clone(),
+                attempt: Box::new(Attempt {
+                    attempt: self.job.attempt(),
+                    started: self.started_at,
+                    finished: Utc::now(),
+                    duration_ms: self.duration_ms,
+                    settlement: self.settlement.name().to_owned(),
+                    error: self.error(),
+                }),
+                events,
+                result: self.result.clone(),
+                end,
+            };
+            if let Err(err) = recorder.record(change).await {
+                warn!(id, "could not record job {id}: {err}");
+            }
+        }
+        let Some(end) = end else { return };
+        if let Some(tube) = reply_to {
+            let reply = Message::new(REPLY_REQUEST_TYPE)
+                .with_body_field("job", JobRef::new(id).to_string())
+                .with_body_field("outcome", end.name())
+                .with_body_field("result", self.result.clone().unwrap_or_default())
+                .with_body_field("error", self.error().map_or(serde_json::Value::Null, Into::into))
+                .with_body_field("attempts", self.job.attempt())
+                .with_body_field("duration_ms", self.duration_ms);
+            if let Err(err) = put_message(shared, queue, &tube, reply).await {
+                warn!(
+                    id,
+                    "could not send the result of job {id} to its reply tube {tube:?}: {err}"
+                );
+            }
+        }
+        if let (Settlement::Bury { .. }, Some(message)) = (self.settlement, original)
+            && let Some(on_buried) = shared
+                .settings
+                .handler(self.request_type)
+                .and_then(|h| h.on_buried.as_ref())
+        {
+            let follow_up = Message::new(on_buried.request_type.clone())
+                .with_body_field("job", JobRef::new(id).to_string())
+                .with_body_field("outcome", end.name())
+                .with_body_field("error", self.error().unwrap_or_default())
+                .with_body_field("message", message.to_json_value());
+            if let Err(err) = put_message(shared, queue, &shared.settings.tube, follow_up).await {
+                warn!(
+                    id,
+                    "could not publish the on_buried {:?} message of job {id}: {err}", on_buried.request_type
+                );
+            }
+        }
+    }
+}
+
+/// The request type of a result message sent to a `reply_to` tube.
+pub(crate) const REPLY_REQUEST_TYPE: &str = "pulpo_result";
+
+/// Publishes `message` to `tube` as `pulpo publish` would.
+async fn put_message(
+    shared: &Shared,
+    queue: &mut dyn Lease,
+    tube: &str,
+    mut message: Message,
+) -> Result<u64, QueueError> {
+    let new = prepare(&mut message, &shared.settings, Utc::now());
+    queue.put(tube, new).await
 }
 
 /// What happened to a job that is a message: the checks before it runs,
@@ -455,6 +625,8 @@ async fn what_happened(
     job: &Reservation,
     message: Message,
     phase: &mut watch::Receiver<Phase>,
+    notes: Option<Arc<Mutex<Notes>>>,
+    result: &mut Option<serde_json::Value>,
 ) -> Happened {
     let request_type = message.request_type().to_owned();
     let (Some(handler), Some(handler_settings)) = (
@@ -479,13 +651,17 @@ async fn what_happened(
         queue,
         job,
         message,
-        handler.clone(),
-        handler_settings,
+        (handler.clone(), handler_settings),
         phase,
+        notes,
     )
     .await;
     match ran {
-        Ran::Finished(Outcome::Success { follow_ups }) => {
+        Ran::Finished(Outcome::Success {
+            follow_ups,
+            result: returned,
+        }) => {
+            *result = returned;
             for mut follow_up in follow_ups {
                 let new = prepare(&mut follow_up, &shared.settings, Utc::now());
                 if let Err(err) = queue.put(&shared.settings.tube, new).await {
@@ -522,9 +698,9 @@ async fn run_handler(
     queue: &mut dyn Lease,
     job: &Reservation,
     message: Message,
-    handler: Arc<dyn crate::handlers::Handler>,
-    settings: &HandlerSettings,
+    (handler, settings): (Arc<dyn crate::handlers::Handler>, &HandlerSettings),
     phase: &mut watch::Receiver<Phase>,
+    notes: Option<Arc<Mutex<Notes>>>,
 ) -> Ran {
     let (requests, mut incoming) = mpsc::channel(8);
     let context = Context::new(
@@ -532,7 +708,11 @@ async fn run_handler(
         job.attempt(),
         job.tube.clone(),
         message.request_type().to_owned(),
-        Arc::new(Services { requests }),
+        Arc::new(Services {
+            requests,
+            attempt: job.attempt(),
+            notes,
+        }),
     );
     let started = tokio::time::Instant::now();
     // A handler that finishes at its first poll (most quick ones) runs

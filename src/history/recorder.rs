@@ -1,0 +1,125 @@
+//! [`Recorder`]: the runner's writer of job records. One thread owns the
+//! store's connection; workers hand it changes and wait for the commit, and
+//! it commits whatever has arrived meanwhile in one transaction (group
+//! commit: with `[file] fsync = true`, one fsync for many jobs). It prunes
+//! by `[history] keep` and `max_jobs` as it goes.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use super::{Change, HistoryError};
+use crate::config::Settings;
+
+/// The most changes committed in one transaction.
+const MAX_GROUP: usize = 256;
+/// How often the recorder prunes, at most.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+type Reply = oneshot::Sender<Result<(), String>>;
+
+/// What the writer thread is asked to do.
+enum Op {
+    /// Write a change.
+    Write(Box<Change>, Reply),
+    /// Prune now.
+    Prune(Reply),
+}
+
+/// A handle on the runner's record writer; cloned into every worker.
+#[derive(Clone)]
+pub struct Recorder {
+    sender: mpsc::Sender<Op>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recorder")
+    }
+}
+
+impl Recorder {
+    /// Opens the store of `settings` and starts its writer thread, which
+    /// ends when the last handle is dropped. `None` when records are off.
+    pub fn start(settings: &Settings) -> Result<Option<Recorder>, HistoryError> {
+        if !settings.history.enabled {
+            return Ok(None);
+        }
+        let mut store = super::open(settings)?;
+        let (keep, max_jobs) = (settings.history.keep, settings.history.max_jobs);
+        let (sender, receiver) = mpsc::channel::<Op>();
+        std::thread::Builder::new()
+            .name("pulpo-records".to_owned())
+            .spawn(move || {
+                // Prune once at start, then every PRUNE_EVERY while writing.
+                let mut pruned = Instant::now() - PRUNE_EVERY;
+                let mut next = receiver.recv().ok();
+                while let Some(op) = next.take() {
+                    let first = match op {
+                        Op::Prune(reply) => {
+                            pruned = Instant::now();
+                            let done = store.prune(keep, max_jobs, Utc::now());
+                            let _ = reply.send(done.map(drop).map_err(|err| err.to_string()));
+                            next = receiver.recv().ok();
+                            continue;
+                        }
+                        Op::Write(change, reply) => (*change, reply),
+                    };
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match receiver.try_recv() {
+                            Ok(Op::Write(change, reply)) => group.push((*change, reply)),
+                            Ok(prune) => {
+                                next = Some(prune);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let (changes, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                    let done = store.apply(&changes, Utc::now()).map_err(|err| err.to_string());
+                    for reply in replies {
+                        let _ = reply.send(done.clone());
+                    }
+                    if pruned.elapsed() >= PRUNE_EVERY {
+                        pruned = Instant::now();
+                        if let Err(err) = store.prune(keep, max_jobs, Utc::now()) {
+                            warn!("could not prune job records: {err}");
+                        }
+                    }
+                    if next.is_none() {
+                        next = receiver.recv().ok();
+                    }
+                }
+            })
+            .map_err(|err| HistoryError::Store {
+                path: super::store_path(settings),
+                problem: format!("cannot start the record writer: {err}"),
+            })?;
+        Ok(Some(Recorder { sender }))
+    }
+
+    /// Writes `change` and waits until it is committed.
+    pub(crate) async fn record(&self, change: Change) -> Result<(), String> {
+        let (reply, done) = oneshot::channel();
+        self.send(Op::Write(Box::new(change), reply), done).await
+    }
+
+    /// Prunes by `[history] keep` and `max_jobs` now (the runner does it as
+    /// it stops, so even a brief run leaves the records bounded).
+    pub(crate) async fn prune(&self) -> Result<(), String> {
+        let (reply, done) = oneshot::channel();
+        self.send(Op::Prune(reply), done).await
+    }
+
+    async fn send(&self, op: Op, done: oneshot::Receiver<Result<(), String>>) -> Result<(), String> {
+        self.sender
+            .send(op)
+            .map_err(|_| "the record writer has stopped".to_owned())?;
+        done.await
+            .map_err(|_| "the record writer has stopped".to_owned())?
+    }
+}

@@ -1,0 +1,213 @@
+//! The record store: one SQLite database (WAL mode) per queue, shared by
+//! every runner and `pulpo` command on the machine. SQLite's locks make it
+//! safe for many processes; its write-ahead log makes a committed write
+//! survive kill -9 (and, with `synchronous = FULL`, a power cut); the
+//! primary key finds a record by job id without a scan; an index on the
+//! last update time makes pruning by age and count cheap.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Change, Filter, HistoryError, Record};
+use pulpo_model::JobRef;
+
+/// How long a write waits for another process's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open record store.
+pub(crate) struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if missing) the store at `path`. `durable`: every
+    /// commit is fsynced (`synchronous = FULL`), as the file queue's
+    /// `fsync = true` does for jobs; else a commit survives a crash of the
+    /// process but not of the machine (`NORMAL`).
+    pub(crate) fn open(path: &Path, durable: bool) -> Result<Store, HistoryError> {
+        let fail = |err: rusqlite::Error| HistoryError::Store {
+            path: path.to_path_buf(),
+            problem: err.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|err| HistoryError::Store {
+                path: dir.to_path_buf(),
+                problem: format!("cannot create the directory: {err}"),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+            .map_err(fail)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS records (
+                 id INTEGER PRIMARY KEY,
+                 request_type TEXT NOT NULL,
+                 outcome TEXT,
+                 updated_ms INTEGER NOT NULL,
+                 record TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS records_by_update ON records(updated_ms);",
+        )
+        .map_err(fail)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn fail(&self, err: impl std::fmt::Display) -> HistoryError {
+        HistoryError::Store {
+            path: self.path.clone(),
+            problem: err.to_string(),
+        }
+    }
+
+    /// The record of `job`, if one is kept.
+    pub(crate) fn get(&self, job: JobRef) -> Result<Option<Record>, HistoryError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM records WHERE id = ?1",
+                params![job.id as i64],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|err| self.fail(err))?;
+        text.map(|text| serde_json::from_str(&text).map_err(|err| self.fail(err)))
+            .transpose()
+    }
+
+    /// Applies `changes` in one transaction: one commit (one fsync) for a
+    /// group of them.
+    pub(crate) fn apply(&mut self, changes: &[Change], now: DateTime<Utc>) -> Result<(), HistoryError> {
+        let path = self.path.clone();
+        let fail = |err: rusqlite::Error| HistoryError::Store {
+            path: path.clone(),
+            problem: err.to_string(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        for change in changes {
+            let job = change.job();
+            let old: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM records WHERE id = ?1",
+                    params![job.id as i64],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(fail)?;
+            // A record that cannot be read (written by a newer pulpo, say)
+            // is replaced rather than blocking the job's settlement.
+            let mut record = old
+                .and_then(|text| serde_json::from_str::<Record>(&text).ok())
+                .unwrap_or_else(|| Record::new(job));
+            record.apply(change, now);
+            let text = serde_json::to_string(&record).map_err(|err| HistoryError::Store {
+                path: path.clone(),
+                problem: err.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO records (id, request_type, outcome, updated_ms, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET request_type = ?2, outcome = ?3,
+                     updated_ms = ?4, record = ?5",
+                params![
+                    job.id as i64,
+                    record.request_type,
+                    record.outcome.map(|o| o.name()),
+                    now.timestamp_millis(),
+                    text
+                ],
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// Records matching `filter`, newest first.
+    pub(crate) fn list(&self, filter: &Filter) -> Result<Vec<Record>, HistoryError> {
+        let since = filter.since.map_or(i64::MIN, |t| t.timestamp_millis());
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT record FROM records WHERE updated_ms >= ?1
+                   AND (?2 IS NULL OR request_type = ?2)
+                   AND (?3 IS NULL OR outcome = ?3)
+                 ORDER BY updated_ms DESC, id DESC LIMIT ?4",
+            )
+            .map_err(|err| self.fail(err))?;
+        let rows = statement
+            .query_map(
+                params![
+                    since,
+                    filter.request_type,
+                    filter.outcome.map(|o| o.name()),
+                    filter.limit as i64
+                ],
+                |row| row.get::<_, String>(0),
+            )
+            .map_err(|err| self.fail(err))?;
+        let mut records = Vec::new();
+        for text in rows {
+            let text = text.map_err(|err| self.fail(err))?;
+            if let Ok(record) = serde_json::from_str(&text) {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Removes records last updated before `now - keep`, then the oldest
+    /// beyond `max_jobs`; returns how many went.
+    pub(crate) fn prune(
+        &mut self,
+        keep: Duration,
+        max_jobs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, HistoryError> {
+        let cutoff = now.timestamp_millis() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|err| HistoryError::Store {
+                path: path.clone(),
+                problem: err.to_string(),
+            })?;
+        let mut gone = tx
+            .execute("DELETE FROM records WHERE updated_ms < ?1", params![cutoff])
+            .map_err(|err| HistoryError::Store {
+                path: self.path.clone(),
+                problem: err.to_string(),
+            })? as u64;
+        let count: i64 = tx
+            .query_row("SELECT COUNT(*) FROM records", [], |row| row.get(0))
+            .unwrap_or(0);
+        let over = (count as u64).saturating_sub(max_jobs);
+        if over > 0 {
+            gone += tx
+                .execute(
+                    "DELETE FROM records WHERE id IN
+                       (SELECT id FROM records ORDER BY updated_ms, id LIMIT ?1)",
+                    params![over as i64],
+                )
+                .map_err(|err| HistoryError::Store {
+                    path: self.path.clone(),
+                    problem: err.to_string(),
+                })? as u64;
+        }
+        tx.commit().map_err(|err| HistoryError::Store {
+            path,
+            problem: err.to_string(),
+        })?;
+        Ok(gone)
+    }
+}

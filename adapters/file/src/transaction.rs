@@ -105,7 +105,7 @@ impl Txn<'_> {
 impl FileQueue {
     /// Marks the handle failed (the first reason sticks) and returns the error saying so.
     pub(crate) fn failed(&self, reason: String) -> Error {
-        let mut f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = self.inner.shared.failed.lock().unwrap_or_else(|e| e.into_inner());
         let reason = f.get_or_insert(reason).clone();
         Error::Failed {
             path: self.inner.dir.clone(),
@@ -115,7 +115,7 @@ impl FileQueue {
 
     /// Fails if the handle is failed (see [`FileQueue::failed`]).
     pub(crate) fn check(&self) -> Result<()> {
-        let f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let f = self.inner.shared.failed.lock().unwrap_or_else(|e| e.into_inner());
         match &*f {
             Some(reason) => Err(Error::Failed {
                 path: self.inner.dir.clone(),
@@ -127,7 +127,7 @@ impl FileQueue {
 
     /// This handle's view of the log (poison ignored: the log is rebuilt on a failed write).
     pub(crate) fn lock_log(&self) -> MutexGuard<'_, Log> {
-        self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.shared.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs one transaction (see the module doc).
@@ -139,12 +139,12 @@ impl FileQueue {
         self.check()?;
         let mut log = self.lock_log();
         let inner = &*self.inner;
-        inner.lock.lock()?;
+        inner.shared.lock.lock()?;
         let result = (|| {
             // A directory removed or replaced under the handle would otherwise go unnoticed: the
             // handle would carry on in unlinked files while a new queue there starts from id 1.
-            inner.lock.check_same(false)?;
-            log.catch_up(&inner.sync)?;
+            inner.shared.lock.check_same(false)?;
+            log.catch_up(&inner.shared.sync)?;
             let seg_before = log.seg_no();
             let now = inner.opts.clock.now_ms();
             log.index_mut().promote(now);
@@ -161,14 +161,14 @@ impl FileQueue {
                 log.write(&mut out)?;
                 // The records are in the log now: what follows must not fail the command, or
                 // its caller would run it again. A compaction left undone is tried again later.
-                if let Err(e) = log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync) {
+                if let Err(e) = log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.shared.sync) {
                     tracing::warn!(error = %e, "could not compact the log; will try again once it has grown or in a while");
                 }
             }
             let waits = !out.is_empty() && durability == Durability::Sync && inner.opts.fsync;
             if inner.opts.fsync
                 && (!out.is_empty() || log.seg_no() != seg_before)
-                && let Err(e) = inner.sync.publish(log.seg_no(), log.end(), waits)
+                && let Err(e) = inner.shared.sync.publish(log.seg_no(), log.end(), waits)
             {
                 // Leaders then find the published end short of the record and catch up under
                 // the lock instead.
@@ -177,7 +177,7 @@ impl FileQueue {
             let commit = waits.then_some((log.seg_no(), log.end()));
             value.map(|v| (v, commit))
         })();
-        inner.lock.unlock();
+        inner.shared.lock.unlock();
         drop(log);
         let (value, commit) = result?;
         if let Some((seg_no, end)) = commit {

@@ -195,6 +195,9 @@ impl Log {
                             continue;
                         }
                     }
+                    // Caught up: a window grown to read much of the log (a replay, a busy other
+                    // process) is not kept, or every process would hold it for good.
+                    self.buf.shrink_to(FIRST_READ);
                     return Ok(());
                 }
                 Step::Seal(next) => {

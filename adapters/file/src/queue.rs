@@ -281,7 +281,9 @@ impl FileQueue {
     pub fn delete(&self, id: u64) -> Result<()> {
         self.txn(Durability::Sync, |tx| {
             match tx.job(id)?.slot {
-                Slot::Reserved { owner, .. } if owner != tx.owner => return Err(Error::NotFound { id }),
+                Slot::Reserved { .. } if tx.index().owner(id) != Some(tx.owner) => {
+                    return Err(Error::NotFound { id });
+                }
                 _ => {}
             }
             tx.push(Record::Delete { id });

@@ -72,9 +72,9 @@ impl Txn<'_> {
     pub(crate) fn mine(&self, id: u64) -> Result<&JobMeta> {
         match self.job(id)? {
             j @ JobMeta {
-                slot: Slot::Reserved { owner, .. },
+                slot: Slot::Reserved { .. },
                 ..
-            } if *owner == self.owner => Ok(j),
+            } if self.index().owner(id) == Some(self.owner) => Ok(j),
             _ => Err(Error::NotFound { id }),
         }
     }

@@ -34,11 +34,11 @@ const GATHER_MIN: Duration = Duration::from_micros(20);
 const GATHER_MAX: Duration = Duration::from_millis(1);
 const GATHER_BATCH_MAX: u32 = 64;
 
-/// One handle's side of group commit.
+/// One process's side of group commit (shared by its handles, see `shared.rs`).
 pub(crate) struct GroupCommit {
-    /// Held by this handle's leader, so that its threads do not race each other for the `flock`.
+    /// Held by this process's leader, so that its threads do not race each other for the `flock`.
     leader: Mutex<()>,
-    /// How long this handle's last fdatasync took, in nanoseconds (bounds a leader's wait).
+    /// How long this process's last fdatasync took, in nanoseconds (bounds a leader's wait).
     last_sync_ns: AtomicU64,
 }
 

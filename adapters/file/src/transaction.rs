@@ -1,6 +1,6 @@
 //! The transaction: every command runs as one, on the shared log.
 //!
-//! A transaction takes the handle's mutex, then the directory lock (`<dir>/lock`, `flock`),
+//! A transaction takes the mutex of the process's log (shared by its handles, see `shared.rs`), then the directory lock (`<dir>/lock`, `flock`),
 //! checks that the directory is still the one the handle opened, catches up with the log, turns expired reservations back into ready jobs (appending a
 //! `Timeout` record: whichever process notices first), decides, appends its records with one
 //! `pwrite` at the end it knows, publishes that end in `run/sync` (with `fsync`), and unlocks.
@@ -36,7 +36,7 @@ pub(crate) enum Durability {
 
 /// The state of one transaction: the log, the clock reading and the records to append.
 pub(crate) struct Txn<'a> {
-    /// This handle's log, caught up.
+    /// The process's log, caught up.
     pub(crate) log: &'a mut Log,
     /// The clock reading the transaction decides by (ms since the Unix epoch).
     pub(crate) now: u64,
@@ -103,7 +103,7 @@ impl Txn<'_> {
 }
 
 impl FileQueue {
-    /// Marks the handle failed (the first reason sticks) and returns the error saying so.
+    /// Marks the process's state of the queue failed, and so every handle on it (the first reason sticks) and returns the error saying so.
     pub(crate) fn failed(&self, reason: String) -> Error {
         let mut f = self.inner.shared.failed.lock().unwrap_or_else(|e| e.into_inner());
         let reason = f.get_or_insert(reason).clone();
@@ -125,7 +125,7 @@ impl FileQueue {
         }
     }
 
-    /// This handle's view of the log (poison ignored: the log is rebuilt on a failed write).
+    /// The process's view of the log (poison ignored: the log is rebuilt on a failed write).
     pub(crate) fn lock_log(&self) -> MutexGuard<'_, Log> {
         self.inner.shared.log.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -43,21 +43,17 @@ fn four_handles_on_100k_jobs_need_no_more_memory_than_beanstalkd() {
         return;
     }
     let (_d, path) = queue_dir();
-    {
-        let q = open(&path, opts());
-        let body = [b'x'; 100];
-        let batch: Vec<NewJob> = (0..1000)
-            .map(|i| NewJob {
-                pri: i % 10,
-                delay: Z,
-                ttr: TTR,
-                body: &body,
-            })
-            .collect();
-        for _ in 0..JOBS / batch.len() {
-            q.put_many("t", &batch).unwrap();
-        }
+    let job = NewJob {
+        pri: 0,
+        delay: Z,
+        ttr: TTR,
+        body: &[b'x'; 100],
+    };
+    let q = open(&path, opts());
+    for _ in 0..JOBS / 1000 {
+        q.put_many("t", &[job; 1000]).unwrap();
     }
+    drop(q);
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",

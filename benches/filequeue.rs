@@ -417,22 +417,18 @@ fn main() {
         four_to_one >= 1.0,
     );
     let mb = |b: u64| b as f64 / (1 << 20) as f64;
-    match bean_rss {
-        Some(bean) => println!(
-            "{:<52} {:>10.1} MB   {:<36} {}",
-            format!("RSS, process holding {RSS_JOBS} jobs of {BODY} B"),
-            mb(rss),
+    let (target, verdict) = match bean_rss {
+        Some(bean) => (
             format!("<= beanstalkd's {:.1} MB", mb(bean)),
-            if rss <= bean { "ok" } else { "MISSED" }
+            if rss <= bean { "ok" } else { "MISSED" },
         ),
-        None => println!(
-            "{:<52} {:>10.1} MB   {:<36} {}",
-            format!("RSS, process holding {RSS_JOBS} jobs of {BODY} B"),
-            mb(rss),
-            "beanstalkd not found: not compared",
-            "info"
-        ),
-    }
+        None => ("beanstalkd not found: not compared".to_string(), "info"),
+    };
+    println!(
+        "{:<52} {:>10.1} MB   {target:<36} {verdict}",
+        format!("RSS, process holding {RSS_JOBS} jobs of {BODY} B"),
+        mb(rss),
+    );
     for (d, (p, r)) in depths.iter().zip(&by_depth) {
         row(
             &format!("put, fsync off, depth {d}"),

@@ -1,6 +1,11 @@
 //! Whole-process benchmark of the file queue, printed as one table with the targets.
 //!
 //! `cargo bench --bench filequeue`; `PULPO_BENCH_QUICK=1` for a tiny run;
+//!
+//! Besides rates it prints two figures of issue 14: four producers in one process against one
+//! (fsync off, in interleaved rounds; the handles of one process share one index, so four must
+//! not do less than one), and the memory (VmRSS) of a process that opens a queue of 100,000 jobs
+//! of 100 bytes, beside a real beanstalkd's holding the same jobs.
 //! `PULPO_BENCH_DIR` picks the filesystem (default: the workspace's `target/`, i.e. the disk the
 //! project lives on, not a tmpfs).
 
@@ -233,9 +238,90 @@ fn at_depth(cfg: &Cfg, depth: usize) -> (f64, f64) {
     (put, rate(n, t.elapsed()))
 }
 
+/// Jobs in the queue whose memory is measured, as in issue 14.
+const RSS_JOBS: usize = 100_000;
+
+/// Fsync-off puts of one producer and of four (own handles, one process), in interleaved
+/// rounds; returns (one, four) rates per round.
+fn producers_rounds(cfg: &Cfg) -> (Vec<f64>, Vec<f64>) {
+    let rounds = if cfg.quick { 1 } else { 5 };
+    let (mut one, mut four) = (vec![], vec![]);
+    for _ in 0..rounds {
+        one.push(puts(cfg, false, 1, cfg.n(40_000)));
+        four.push(puts(cfg, false, 4, cfg.n(10_000)));
+    }
+    (one, four)
+}
+
+/// A process's resident memory, in bytes (VmRSS in `/proc/<pid>/status`).
+fn rss_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The memory of a fresh process (this binary, re-run with `FILEQUEUE_BENCH_RSS=<dir>`) that
+/// opens a queue of [`RSS_JOBS`] 100-byte jobs and looks at it once.
+fn filequeue_rss(cfg: &Cfg) -> u64 {
+    use std::process::Command;
+    let d = cfg.dir();
+    let path = d.path().join("q");
+    fill(&open(&path, false), RSS_JOBS);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("FILEQUEUE_BENCH_RSS", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the measured process failed");
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+}
+
+/// The process of [`filequeue_rss`]: opens the queue, checks it, prints its own VmRSS.
+fn rss_child(dir: &str) {
+    let q = open(Path::new(dir), false);
+    assert_eq!(q.stats().unwrap().current_jobs_ready, RSS_JOBS as u64);
+    println!("{}", rss_of("self").unwrap());
+}
+
+/// A real beanstalkd's memory holding [`RSS_JOBS`] 100-byte jobs (put pipelined, no binlog), or
+/// `None` without one.
+fn beanstalkd_rss() -> Option<u64> {
+    use std::io::{BufRead, BufReader};
+    if !pulpo_testkit::beanstalkd_path().exists() {
+        return None;
+    }
+    let server = pulpo_testkit::Beanstalkd::start();
+    let conn = std::net::TcpStream::connect(server.socket_addr()).ok()?;
+    let mut writer = conn.try_clone().ok()?;
+    let feeding = std::thread::spawn(move || {
+        let mut put = format!("put 100 0 600 {BODY}\r\n").into_bytes();
+        put.extend_from_slice(&[b'x'; BODY]);
+        put.extend_from_slice(b"\r\n");
+        let mut batch = Vec::new();
+        for _ in 0..1000 {
+            batch.extend_from_slice(&put);
+        }
+        for _ in 0..RSS_JOBS / 1000 {
+            writer.write_all(&batch).unwrap();
+        }
+    });
+    let mut replies = BufReader::new(conn);
+    let mut line = String::new();
+    for _ in 0..RSS_JOBS {
+        line.clear();
+        replies.read_line(&mut line).ok()?;
+        assert!(line.starts_with("INSERTED"), "beanstalkd answered {line:?}");
+    }
+    feeding.join().unwrap();
+    rss_of(&server.pid()?.to_string())
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("PULPO_BENCH_PRODUCER") {
         return producer(&spec);
+    }
+    if let Ok(dir) = std::env::var("FILEQUEUE_BENCH_RSS") {
+        return rss_child(&dir);
     }
     let quick = std::env::var("PULPO_BENCH_QUICK").is_ok_and(|v| v == "1");
     let root = std::env::var_os("PULPO_BENCH_DIR")
@@ -251,8 +337,11 @@ fn main() {
     );
 
     let dur = durable_rounds(&cfg);
-    let nosync1 = puts(&cfg, false, 1, cfg.n(50_000));
-    let nosync4 = puts(&cfg, false, 4, cfg.n(20_000));
+    let (ones, fours) = producers_rounds(&cfg);
+    let ratios: Vec<f64> = fours.iter().zip(&ones).map(|(f, o)| f / o).collect();
+    let (nosync1, nosync4) = (median(ones), median(fours));
+    let rss = filequeue_rss(&cfg);
+    let bean_rss = beanstalkd_rss();
     let depths = [1_000, 10_000, if quick { 20_000 } else { 100_000 }];
     let by_depth: Vec<(f64, f64)> = depths.iter().map(|&d| at_depth(&cfg, d)).collect();
 
@@ -310,10 +399,35 @@ fn main() {
         nosync1 >= 20_000.0,
     );
     row(
-        "put, fsync off, 4 producers (own handles)",
+        "put, fsync off, 4 producers (own handles, one process)",
         nosync4,
         "(info)".into(),
         true,
+    );
+    let four_to_one = median(ratios.clone());
+    row(
+        "ratio put, 4 producers / 1, fsync off (x1000)",
+        four_to_one * 1000.0,
+        format!(
+            ">= 1000 (1.0x); {} rounds {:.2}..{:.2}",
+            ratios.len(),
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max)
+        ),
+        four_to_one >= 1.0,
+    );
+    let mb = |b: u64| b as f64 / (1 << 20) as f64;
+    let (target, verdict) = match bean_rss {
+        Some(bean) => (
+            format!("<= beanstalkd's {:.1} MB", mb(bean)),
+            if rss <= bean { "ok" } else { "MISSED" },
+        ),
+        None => ("beanstalkd not found: not compared".to_string(), "info"),
+    };
+    println!(
+        "{:<52} {:>10.1} MB   {target:<36} {verdict}",
+        format!("RSS, process holding {RSS_JOBS} jobs of {BODY} B"),
+        mb(rss),
     );
     for (d, (p, r)) in depths.iter().zip(&by_depth) {
         row(

@@ -24,6 +24,12 @@ impl Clock {
         at.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Which clock this is: 0 for the system clock, else one number per manual clock (shared by
+    /// its clones). Handles share an index only when they read the same clock (see `shared.rs`).
+    pub(crate) fn identity(&self) -> usize {
+        self.0.as_ref().map_or(0, |at| Arc::as_ptr(at) as usize)
+    }
+
     /// Milliseconds since the Unix epoch (what records carry).
     pub(crate) fn now_ms(&self) -> u64 {
         match &self.0 {

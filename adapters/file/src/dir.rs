@@ -163,6 +163,11 @@ impl DirLock {
         })
     }
 
+    /// The lock file's device and inode: which directory this is, while it lives.
+    pub(crate) fn id(&self) -> (u64, u64) {
+        self.id
+    }
+
     /// Fails with [`Error::Replaced`] if the directory is no longer the one this handle opened:
     /// its lock file has no link left (checked every time), or the `lock` path is gone or names
     /// another file (checked every [`LOOK_UP_EVERY`], and whenever `now` is asked for).

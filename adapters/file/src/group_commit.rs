@@ -34,11 +34,11 @@ const GATHER_MIN: Duration = Duration::from_micros(20);
 const GATHER_MAX: Duration = Duration::from_millis(1);
 const GATHER_BATCH_MAX: u32 = 64;
 
-/// One handle's side of group commit.
+/// One process's side of group commit (shared by its handles, see `shared.rs`).
 pub(crate) struct GroupCommit {
-    /// Held by this handle's leader, so that its threads do not race each other for the `flock`.
+    /// Held by this process's leader, so that its threads do not race each other for the `flock`.
     leader: Mutex<()>,
-    /// How long this handle's last fdatasync took, in nanoseconds (bounds a leader's wait).
+    /// How long this process's last fdatasync took, in nanoseconds (bounds a leader's wait).
     last_sync_ns: AtomicU64,
 }
 
@@ -95,9 +95,9 @@ impl FileQueue {
     /// Returns once the log is on disk up to `end` of segment `seg_no`, fdatasyncing it as the
     /// leader or waiting for the leader that will (see the module doc).
     pub(crate) fn commit(&self, seg_no: u64, end: u64) -> Result<()> {
-        let d = &self.inner.sync;
+        let d = &self.inner.shared.sync;
         let start = Instant::now();
-        let gather = self.inner.group.gather();
+        let gather = self.inner.shared.group.gather();
         loop {
             let seen = d.generation();
             let mark = d.read();
@@ -110,7 +110,7 @@ impl FileQueue {
             };
             let waited = start.elapsed();
             let ready = complete || waited >= gather;
-            if ready && let Some(_leader) = self.inner.group.try_lead(d)? {
+            if ready && let Some(_leader) = self.inner.shared.group.try_lead(d)? {
                 return self.sync_all_appended(seg_no, end);
             }
             self.check()?;
@@ -122,7 +122,7 @@ impl FileQueue {
     /// log; where that end does not cover the caller's record (another segment, a torn or
     /// missing record), it catches up under the directory lock instead.
     fn sync_all_appended(&self, seg_no: u64, end: u64) -> Result<()> {
-        let d = &self.inner.sync;
+        let d = &self.inner.shared.sync;
         let inner = &*self.inner;
         let mark = d.read();
         if !beyond(seg_no, end, mark.seg, mark.off) {
@@ -139,10 +139,10 @@ impl FileQueue {
                     (a.seg, a.end, a.seq, log.seg_file(), log.seg_path().to_path_buf())
                 }
                 _ => {
-                    inner.lock.lock()?;
-                    let caught = log.catch_up(&inner.sync);
+                    inner.shared.lock.lock()?;
+                    let caught = log.catch_up(&inner.shared.sync);
                     let seq = d.appended().map_or(mark.seq, |a| a.seq);
-                    inner.lock.unlock();
+                    inner.shared.lock.unlock();
                     caught?;
                     (
                         log.seg_no(),
@@ -169,7 +169,7 @@ impl FileQueue {
             let err = io_err(&path, "fdatasync")(e);
             return Err(self.failed(err.to_string()));
         }
-        inner.group.note_sync_took(t0.elapsed());
+        inner.shared.group.note_sync_took(t0.elapsed());
         if mark.seg < seg {
             // The first sync of this segment (new queue, or after a compaction, which may have
             // been made by a handle without fsync): make its directory entry durable too.

@@ -21,13 +21,15 @@ pub(crate) enum Slot {
     Ready,
     /// Ready at `until` (ms).
     Delayed { until: u64 },
-    /// Held by `owner` until `deadline` (ms).
-    Reserved { owner: u64, deadline: u64 },
+    /// Held until `deadline` (ms), by the handle [`Index::owner`] names.
+    Reserved { deadline: u64 },
     /// Buried, `seq`-th (FIFO for kick).
     Buried { seq: u64 },
 }
 
-/// What the index keeps per job (the body stays on disk).
+/// What the index keeps per job (the body stays on disk). Kept small, as beanstalkd keeps its
+/// jobs: the index of 100,000 jobs is most of a process's memory. What few jobs have (a
+/// reservation's owner, a reason) lives in maps of its own in [`Index`].
 #[derive(Debug, Clone)]
 pub(crate) struct JobMeta {
     /// Index into `Index::tubes`.
@@ -48,8 +50,6 @@ pub(crate) struct JobMeta {
     pub(crate) body_len: u32,
     /// reserves, timeouts, releases, buries, kicks.
     pub(crate) counters: [u32; 5],
-    /// Last reason.
-    pub(crate) reason: Option<Box<str>>,
 }
 
 /// Indexes into `JobMeta::counters`.
@@ -116,6 +116,10 @@ pub(crate) struct Index {
     pub(crate) jobs: HashMap<u64, JobMeta>,
     /// Every tube ever seen.
     pub(crate) tubes: Vec<Tube>,
+    /// The owner of each reserved job (the handle whose reservation it is).
+    owners: HashMap<u64, u64>,
+    /// The last reason given for each job that has one (release, bury).
+    reasons: HashMap<u64, Box<str>>,
     tube_ids: HashMap<Box<str>, u32>,
     /// Reservation deadlines (deadline, id).
     pub(crate) deadlines: BTreeSet<(u64, u64)>,
@@ -140,6 +144,16 @@ impl Index {
             next_id: 1,
             ..Default::default()
         }
+    }
+
+    /// The handle that holds job `id` reserved, if it is reserved.
+    pub(crate) fn owner(&self, id: u64) -> Option<u64> {
+        self.owners.get(&id).copied()
+    }
+
+    /// The last reason given for job `id`, if any.
+    pub(crate) fn reason(&self, id: u64) -> Option<&str> {
+        self.reasons.get(&id).map(|r| &**r)
     }
 
     /// The tube's number, if it was ever seen.
@@ -175,9 +189,10 @@ impl Index {
                 t.delayed.remove(&(until, id));
                 self.delayed.remove(&(until, id));
             }
-            Slot::Reserved { deadline, .. } => {
+            Slot::Reserved { deadline } => {
                 t.reserved -= 1;
                 self.deadlines.remove(&(deadline, id));
+                self.owners.remove(&id);
             }
             Slot::Buried { seq } => {
                 t.buried.remove(&(seq, id));
@@ -200,7 +215,7 @@ impl Index {
                 t.delayed.insert((until, id));
                 self.delayed.insert((until, id));
             }
-            Slot::Reserved { deadline, .. } => {
+            Slot::Reserved { deadline } => {
                 t.reserved += 1;
                 self.deadlines.insert((deadline, id));
             }
@@ -229,6 +244,7 @@ impl Index {
     fn remove(&mut self, id: u64) -> Option<JobMeta> {
         self.unlink(id);
         let j = self.jobs.remove(&id)?;
+        self.reasons.remove(&id);
         self.live_bytes -= j.body_len as u64 + SNAPSHOT_OVERHEAD;
         Some(j)
     }
@@ -276,7 +292,6 @@ impl Index {
                     body_off,
                     body_len: body.len() as u32,
                     counters: [0; 5],
-                    reason: None,
                 };
                 self.insert(id, meta);
             }
@@ -290,10 +305,10 @@ impl Index {
                     self.moved(
                         id,
                         Slot::Reserved {
-                            owner,
                             deadline: deadline_ms,
                         },
                     );
+                    self.owners.insert(id, owner);
                 }
             }
             Record::Delete { id } => {
@@ -316,7 +331,7 @@ impl Index {
                     j.delay_ms = delay_ms;
                     bump(&mut j.counters[RELEASES]);
                     if let Some(r) = reason {
-                        j.reason = Some(r.into());
+                        self.reasons.insert(id, r.into());
                     }
                     let slot = if delay_ms > 0 {
                         Slot::Delayed {
@@ -335,21 +350,23 @@ impl Index {
                     j.pri = pri;
                     bump(&mut j.counters[BURIES]);
                     if let Some(r) = reason {
-                        j.reason = Some(r.into());
+                        self.reasons.insert(id, r.into());
                     }
                     self.next_bury = self.next_bury.saturating_add(1);
                     self.link(id, Slot::Buried { seq: self.next_bury });
                 }
             }
             Record::Touch { id, deadline_ms } => {
-                if let Some(Slot::Reserved { owner, .. }) = self.jobs.get(&id).map(|j| j.slot) {
+                if let Some(Slot::Reserved { .. }) = self.jobs.get(&id).map(|j| j.slot)
+                    && let Some(owner) = self.owner(id)
+                {
                     self.moved(
                         id,
                         Slot::Reserved {
-                            owner,
                             deadline: deadline_ms,
                         },
                     );
+                    self.owners.insert(id, owner);
                 }
             }
             Record::Timeout { id } => {
@@ -400,7 +417,6 @@ impl Index {
         let slot = match s.state {
             1 => Slot::Delayed { until: s.state_time },
             2 => Slot::Reserved {
-                owner: s.owner,
                 deadline: s.state_time,
             },
             3 => {
@@ -419,9 +435,14 @@ impl Index {
             body_off,
             body_len: s.body.len() as u32,
             counters: s.counters,
-            reason: s.reason.map(Into::into),
         };
         self.insert(s.id, meta);
+        if let Slot::Reserved { .. } = slot {
+            self.owners.insert(s.id, s.owner);
+        }
+        if let Some(r) = s.reason {
+            self.reasons.insert(s.id, r.into());
+        }
     }
 
     /// The snapshot of job `id` (for compaction), body left empty.
@@ -430,7 +451,7 @@ impl Index {
         let (state, state_time, owner) = match j.slot {
             Slot::Ready => (0, 0, 0),
             Slot::Delayed { until } => (1, until, 0),
-            Slot::Reserved { owner, deadline } => (2, deadline, owner),
+            Slot::Reserved { deadline } => (2, deadline, self.owner(id).unwrap_or(0)),
             Slot::Buried { seq } => (3, seq, 0),
         };
         Some(Snapshot {
@@ -444,7 +465,7 @@ impl Index {
             delay_ms: j.delay_ms,
             ttr_ms: j.ttr_ms,
             counters: j.counters,
-            reason: j.reason.as_deref(),
+            reason: self.reason(id),
             body: &[],
         })
     }

@@ -28,9 +28,9 @@
 //!   corrupt/        files moved aside because they could not be used
 //! ```
 //!
-//! Every handle (each [`FileQueue::open`]) keeps an in-memory index of all jobs (not their
-//! bodies) built by replaying the log, and catches up incrementally under the lock before each
-//! command, so the cost of a command does not depend on the queue's depth. The log is compacted
+//! Every process keeps, per directory, one in-memory index of all jobs (not their bodies) built
+//! by replaying the log, shared by all its handles (see `shared.rs`), and catches up
+//! incrementally on other processes' records under the lock before each command, so the cost of a command does not depend on the queue's depth. The log is compacted
 //! (live jobs rewritten into `log.<N+1>`, `log.<N>` sealed and removed) when it is at least
 //! [`Options::compact_min_bytes`] and less than half live.
 //!
@@ -46,6 +46,7 @@
 //!
 //! ```text
 //! queue.rs           the handle (FileQueue) and the commands
+//! shared.rs          what the handles of one process share per directory (one index, one follower)
 //! transaction.rs     one command = lock, catch up, decide, append, publish, unlock
 //! group_commit.rs    waiting for the disk: the leader's fdatasync and the waiters
 //! sync_file.rs       run/sync: its layout, the mark, the published end, the futex word
@@ -78,6 +79,7 @@ mod listing;
 mod log;
 mod notify;
 mod queue;
+mod shared;
 mod stats;
 mod sync;
 mod sync_file;
@@ -90,6 +92,8 @@ mod watchers;
 pub use clock::Clock;
 pub use error::{Error, Result};
 pub use listing::{ListQuery, Listed};
+#[doc(hidden)]
+pub use log::records_read;
 pub use queue::{FileQueue, STOP_POLL};
 #[doc(hidden)]
 pub use sync::{SyncPoint, skip_for_tests, sync_count};

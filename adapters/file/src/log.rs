@@ -13,6 +13,7 @@ use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dir::{create_tmp, open_file};
 use crate::error::{Result, io_err};
@@ -35,6 +36,17 @@ const FIRST_READ: usize = 4096;
 pub(crate) const PREALLOC: u64 = 1 << 20;
 /// Zeros, to grow segments with.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Records this process has read back from the log (replays and catch-ups), for the test that
+/// the handles of one process follow the log once (see `shared.rs`).
+static RECORDS_READ: AtomicU64 = AtomicU64::new(0);
+
+/// How many records this process has read back from logs (replaying them or catching up with
+/// other processes' writes); records a handle appends itself are not read back. For tests.
+#[doc(hidden)]
+pub fn records_read() -> u64 {
+    RECORDS_READ.load(Ordering::Relaxed)
+}
 
 pub(super) fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("log.{n}"))
@@ -183,6 +195,9 @@ impl Log {
                             continue;
                         }
                     }
+                    // Caught up: a window grown to read much of the log (a replay, a busy other
+                    // process) is not kept, or every process would hold it for good.
+                    self.buf.shrink_to(FIRST_READ);
                     return Ok(());
                 }
                 Step::Seal(next) => {
@@ -257,6 +272,7 @@ impl Log {
                         i += total;
                         match decode(body) {
                             Some(rec) => {
+                                RECORDS_READ.fetch_add(1, Ordering::Relaxed);
                                 let body_off = pos + total as u64 - body_len(&rec);
                                 if let Some(next) = self.index.apply(&rec, body_off) {
                                     self.offset = start + i as u64;

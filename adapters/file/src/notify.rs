@@ -3,8 +3,8 @@
 //! Linux inotify (through `libc`, no extra crate) watches the directory for `IN_MODIFY` (an
 //! append to a segment by any process, this one included), `IN_MOVED_TO` and `IN_CREATE` (a new
 //! segment after compaction), and `IN_DELETE` / `IN_MOVE_SELF` (the directory's files removed,
-//! or the directory moved away, which the next look at the queue reports). Threads of one handle share one
-//! inotify descriptor: one of them polls it (the "leader") while the others wait on a condition
+//! or the directory moved away, which the next look at the queue reports). The threads of one
+//! process's handles on a directory share one inotify descriptor (see `shared.rs`): one of them polls it (the "leader") while the others wait on a condition
 //! variable; every drained batch of events bumps a sequence number, so a waiter that took its snapshot of the sequence before
 //! looking at the queue never misses a write made after it looked.
 //!
@@ -31,7 +31,7 @@ struct State {
     polling: bool,
 }
 
-/// Change notification for one handle.
+/// Change notification for one process's handles on a directory (see `shared.rs`).
 pub(crate) struct Notifier {
     dir: PathBuf,
     /// The watch, made at the first wait; `None` inside if inotify cannot be used.

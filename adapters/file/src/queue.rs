@@ -9,15 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::dir::{DirLock, prepare_dir};
+use crate::dir::prepare_dir;
 use crate::error::{Error, Result};
 use crate::format::{self, Record};
-use crate::group_commit::GroupCommit;
 use crate::index::{Slot, Tube};
-use crate::log::Log;
-use crate::notify::Notifier;
+use crate::shared::Shared;
 use crate::stats::WaitGuard;
-use crate::sync_file::SyncFile;
 use crate::transaction::{Durability, ms};
 use crate::trust::Trust;
 use crate::types::{Job, MAX_JOB_SIZE_LIMIT, NewJob, Options, Reserved, validate_tube};
@@ -45,18 +42,9 @@ pub(crate) struct Inner {
     pub(crate) opts: Options,
     /// This handle's id in reservation records.
     pub(crate) owner: u64,
-    /// `<dir>/lock`, held around every transaction.
-    pub(crate) lock: DirLock,
-    /// This handle's view of the log.
-    pub(crate) log: Mutex<Log>,
-    /// `<dir>/run/sync`.
-    pub(crate) sync: SyncFile,
-    /// This handle's side of group commit.
-    pub(crate) group: GroupCommit,
-    /// Why the handle failed (after an fsync error), if it did: it then refuses every command.
-    pub(crate) failed: Mutex<Option<String>>,
-    /// Wakes blocked reserves.
-    pub(crate) notifier: Notifier,
+    /// What this process's handles on the directory share: the lock, the log and its index,
+    /// group commit, the inotify watch (see `shared.rs`).
+    pub(crate) shared: Arc<Shared>,
     /// This handle's threads waiting in `reserve`, per tube (see `stats.rs`).
     pub(crate) waiting: Mutex<HashMap<String, u64>>,
     /// The tubes of this handle's latest `reserve`, as published to other processes.
@@ -95,8 +83,22 @@ impl FileQueue {
     /// that is not the effective user's, sits in a parent others could write to, or holds links
     /// or special files where the queue keeps its own ([`Error::Untrusted`]). Replays
     /// the log to build this handle's index; files it cannot use are moved to `<dir>/corrupt/`.
+    ///
+    /// Handles of one process on one directory share its index and the work of following the
+    /// log (see `shared.rs`); each keeps its own reservations.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<FileQueue> {
-        let dir = dir.as_ref().to_path_buf();
+        FileQueue::open_as(dir.as_ref(), opts, false)
+    }
+
+    /// [`FileQueue::open`] with an index of its own, as another process would have: for tests of
+    /// what one process sees of another's records, not for queue users.
+    #[doc(hidden)]
+    pub fn open_private(dir: impl AsRef<Path>, opts: Options) -> Result<FileQueue> {
+        FileQueue::open_as(dir.as_ref(), opts, true)
+    }
+
+    fn open_as(dir: &Path, opts: Options, private: bool) -> Result<FileQueue> {
+        let dir = dir.to_path_buf();
         if opts.max_job_size > MAX_JOB_SIZE_LIMIT {
             return Err(Error::InvalidOptions(format!(
                 "max_job_size {} is above the limit of {MAX_JOB_SIZE_LIMIT} bytes",
@@ -105,30 +107,13 @@ impl FileQueue {
         }
         let trust = Trust::of(&opts);
         prepare_dir(&dir, trust)?;
-        let lock = DirLock::open(&dir, trust)?;
-        let (log, sync) = lock.with(|| {
-            // Under the lock: a new run/sync is grown with zeros, which must not land on one that
-            // another process has started to use.
-            let sync = SyncFile::open(&dir, trust)?;
-            let log = Log::open(&dir, opts.fsync, trust, &sync)?;
-            // A mark or published end past the log (from a segment moved aside, or written
-            // before a power loss undid the records) means nothing.
-            sync.clamp(log.seg_no(), log.end())?;
-            sync.note_segment(log.seg_no(), true)?;
-            Ok((log, sync))
-        })?;
-        let notifier = Notifier::new(&dir);
+        let shared = Shared::get(&dir, &opts, trust, private)?;
         Ok(FileQueue {
             inner: Arc::new(Inner {
                 dir,
                 opts,
                 owner: new_owner(),
-                lock,
-                log: Mutex::new(log),
-                sync,
-                group: GroupCommit::new(),
-                failed: Mutex::new(None),
-                notifier,
+                shared,
                 waiting: Mutex::new(HashMap::new()),
                 watching: Mutex::new(None),
             }),
@@ -241,7 +226,7 @@ impl FileQueue {
             if stop.is_some_and(|stop| stop()) {
                 return Ok(None);
             }
-            let seen = self.inner.notifier.seq();
+            let seen = self.inner.shared.notifier.seq();
             let (got, next_event) = self.txn(Durability::Lazy, |tx| {
                 let tubes: Vec<u32> = watch.iter().filter_map(|t| tx.index().tube_id(t)).collect();
                 if let Some(id) = tx.index().best_ready(&tubes, tx.now) {
@@ -264,10 +249,10 @@ impl FileQueue {
             if stop.is_some() {
                 until = until.min(now + STOP_POLL);
             }
-            self.inner.notifier.wait(seen, until);
+            self.inner.shared.notifier.wait(seen, until);
             // Woken, or the time is up: a directory moved away and replaced wakes its waiters
             // too, and must not send them back to sleep on the old one.
-            self.inner.lock.check_same(true)?;
+            self.inner.shared.lock.check_same(true)?;
         }
     }
 
@@ -285,7 +270,9 @@ impl FileQueue {
     pub fn delete(&self, id: u64) -> Result<()> {
         self.txn(Durability::Sync, |tx| {
             match tx.job(id)?.slot {
-                Slot::Reserved { owner, .. } if owner != tx.owner => return Err(Error::NotFound { id }),
+                Slot::Reserved { .. } if tx.index().owner(id) != Some(tx.owner) => {
+                    return Err(Error::NotFound { id });
+                }
                 _ => {}
             }
             tx.push(Record::Delete { id });
@@ -431,7 +418,7 @@ impl FileQueue {
     pub fn compact(&self) -> Result<()> {
         self.txn(Durability::Lazy, |tx| {
             let now = tx.now;
-            tx.log.compact(now, &self.inner.sync)
+            tx.log.compact(now, &self.inner.shared.sync)
         })
     }
 }

@@ -177,7 +177,7 @@ impl Txn<'_> {
             releases: j.counters[RELEASES],
             buries: j.counters[BURIES],
             kicks: j.counters[KICKS],
-            reason: j.reason.as_deref().map(str::to_string),
+            reason: self.index().reason(id).map(str::to_string),
         })
     }
 }

@@ -1,6 +1,6 @@
 //! The transaction: every command runs as one, on the shared log.
 //!
-//! A transaction takes the handle's mutex, then the directory lock (`<dir>/lock`, `flock`),
+//! A transaction takes the mutex of the process's log (shared by its handles, see `shared.rs`), then the directory lock (`<dir>/lock`, `flock`),
 //! checks that the directory is still the one the handle opened, catches up with the log, turns expired reservations back into ready jobs (appending a
 //! `Timeout` record: whichever process notices first), decides, appends its records with one
 //! `pwrite` at the end it knows, publishes that end in `run/sync` (with `fsync`), and unlocks.
@@ -36,7 +36,7 @@ pub(crate) enum Durability {
 
 /// The state of one transaction: the log, the clock reading and the records to append.
 pub(crate) struct Txn<'a> {
-    /// This handle's log, caught up.
+    /// The process's log, caught up.
     pub(crate) log: &'a mut Log,
     /// The clock reading the transaction decides by (ms since the Unix epoch).
     pub(crate) now: u64,
@@ -72,9 +72,9 @@ impl Txn<'_> {
     pub(crate) fn mine(&self, id: u64) -> Result<&JobMeta> {
         match self.job(id)? {
             j @ JobMeta {
-                slot: Slot::Reserved { owner, .. },
+                slot: Slot::Reserved { .. },
                 ..
-            } if *owner == self.owner => Ok(j),
+            } if self.index().owner(id) == Some(self.owner) => Ok(j),
             _ => Err(Error::NotFound { id }),
         }
     }
@@ -126,9 +126,9 @@ impl Txn<'_> {
 }
 
 impl FileQueue {
-    /// Marks the handle failed (the first reason sticks) and returns the error saying so.
+    /// Marks the process's state of the queue failed, and so every handle on it (the first reason sticks) and returns the error saying so.
     pub(crate) fn failed(&self, reason: String) -> Error {
-        let mut f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = self.inner.shared.failed.lock().unwrap_or_else(|e| e.into_inner());
         let reason = f.get_or_insert(reason).clone();
         Error::Failed {
             path: self.inner.dir.clone(),
@@ -138,7 +138,7 @@ impl FileQueue {
 
     /// Fails if the handle is failed (see [`FileQueue::failed`]).
     pub(crate) fn check(&self) -> Result<()> {
-        let f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let f = self.inner.shared.failed.lock().unwrap_or_else(|e| e.into_inner());
         match &*f {
             Some(reason) => Err(Error::Failed {
                 path: self.inner.dir.clone(),
@@ -148,9 +148,9 @@ impl FileQueue {
         }
     }
 
-    /// This handle's view of the log (poison ignored: the log is rebuilt on a failed write).
+    /// The process's view of the log (poison ignored: the log is rebuilt on a failed write).
     pub(crate) fn lock_log(&self) -> MutexGuard<'_, Log> {
-        self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.shared.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs one transaction (see the module doc).
@@ -162,12 +162,12 @@ impl FileQueue {
         self.check()?;
         let mut log = self.lock_log();
         let inner = &*self.inner;
-        inner.lock.lock()?;
+        inner.shared.lock.lock()?;
         let result = (|| {
             // A directory removed or replaced under the handle would otherwise go unnoticed: the
             // handle would carry on in unlinked files while a new queue there starts from id 1.
-            inner.lock.check_same(false)?;
-            log.catch_up(&inner.sync)?;
+            inner.shared.lock.check_same(false)?;
+            log.catch_up(&inner.shared.sync)?;
             let seg_before = log.seg_no();
             let now = inner.opts.clock.now_ms();
             log.index_mut().promote(now);
@@ -184,14 +184,14 @@ impl FileQueue {
                 log.write(&mut out)?;
                 // The records are in the log now: what follows must not fail the command, or
                 // its caller would run it again. A compaction left undone is tried again later.
-                if let Err(e) = log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.sync) {
+                if let Err(e) = log.maybe_compact(inner.opts.compact_min_bytes, now, &inner.shared.sync) {
                     tracing::warn!(error = %e, "could not compact the log; will try again once it has grown or in a while");
                 }
             }
             let waits = !out.is_empty() && durability == Durability::Sync && inner.opts.fsync;
             if inner.opts.fsync
                 && (!out.is_empty() || log.seg_no() != seg_before)
-                && let Err(e) = inner.sync.publish(log.seg_no(), log.end(), waits)
+                && let Err(e) = inner.shared.sync.publish(log.seg_no(), log.end(), waits)
             {
                 // Leaders then find the published end short of the record and catch up under
                 // the lock instead.
@@ -200,7 +200,7 @@ impl FileQueue {
             let commit = waits.then_some((log.seg_no(), log.end()));
             value.map(|v| (v, commit))
         })();
-        inner.lock.unlock();
+        inner.shared.lock.unlock();
         drop(log);
         let (value, commit) = result?;
         if let Some((seg_no, end)) = commit {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result, io_err};
 
 /// Who besides the effective user the queue trusts with its directory, chosen by
 /// [`crate::Options::group`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Trust {
     /// Only the effective user (and root, for the parents): directory 0700, files 0600.
     Owner,

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 mod common;
 
-use common::{TTR, Z, closed_queue_with_job, open, opts, queue_dir, synced};
+// Every handle here plays a process of its own (`open_other`): these tests are about what one
+// process finds of another's writes and damage.
+use common::{TTR, Z, closed_queue_with_job, open_other, opts, queue_dir, synced};
 use pulpo_filequeue::format::{self, Record};
 use pulpo_filequeue::{Error, FileQueue, JobState, Options};
 
@@ -33,7 +35,7 @@ fn foreign_segments_are_moved_aside() {
     )
     .unwrap();
     fs::write(path.join("log.backup"), b"nor this").unwrap();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     assert_eq!(q.peek(a).unwrap().body, b"a");
     let aside = moved_aside(&path);
     assert!(aside.iter().any(|n| n.starts_with("log.9.")), "{aside:?}");
@@ -44,7 +46,7 @@ fn foreign_segments_are_moved_aside() {
 #[test]
 fn a_damaged_only_segment_is_replaced_and_ids_go_on() {
     let (_d, path) = queue_dir();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     let mut last = 0;
     for _ in 0..5 {
         last = q.put("t", 0, Z, TTR, b"x").unwrap();
@@ -54,7 +56,7 @@ fn a_damaged_only_segment_is_replaced_and_ids_go_on() {
     let mut bytes = fs::read(&seg).unwrap();
     bytes[..8].copy_from_slice(b"GARBAGE!");
     fs::write(&seg, bytes).unwrap();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     assert_eq!(moved_aside(&path).len(), 1);
     assert_eq!(q.stats().unwrap().segment, 2);
     assert!(
@@ -96,7 +98,7 @@ fn torn_put(id: u64) -> Vec<u8> {
 /// the zeros the segment was grown with (`in_zeros`), or by the end of the file.
 fn torn_tail_is_cut_off(in_zeros: bool) {
     let (_d, path) = queue_dir();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     let ids: Vec<u64> = (0..3).map(|i| q.put("t", i, Z, TTR, b"whole").unwrap()).collect();
     drop(q);
     let seg = path.join("log.1");
@@ -112,7 +114,7 @@ fn torn_tail_is_cut_off(in_zeros: bool) {
     }
     std::os::unix::fs::FileExt::write_all_at(&file, &torn_put(99), good_end).unwrap();
     drop(file);
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     assert_eq!(
         fs::metadata(&seg).unwrap().len(),
         good_end,
@@ -125,7 +127,7 @@ fn torn_tail_is_cut_off(in_zeros: bool) {
     let n = q.put("t", 0, Z, TTR, b"next").unwrap();
     assert_eq!(n, ids[2] + 1);
     drop(q);
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     assert_eq!(q.peek(n).unwrap().body, b"next");
     assert_eq!(q.stats().unwrap().corrupt_records, 0);
 }
@@ -173,7 +175,7 @@ fn a_stale_record_past_the_end_is_never_read() {
     let file = OpenOptions::new().write(true).open(&seg).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &stale, (end + 3 * one.len()) as u64).unwrap();
     drop(file);
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     assert!(matches!(q.peek(999), Err(Error::NotFound { .. })));
     for _ in 0..3 {
         q.put("t", 0, Z, TTR, b"new").unwrap();
@@ -183,7 +185,7 @@ fn a_stale_record_past_the_end_is_never_read() {
         end + 3 * one.len(),
         "the puts took the bytes planned"
     );
-    for q in [q, open(&path, opts())] {
+    for q in [q, open_other(&path, opts())] {
         assert!(matches!(q.peek(999), Err(Error::NotFound { .. })));
         assert_eq!(q.stats_tube("t").unwrap().current_jobs_ready, 4);
         assert_eq!(q.stats().unwrap().corrupt_records, 0);
@@ -199,7 +201,7 @@ fn damage_the_second_of_three(
     opts: Options,
     damage: impl FnOnce(&mut Vec<u8>, usize),
 ) -> (FileQueue, [u64; 3], u64) {
-    let q = open(path, opts.clone());
+    let q = open_other(path, opts.clone());
     let a = q.put("t", 0, Z, TTR, b"first job").unwrap();
     let b = q.put("t", 0, Z, TTR, b"SECOND-JOB").unwrap();
     let c = q.put("t", 0, Z, TTR, b"third job").unwrap();
@@ -209,7 +211,7 @@ fn damage_the_second_of_three(
     let at = bytes.windows(10).position(|w| w == b"SECOND-JOB").unwrap();
     damage(&mut bytes, at);
     fs::write(&seg, &bytes).unwrap();
-    let q = open(path, opts);
+    let q = open_other(path, opts);
     assert_eq!(q.peek(a).unwrap().body, b"first job");
     assert!(matches!(q.peek(b), Err(Error::NotFound { .. })));
     assert_eq!(q.peek(c).unwrap().body, b"third job");
@@ -225,13 +227,13 @@ fn a_bit_flip_in_the_middle_is_skipped_and_counted() {
     let (q, [a, _, _], n) = damage_the_second_of_three(&path, opts(), |bytes, at| bytes[at + 3] ^= 0x10);
     // The damage stays where it is; the queue keeps working after it.
     assert_eq!(q.reserve(&["t"], Some(Z)).unwrap().unwrap().id, a);
-    assert_eq!(open(&path, opts()).peek(n).unwrap().body, b"after");
+    assert_eq!(open_other(&path, opts()).peek(n).unwrap().body, b"after");
 }
 
 #[test]
 fn created_with_private_modes_and_group_writable_dirs_refused() {
     let (_d, path) = queue_dir();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     let id = q.put("t", 0, Z, TTR, b"x").unwrap();
     q.reserve(&["t"], Some(Z)).unwrap();
     q.bury(id, 0, None).unwrap();
@@ -242,7 +244,7 @@ fn created_with_private_modes_and_group_writable_dirs_refused() {
     }
     drop(q);
     fs::write(path.join("log.zzz"), b"x").unwrap();
-    open(&path, opts());
+    open_other(&path, opts());
     assert_eq!(mode(&path.join("corrupt")), 0o700);
 
     fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
@@ -259,7 +261,7 @@ fn created_with_private_modes_and_group_writable_dirs_refused() {
         Err(Error::Permissions { .. })
     ));
     fs::set_permissions(&path, fs::Permissions::from_mode(0o750)).unwrap();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     assert_eq!(q.stats_job(id).unwrap().state, JobState::Buried);
 }
 
@@ -298,7 +300,7 @@ fn zeros_over_synced_records_are_skipped_not_taken_for_the_end() {
 fn dead_compaction(d: &Path, opts: &Options) -> (PathBuf, Vec<u64>, FileQueue) {
     // Make a compacted `log.2` of three jobs, and a copy of the unsealed `log.1` it came from.
     let src = d.join("src");
-    let q = open(&src, opts.clone());
+    let q = open_other(&src, opts.clone());
     let ids: Vec<u64> = (0..3).map(|_| q.put("t", 0, Z, TTR, b"old").unwrap()).collect();
     let unsealed = fs::read(src.join("log.1")).unwrap();
     q.compact().unwrap();
@@ -308,7 +310,7 @@ fn dead_compaction(d: &Path, opts: &Options) -> (PathBuf, Vec<u64>, FileQueue) {
     fs::create_dir(&path).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
     fs::write(path.join("log.1"), &unsealed).unwrap();
-    let early = open(&path, opts.clone());
+    let early = open_other(&path, opts.clone());
     // What the compactor did before it died: note the compaction (at byte 192 of run/sync, see
     // the crate's sync_file.rs), then rename the new segment into place.
     fs::OpenOptions::new()
@@ -323,7 +325,7 @@ fn dead_compaction(d: &Path, opts: &Options) -> (PathBuf, Vec<u64>, FileQueue) {
 
 /// Checks that a fresh handle finds the three old jobs and the new one.
 fn all_there(path: &Path, opts: Options, ids: &[u64], new: u64) {
-    let q = open(path, opts);
+    let q = open_other(path, opts);
     assert_eq!(
         q.peek(new).unwrap().body,
         b"new",
@@ -357,12 +359,12 @@ fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
         let d = tempfile::tempdir().unwrap();
         let (path, ids, idle) = dead_compaction(d.path(), &opts);
         // Another process: opens (log.2 is the highest; log.1 is deleted), compacts to log.3.
-        let other = open(&path, opts.clone());
+        let other = open_other(&path, opts.clone());
         assert!(!path.join("log.1").exists());
         other.compact().unwrap();
         assert!(path.join("log.3").exists() && !path.join("log.2").exists());
         // And a third opens meanwhile.
-        let third = open(&path, opts.clone());
+        let third = open_other(&path, opts.clone());
         let new = idle.put("t", 0, Z, TTR, b"new").unwrap();
         for q in [&other, &third] {
             assert_eq!(
@@ -380,7 +382,7 @@ fn an_idle_handle_follows_the_log_past_a_dead_compaction_and_a_later_one() {
 #[test]
 fn a_segment_cut_below_its_header_is_an_error_not_a_hang() {
     let (_d, path) = queue_dir();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     q.put("t", 0, Z, TTR, b"job").unwrap();
     fs::OpenOptions::new()
         .write(true)
@@ -404,7 +406,7 @@ fn a_segment_cut_below_its_header_is_an_error_not_a_hang() {
 #[test]
 fn a_removed_or_replaced_directory_fails_the_handle_and_wakes_a_blocked_reserve() {
     let (_d, path) = queue_dir();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     assert_eq!(q.put("t", 0, Z, TTR, b"a").unwrap(), 1);
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = q.clone();
@@ -423,7 +425,7 @@ fn a_removed_or_replaced_directory_fails_the_handle_and_wakes_a_blocked_reserve(
 
     // Someone makes a new queue in its place: a new queue, ids from 1; the old handle still
     // refuses to go on.
-    let fresh = open(&path, opts());
+    let fresh = open_other(&path, opts());
     assert_eq!(fresh.put("t", 0, Z, TTR, b"c").unwrap(), 1);
     assert!(matches!(q.put("t", 0, Z, TTR, b"d"), Err(Error::Replaced { .. })));
     assert!(matches!(q.reserve(&["t"], Some(Z)), Err(Error::Replaced { .. })));
@@ -435,7 +437,7 @@ fn a_removed_or_replaced_directory_fails_the_handle_and_wakes_a_blocked_reserve(
 #[test]
 fn a_directory_moved_away_and_replaced_fails_the_handle() {
     let (d, path) = queue_dir();
-    let q = open(&path, opts());
+    let q = open_other(&path, opts());
     q.put("t", 0, Z, TTR, b"a").unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = q.clone();
@@ -444,7 +446,7 @@ fn a_directory_moved_away_and_replaced_fails_the_handle() {
     });
     std::thread::sleep(Duration::from_millis(200));
     fs::rename(&path, d.path().join("moved")).unwrap();
-    let fresh = open(&path, opts());
+    let fresh = open_other(&path, opts());
     let woken = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("a reserve blocked on a replaced directory never woke");

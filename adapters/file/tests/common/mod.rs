@@ -57,6 +57,13 @@ pub(crate) fn open(path: &Path, opts: Options) -> FileQueue {
     FileQueue::open(path, opts).unwrap()
 }
 
+/// Opens the queue at `path` with an index of its own, as another process would (the handles of
+/// one process share one): for tests of what one process sees of another's records.
+#[allow(dead_code)]
+pub(crate) fn open_other(path: &Path, opts: Options) -> FileQueue {
+    FileQueue::open_private(path, opts).unwrap()
+}
+
 /// A queue directory (as [`queue_dir`]) that holds one job, put in tube `t` with `body` by a
 /// handle that is closed again: for tests that damage or change the files and reopen. Returns
 /// the directory, the queue's path and the job's id.

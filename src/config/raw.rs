@@ -19,7 +19,7 @@ use super::error::Origin;
 use super::{
     Backoff, BeanstalkdSettings, ConfigError, DefaultsSettings, FileSettings, HandlerSettings,
     MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, MAX_SERVE_JOB_SIZE, OnExpired, OnIdle, QueueKind,
-    RetrySettings, ServeSettings, Settings, validate_address, validate_tube_name,
+    MetricsSettings, RetrySettings, ServeSettings, Settings, validate_address, validate_tube_name,
 };
 use crate::duration::{self, DurationError};
 
@@ -273,9 +273,7 @@ impl<'de> Deserialize<'de> for AddressList {
                         list.push(address);
                     }
                 }
-                if list.is_empty() {
-                    return Err(de::Error::invalid_length(0, &"at least one address"));
-                }
+                // Empty: no protocol listener (`pulpo serve` with `[serve] http` alone).
                 Ok(AddressList(list))
             }
         }
@@ -444,6 +442,7 @@ pub(super) struct RawConfig {
     file: Option<RawFile>,
     beanstalkd: Option<RawBeanstalkd>,
     serve: Option<RawServe>,
+    metrics: Option<RawMetrics>,
     handlers: Option<RawHandlers>,
 }
 
@@ -524,6 +523,34 @@ struct RawServe {
     listen: Option<AddressList>,
     max_connections: Option<Bounded<1, { crate::config::MAX_SERVE_CONNECTIONS as u64 }>>,
     max_job_size: Option<Bounded<1, { MAX_SERVE_JOB_SIZE as u64 }>>,
+    http: Option<TcpAddress>,
+    token: Option<NonEmpty>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of metrics settings such as { listen = \"127.0.0.1:9187\" }"
+)]
+struct RawMetrics {
+    listen: Option<TcpAddress>,
+}
+
+/// A `HOST:PORT` address to listen on over TCP (`[serve] http`, `[metrics] listen`).
+#[derive(Debug)]
+struct TcpAddress(String);
+
+impl<'de> Deserialize<'de> for TcpAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<TcpAddress, D::Error> {
+        let Text(address) = Text::deserialize(deserializer)?;
+        match pulpo_model::Address::parse(&address) {
+            Ok(pulpo_model::Address::Tcp(_)) => Ok(TcpAddress(address)),
+            _ => Err(de::Error::custom(format!(
+                "expected HOST:PORT over TCP (e.g. \"127.0.0.1:8080\"), found {address:?}"
+            ))),
+        }
+    }
 }
 
 /// `[handlers]`: request type → handler table.
@@ -693,8 +720,16 @@ impl RawConfig {
                     .max_connections
                     .map_or(base.serve.max_connections, |n| to_u32(n.0)),
                 max_job_size: raw.max_job_size.map_or(base.serve.max_job_size, |n| to_u32(n.0)),
+                http: raw.http.map(|a| a.0).or(base.serve.http),
+                token: raw.token.map(|t| t.0).or(base.serve.token),
             },
             None => base.serve,
+        };
+        let metrics = match self.metrics {
+            Some(raw) => MetricsSettings {
+                listen: raw.listen.map(|a| a.0).or(base.metrics.listen),
+            },
+            None => base.metrics,
         };
         let mut handlers = BTreeMap::new();
         for (request_type, raw) in self.handlers.unwrap_or_default().0 {
@@ -720,6 +755,7 @@ impl RawConfig {
             file,
             beanstalkd,
             serve,
+            metrics,
             handlers,
             source_file,
         })

@@ -247,6 +247,7 @@ impl FileQueue {
                 if let Some(id) = tx.index().best_ready(&tubes, tx.now) {
                     let j = tx.job(id)?;
                     let (off, len, ttr) = (j.body_off, j.body_len, j.ttr_ms);
+                    let age = Duration::from_millis(tx.now.saturating_sub(j.created_ms));
                     let (pri, reserves, kicks) =
                         (j.pri, j.counters[RESERVES].saturating_add(1), j.counters[KICKS]);
                     let tube = tx.index().tubes[j.tube as usize].name.to_string();
@@ -265,6 +266,7 @@ impl FileQueue {
                         ttr,
                         reserves,
                         kicks,
+                        age,
                     };
                     return Ok((Some(reserved), None));
                 }

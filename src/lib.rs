@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod handlers;
+pub mod jobs;
 pub mod message;
 pub mod producer;
 pub mod publish;

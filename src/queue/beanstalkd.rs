@@ -12,10 +12,12 @@ use serde_json::{Map, Value};
 
 use super::lease::{Lease, unavailable_after};
 use super::{
-    Capabilities, Job, JobStats, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement,
-    TubeStats, whole_seconds_ceil,
+    Capabilities, Job, JobStats, Matcher, NewJob, PeekState, Queue, QueueError, Reservation, Result, Scan,
+    Scanned, Settlement, TubeStats, whole_seconds_ceil,
 };
 use crate::config::Settings;
+
+mod sweep;
 
 /// A beanstalkd connection behind the [`Queue`] trait.
 #[derive(Debug)]
@@ -459,6 +461,11 @@ impl Queue for BeanstalkdQueue {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities { keeps_reasons: false }
+    }
+
+    /// beanstalkd cannot list: a bounded sweep over the ids ([`sweep`]).
+    async fn list_jobs(&mut self, scan: &Scan, matches: Matcher) -> Result<Scanned> {
+        self.sweep(scan, matches).await
     }
 
     /// beanstalkd pauses whole seconds: a pause is rounded up.

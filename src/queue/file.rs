@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 
 use super::lease::{Lease, unavailable_after};
 use super::{
-    Capabilities, Job, JobStats, NewJob, PeekState, Queue, QueueError, Reservation, Result, Settlement,
-    TubeStats,
+    Capabilities, Coverage, Job, JobStats, Matcher, NewJob, Order, PeekState, Queue, QueueError, Reservation,
+    Result, Scan, Scanned, Settlement, TubeStats,
 };
 use crate::config::Settings;
 
@@ -331,6 +331,36 @@ impl Queue for FileQueueAdapter {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities { keeps_reasons: true }
+    }
+
+    async fn list_jobs(&mut self, scan: &Scan, matches: Matcher) -> Result<Scanned> {
+        let scan = scan.clone();
+        self.blocking(move |q| {
+            let query = fq::ListQuery {
+                tube: &scan.tube,
+                state: scan.state,
+                newest_first: scan.order == Order::Newest,
+                after: scan.after,
+                limit: scan.limit,
+                budget: scan.budget,
+            };
+            let listed = q.list(&query, &*matches)?;
+            Ok(Scanned {
+                jobs: listed
+                    .jobs
+                    .into_iter()
+                    .map(|(stats, body)| (stats, Bytes::from(body)))
+                    .collect(),
+                next: listed.next,
+                looked: Coverage {
+                    swept: false,
+                    first: listed.first,
+                    last: listed.last,
+                    bounded: listed.bounded,
+                },
+            })
+        })
+        .await
     }
 }
 

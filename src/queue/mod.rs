@@ -12,9 +12,11 @@
 pub mod beanstalkd;
 pub mod file;
 mod lease;
+pub mod listing;
 pub mod retry;
 
 pub use lease::Lease;
+pub use listing::{Coverage, Matcher, Order, Scan, Scanned};
 
 use std::time::Duration;
 
@@ -261,6 +263,11 @@ pub trait Queue: Send {
 
     /// The optional abilities of this queue.
     fn capabilities(&self) -> Capabilities;
+
+    /// One page of the jobs of a tube in one state, by id, that `matches` accepts: from an
+    /// index where the queue keeps one, else by a bounded sweep over the ids. Callers use
+    /// [`crate::jobs::list`], which builds the filter.
+    async fn list_jobs(&mut self, scan: &Scan, matches: Matcher) -> Result<Scanned>;
 
     /// The pause [`Queue::pause_tube`] applies when asked for `duration`:
     /// the same, or rounded up where the queue counts coarser units, so

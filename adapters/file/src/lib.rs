@@ -57,6 +57,7 @@
 //! notify.rs          waking blocked reserves (inotify)
 //! watchers.rs        run/watch/: the tubes each live handle watches (so that they exist)
 //! stats.rs           stats-job, stats-tube, stats, list-tubes
+//! listing.rs         listing a tube's jobs in one state, by id, from the index
 //! clock.rs           the time transactions decide by (a test can move it by hand)
 //! dir.rs             the directory: the lock file, run/, opening and creating files
 //! sync.rs            every fsync and fdatasync, named by its SyncPoint and counted
@@ -73,6 +74,7 @@ mod error;
 pub mod format;
 mod group_commit;
 mod index;
+mod listing;
 mod log;
 mod notify;
 mod queue;
@@ -87,6 +89,7 @@ mod watchers;
 #[doc(hidden)]
 pub use clock::Clock;
 pub use error::{Error, Result};
+pub use listing::{ListQuery, Listed};
 pub use queue::{FileQueue, STOP_POLL};
 #[doc(hidden)]
 pub use sync::{SyncPoint, sync_count};

@@ -1,5 +1,6 @@
-//! The JSON API under `/api`: tubes with counts and rates; a job's detail; publish; retry,
-//! kick and delete a job; pause and resume a tube. Handlers are thin: they call the same
+//! The JSON API under `/api`: tubes with counts and rates; a tube's jobs by state and filter,
+//! paged; a job's detail; publish; retry, kick and delete a job, or every job a filter
+//! matches (with a dry run); pause and resume a tube. Handlers are thin: they call the same
 //! library functions the CLI calls (the [`crate::queue::Queue`] verbs, [`retry::retry`],
 //! [`crate::publish::prepare`]), and every error is `{"error": "..."}` with a status by cause.
 
@@ -16,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::{ApiError, App};
 use crate::message::Message;
+use crate::jobs::{self, Cursor, JobQuery, JobState, Order};
 use crate::queue::retry;
 use crate::queue::TubeStats;
 
@@ -23,7 +25,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/tubes", get(tubes))
         .route("/api/tubes/{tube}", get(tube))
-        .route("/api/tubes/{tube}/jobs", post(publish))
+        .route("/api/tubes/{tube}/jobs", get(list).post(publish))
+        .route("/api/tubes/{tube}/bulk", post(bulk))
         .route("/api/tubes/{tube}/pause", post(pause))
         .route("/api/tubes/{tube}/resume", post(resume))
         .route("/api/jobs/{id}", get(job).delete(delete))
@@ -254,4 +257,128 @@ async fn pause(
 
 async fn resume(State(app): State<Arc<App>>, Path(tube): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(pause_tube(&app, &tube, Duration::ZERO).await?))
+}
+
+/// A listing's query string (`GET /api/tubes/{tube}/jobs`, the dashboard's `/jobs`).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ListParams {
+    /// `ready`, `delayed`, `reserved` or `buried` (default: buried).
+    #[serde(default)]
+    pub(super) state: Option<String>,
+    /// `oldest` (default) or `newest`.
+    #[serde(default)]
+    pub(super) order: Option<String>,
+    /// Only this request type.
+    #[serde(default, rename = "type")]
+    pub(super) request_type: Option<String>,
+    /// Only bodies that contain this text.
+    #[serde(default)]
+    pub(super) grep: Option<String>,
+    /// Only jobs whose last release or bury reason contains this text.
+    #[serde(default)]
+    pub(super) reason: Option<String>,
+    /// Jobs per page (default 50, at most [`jobs::MAX_PAGE`]).
+    #[serde(default)]
+    pub(super) limit: Option<String>,
+    /// The previous page's `next`.
+    #[serde(default)]
+    pub(super) cursor: Option<String>,
+}
+
+/// Text a form left empty counts as not given.
+fn given(text: &Option<String>) -> Option<String> {
+    text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+impl ListParams {
+    /// The library's query for `tube`, or a 400 naming the parameter.
+    pub(super) fn query(&self, tube: &str) -> Result<JobQuery, ApiError> {
+        let bad = |message: String| ApiError(StatusCode::BAD_REQUEST, message);
+        let state: JobState = match given(&self.state) {
+            Some(text) => text.parse().map_err(|_| {
+                bad(format!("state {text:?} is not one of ready, delayed, reserved, buried"))
+            })?,
+            None => JobState::Buried,
+        };
+        let mut query = JobQuery::new(tube, state);
+        query.order = match given(&self.order).as_deref() {
+            None | Some("oldest") => Order::Oldest,
+            Some("newest") => Order::Newest,
+            Some(other) => return Err(bad(format!("order {other:?} is not oldest or newest"))),
+        };
+        query.request_type = given(&self.request_type);
+        query.grep = given(&self.grep);
+        query.reason = given(&self.reason);
+        if let Some(limit) = given(&self.limit) {
+            query.limit = limit.parse().map_err(|_| {
+                bad(format!("limit {limit:?} is not a whole number of 1 to {}", jobs::MAX_PAGE))
+            })?;
+        }
+        if let Some(cursor) = given(&self.cursor) {
+            query.cursor = Some(cursor.parse::<Cursor>().map_err(ApiError::from)?);
+        }
+        Ok(query)
+    }
+}
+
+/// One page of `query`.
+pub(super) async fn list_page(app: &App, query: &JobQuery) -> Result<jobs::JobPage, ApiError> {
+    let mut held = app.queue().await?;
+    let page = jobs::list(held.q(), query).await;
+    held.done(page)
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    Path(tube): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let query = params.query(&tube)?;
+    Ok(Json(list_page(&app, &query).await?.to_json()))
+}
+
+/// What `POST /api/tubes/{tube}/bulk` takes: an action, the listing's filters, a dry run and
+/// a cap.
+#[derive(Debug, Deserialize)]
+pub(super) struct BulkRequest {
+    /// `retry`, `kick` or `delete`.
+    pub(super) action: String,
+    /// Which jobs (as a listing's query string takes them).
+    #[serde(flatten)]
+    pub(super) filters: ListParams,
+    /// Only count the matching jobs.
+    #[serde(default)]
+    pub(super) dry_run: bool,
+    /// The most jobs to act on (default and most: [`jobs::MAX_BULK`]).
+    #[serde(default)]
+    pub(super) cap: Option<usize>,
+}
+
+/// Carries out a bulk request on `tube`.
+pub(super) async fn bulk_action(app: &App, tube: &str, request: &BulkRequest) -> Result<jobs::BulkReport, ApiError> {
+    let action = match request.action.as_str() {
+        "retry" => jobs::Action::Retry,
+        "kick" => jobs::Action::Kick,
+        "delete" => jobs::Action::Delete,
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("action {other:?} is not retry, kick or delete"),
+            ));
+        }
+    };
+    let query = request.filters.query(tube)?;
+    let cap = request.cap.unwrap_or(jobs::MAX_BULK);
+    let mut held = app.queue().await?;
+    let report = jobs::bulk(held.q(), action, &query, request.dry_run, cap).await;
+    held.done(report)
+}
+
+async fn bulk(
+    State(app): State<Arc<App>>,
+    Path(tube): Path<String>,
+    Body(request): Body<BulkRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let report = bulk_action(&app, &tube, &request).await?;
+    Ok(Json(serde_json::to_value(&report).unwrap_or(Value::Null)))
 }

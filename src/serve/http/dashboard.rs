@@ -17,13 +17,15 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::api::{self, Action, Publish};
+use super::api::{self, Action, BulkRequest, ListParams, Publish};
 use super::{ApiError, App, auth};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/", get(overview))
+        .route("/jobs", get(jobs_page))
         .route("/jobs/{id}", get(job_page))
+        .route("/actions/tubes/{tube}/bulk", post(bulk))
         .route("/jobs/go", get(go))
         .route("/actions/jobs/{id}/{action}", post(job_action))
         .route("/actions/tubes/{tube}/{action}", post(tube_action))
@@ -300,6 +302,184 @@ async fn go(Query(go): Query<Go>) -> Response {
     match api::parse_id(go.id.trim()) {
         Ok(id) => Redirect::to(&format!("/jobs/{id}")).into_response(),
         Err(err) => back_to("/", &err.1, true),
+    }
+}
+
+/// `/jobs`: a tube's jobs in one state, filtered, a page at a time; with `tube` left out, the
+/// configured tube.
+#[derive(Debug, Default, Deserialize)]
+struct JobsParams {
+    #[serde(default)]
+    tube: Option<String>,
+    #[serde(flatten)]
+    list: ListParams,
+    #[serde(flatten)]
+    flash: Flash,
+}
+
+async fn jobs_page(State(app): State<Arc<App>>, Query(params): Query<JobsParams>) -> Response {
+    let tube = params
+        .tube
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(&app.settings.tube)
+        .to_owned();
+    let query = match params.list.query(&tube) {
+        Ok(query) => query,
+        Err(err) => return error_page(err),
+    };
+    let page_result = api::list_page(&app, &query).await;
+    let state = query.state.as_str();
+    let keep = |name: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("&{name}={}", urlencode(v)))
+            .unwrap_or_default()
+    };
+    let filters = format!(
+        "tube={}&state={state}{}{}{}",
+        urlencode(&tube),
+        keep("type", &params.list.request_type),
+        keep("grep", &params.list.grep),
+        keep("reason", &params.list.reason)
+    );
+    let csrf = &app.csrf;
+    let bulk_button = |action: &str, label: &str, class: &str| {
+        html! {
+            form.inline method="post" action={ "/actions/tubes/" (urlencode(&tube)) "/bulk" } {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="action" value=(action);
+                input type="hidden" name="state" value=(state);
+                @if let Some(v) = &query.request_type { input type="hidden" name="type" value=(v); }
+                @if let Some(v) = &query.grep { input type="hidden" name="grep" value=(v); }
+                @if let Some(v) = &query.reason { input type="hidden" name="reason" value=(v); }
+                button class=(class) type="submit" id={ "bulk-" (action) } { (label) }
+            }
+        }
+    };
+    page(
+        &format!("{state} jobs in {tube}"),
+        html! {
+            (flash(&params.flash))
+            section.card {
+                form #search method="get" action="/jobs" style="margin-bottom:14px" {
+                    div.row {
+                        label { "Tube" input name="tube" value=(tube); }
+                        label { "State" select name="state" {
+                            @for s in ["buried", "ready", "delayed", "reserved"] {
+                                option value=(s) selected[s == state] { (s) }
+                            }
+                        } }
+                        label { "Text in the body" input name="grep" value=(query.grep.clone().unwrap_or_default()); }
+                        label { "Request type" input name="type" value=(query.request_type.clone().unwrap_or_default()); }
+                        label style="flex:0 0 auto;align-self:end" { button.primary type="submit" { "Search" } }
+                    }
+                }
+                div style="display:flex;align-items:center;gap:12px;margin-bottom:10px" {
+                    h1 style="margin:0" { span class={ "pill s-" (state) } { (state) } " jobs in " (tube) }
+                    div.actions style="margin-left:auto" {
+                        @if state == "buried" { (bulk_button("retry", "Retry all matching", "primary")) }
+                        @if state == "buried" || state == "delayed" { (bulk_button("kick", "Kick all matching", "")) }
+                        (bulk_button("delete", "Delete all matching", "danger"))
+                    }
+                }
+                @match &page_result {
+                    Err(err) => p.flash.bad { (err.1) },
+                    Ok(page) => {
+                        table #jobs {
+                            thead { tr { th { "Job" } th { "Type" } th { "Payload" } th { "Reason" } th.num { "Tries" } th.num { "Age" } th { "" } } }
+                            tbody {
+                                @for job in &page.jobs {
+                                    @let message = job.message();
+                                    tr data-id=(job.id) {
+                                        td { a href={ "/jobs/" (job.id) } { (job.id) } }
+                                        td { @if let Some(m) = &message { code { (m.request_type()) } } @else { span.muted { "(not a message)" } } }
+                                        td { code { (preview(&job.body, message.as_ref())) } }
+                                        td.reason { (job.reason().unwrap_or("")) }
+                                        td.num { (job.stats.reserves) }
+                                        td.num { (crate::duration::format_duration(Duration::from_secs(job.stats.age.as_secs()))) }
+                                        td {
+                                            @if state == "buried" {
+                                                form.inline method="post" action={ "/actions/jobs/" (job.id) "/retry" } {
+                                                    input type="hidden" name="csrf" value=(csrf);
+                                                    button type="submit" { "retry" }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                                @if page.jobs.is_empty() { tr { td colspan="7" .muted { "No " (state) " jobs match." } } }
+                            }
+                        }
+                        p.muted style="margin-top:10px" {
+                            @if page.looked.swept {
+                                "Swept job ids "
+                                (page.looked.first.map(|i| i.to_string()).unwrap_or_default()) "–"
+                                (page.looked.last.map(|i| i.to_string()).unwrap_or_default())
+                                @if page.looked.bounded { " (the sweep is bounded: page on for more)" }
+                            } @else { "From the queue's index." }
+                            @if let Some(next) = page.next {
+                                " · " a #next href={ "/jobs?" (filters) "&cursor=" (next) } { "next page →" }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// A short, one-line view of a body: the payload of a message, else the body's text.
+fn preview(body: &[u8], message: Option<&crate::message::Message>) -> String {
+    let text = match message.and_then(|m| m.payload()) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::from_utf8_lossy(body).into_owned(),
+    };
+    let mut short: String = text.chars().take(80).collect();
+    if text.chars().count() > 80 {
+        short.push('…');
+    }
+    short
+}
+
+/// The bulk buttons' form: the action and the listing's filters.
+#[derive(Debug, Deserialize)]
+struct BulkForm {
+    #[serde(default)]
+    csrf: String,
+    action: String,
+    #[serde(flatten)]
+    filters: ListParams,
+}
+
+async fn bulk(State(app): State<Arc<App>>, Path(tube): Path<String>, Form(form): Form<BulkForm>) -> Response {
+    if let Err(refused) = check_csrf(&app, &form.csrf) {
+        return refused;
+    }
+    let state = form.filters.state.clone().unwrap_or_else(|| "buried".to_owned());
+    let request = BulkRequest {
+        action: form.action.clone(),
+        filters: form.filters,
+        dry_run: false,
+        cap: None,
+    };
+    let back = format!("/jobs?tube={}&state={}", urlencode(&tube), urlencode(&state));
+    match api::bulk_action(&app, &tube, &request).await {
+        Ok(report) => {
+            let mut text = format!("{}: {} of {} matching jobs", form.action, report.done.len(), report.matched);
+            if !report.failed.is_empty() {
+                text += &format!(", {} failed ({})", report.failed.len(), report.failed[0].error);
+            }
+            if report.capped {
+                text += &format!("; stopped at the cap of {}: run it again for more", crate::jobs::MAX_BULK);
+            }
+            back_to(&back, &text, !report.failed.is_empty())
+        }
+        Err(err) => back_to(&back, &err.1, true),
     }
 }
 

@@ -24,12 +24,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ServeSettings, Settings};
 use crate::queue::{self, Queue, QueueError, TubeStats};
 
-/// The most jobs one page of a listing holds, whatever the request asks.
-pub const MAX_PAGE: usize = 500;
-
-/// The most jobs one bulk action touches, whatever the request asks.
-pub const MAX_BULK: usize = 10_000;
-
 /// Why the HTTP side could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {

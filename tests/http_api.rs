@@ -208,3 +208,33 @@ fn job_bodies_are_shown_escaped_in_the_dashboard() {
     let list = http.call("GET", "/jobs?state=ready&tube=web", None).body;
     assert!(!list.contains("<script>alert") && list.contains("&lt;script&gt;"), "{list}");
 }
+
+#[test]
+fn the_readme_curl_examples_run_against_a_server() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## HTTP API, dashboard and metrics")
+        .nth(1)
+        .expect("the README's HTTP section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let script = section
+        .split("```sh\n")
+        .nth(1)
+        .expect("a sh block of curl examples")
+        .split("```")
+        .next()
+        .unwrap();
+    assert!(script.matches("curl ").count() >= 10, "{script}");
+    let http = Http::start(Over::File, "");
+    let script = format!("set -e\n{}", script.replace("127.0.0.1:8080", &http.address));
+    let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the README's curl examples failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(http.call("GET", "/api/jobs/1", None).status, 404, "the last example deleted job 1");
+}

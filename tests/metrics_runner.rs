@@ -44,3 +44,23 @@ fn the_runner_exports_jobs_by_outcome_durations_and_waits_as_prometheus_metrics(
     assert_eq!(scraped.get("pulpo_jobs_in_flight"), Some(&0.0), "{scraped:?}");
     assert_eq!(health, (200, 200));
 }
+
+#[test]
+fn the_grafana_dashboard_uses_only_metrics_pulpo_records() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dashboard = std::fs::read_to_string(format!("{root}/contrib/grafana/pulpo.json")).unwrap();
+    let recorded = std::fs::read_to_string(format!("{root}/src/serve/http/metrics.rs")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&dashboard).expect("valid JSON");
+    assert!(doc["panels"].as_array().is_some_and(|p| p.len() >= 8));
+    let mut used = std::collections::BTreeSet::new();
+    for part in dashboard.split("pulpo_").skip(1) {
+        let name: String = part.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+        used.insert(format!("pulpo_{}", name.trim_end_matches("_bucket")));
+    }
+    for name in &used {
+        assert!(recorded.contains(&format!("\"{name}\"")), "{name} is not a metric pulpo describes");
+    }
+    for needed in ["pulpo_jobs_total", "pulpo_handler_duration_seconds", "pulpo_queue_wait_seconds", "pulpo_tube_jobs"] {
+        assert!(used.contains(needed), "the dashboard does not show {needed}");
+    }
+}

@@ -44,7 +44,7 @@ pub(super) async fn run(
                 code: 1,
                 message: format!("[metrics] listen: {err}"),
             })?;
-        runner::metered::enable();
+        runner::metered::enable(true);
         tracing::info!("metrics on http://{address}/metrics");
         tokio::spawn(server);
     }

@@ -10,9 +10,10 @@ use super::outcome::Count;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Starts recording (a recorder must be installed for it to go anywhere).
-pub fn enable() {
-    ENABLED.store(true, Ordering::Relaxed);
+/// Starts (or stops) recording; a recorder must be installed for it to go anywhere
+/// ([`crate::serve::http::metrics::recorder`]).
+pub fn enable(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
 }
 
 fn on() -> bool {

@@ -50,7 +50,11 @@ fn fill(runtime: &tokio::runtime::Runtime, settings: &Settings, tube: &str, n: u
         while left > 0 {
             let batch = left.min(1000);
             left -= batch;
-            for id in q.put_many(tube, (0..batch).map(|_| job(body)).collect()).await.expect("put") {
+            for id in q
+                .put_many(tube, (0..batch).map(|_| job(body)).collect())
+                .await
+                .expect("put")
+            {
                 id.expect("put");
             }
         }
@@ -61,7 +65,11 @@ fn fill(runtime: &tokio::runtime::Runtime, settings: &Settings, tube: &str, n: u
 fn scrape(address: &str) -> (Duration, usize) {
     let started = Instant::now();
     let mut s = TcpStream::connect(address).expect("connect");
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).unwrap();
     (started.elapsed(), reply.len())
@@ -105,18 +113,29 @@ fn run(runtime: &tokio::runtime::Runtime, settings: &Settings, n: usize) -> f64 
 
 fn main() {
     let quick = std::env::var("PULPO_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let env = |name: &str, full: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(full);
+    let env = |name: &str, full: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(full)
+    };
     let jobs = if quick { 300 } else { env("BENCH_JOBS", 20_000) };
     let rounds = if quick { 1 } else { env("BENCH_ROUNDS", 5) };
     let scrapes = if quick { 5 } else { 200 };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let body = Bytes::from(Message::new("noop").with_payload("x".repeat(40)).to_json());
     pulpo::serve::http::metrics::recorder().expect("the Prometheus recorder");
 
     // /metrics with 100 tubes.
     let dir = tempfile::tempdir().expect("tempdir");
     let address = format!("127.0.0.1:{}", pulpo_testkit::free_port());
-    let serve = settings(&dir.path().join("queue"), &format!("[serve]\nlisten = []\nhttp = \"{address}\"\n"));
+    let serve = settings(
+        &dir.path().join("queue"),
+        &format!("[serve]\nlisten = []\nhttp = \"{address}\"\n"),
+    );
     for t in 0..100 {
         fill(&runtime, &serve, &format!("tube-{t:03}"), 5, &body);
     }

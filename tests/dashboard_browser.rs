@@ -66,7 +66,9 @@ async fn browser(driver: &Driver) -> Client {
             ],
         },
     });
-    let serde_json::Value::Object(caps) = caps else { unreachable!() };
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector)
         .capabilities(caps)
@@ -76,7 +78,14 @@ async fn browser(driver: &Driver) -> Client {
 }
 
 async fn text(client: &Client, css: &str) -> String {
-    client.wait().for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    client
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 fn publish(http: &Http, tube: &str, request_type: &str, payload: &str) {
@@ -119,29 +128,82 @@ async fn a_person_sees_searches_retries_and_publishes_jobs_in_the_dashboard() {
     std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"), shot).unwrap();
 
     // Follow the buried count: the buried jobs, each with its reason.
-    client.find(Locator::Css("tr[data-tube='web'] td[data-k='buried'] a")).await.unwrap().click().await.unwrap();
-    let rows = client.wait().for_element(Locator::Css("#jobs tbody tr[data-id]")).await.unwrap();
-    let reason = rows.find(Locator::Css("td.reason")).await.unwrap().text().await.unwrap();
+    client
+        .find(Locator::Css("tr[data-tube='web'] td[data-k='buried'] a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let rows = client
+        .wait()
+        .for_element(Locator::Css("#jobs tbody tr[data-id]"))
+        .await
+        .unwrap();
+    let reason = rows
+        .find(Locator::Css("td.reason"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!reason.trim().is_empty(), "a buried job shows its reason");
-    assert_eq!(client.find_all(Locator::Css("#jobs tbody tr[data-id]")).await.unwrap().len(), 3);
+    assert_eq!(
+        client
+            .find_all(Locator::Css("#jobs tbody tr[data-id]"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 
     // Search by payload text.
-    let grep = client.find(Locator::Css("#search input[name='grep']")).await.unwrap();
+    let grep = client
+        .find(Locator::Css("#search input[name='grep']"))
+        .await
+        .unwrap();
     grep.send_keys("needle").await.unwrap();
-    client.find(Locator::Css("#search button[type='submit']")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Css("#search button[type='submit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.current_url().await.unwrap().as_str().contains("grep=needle") {
+    while !client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("grep=needle")
+    {
         assert!(Instant::now() < deadline, "the search did not load");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let found = client.find_all(Locator::Css("#jobs tbody tr[data-id]")).await.unwrap();
+    let found = client
+        .find_all(Locator::Css("#jobs tbody tr[data-id]"))
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert!(found[0].text().await.unwrap().contains("the needle job"));
 
     // Open it and retry it: the new job is ready.
-    found[0].find(Locator::Css("a")).await.unwrap().click().await.unwrap();
+    found[0]
+        .find(Locator::Css("a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert_eq!(text(&client, "#state").await, "buried");
-    client.find(Locator::Css("#do-retry")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Css("#do-retry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     client.wait().for_element(Locator::Css(".flash")).await.unwrap();
     assert!(text(&client, ".flash").await.contains("retried"));
     assert_eq!(text(&client, "#state").await, "ready");
@@ -150,8 +212,16 @@ async fn a_person_sees_searches_retries_and_publishes_jobs_in_the_dashboard() {
     client.goto(&format!("{base}/")).await.unwrap();
     let form = client.form(Locator::Css("#publish")).await.unwrap();
     form.set_by_name("request_type", "ok").await.unwrap();
-    form.set_by_name("payload", "sent from the form <b>bold?</b>").await.unwrap();
-    client.find(Locator::Css("#publish button[type='submit']")).await.unwrap().click().await.unwrap();
+    form.set_by_name("payload", "sent from the form <b>bold?</b>")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#publish button[type='submit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let message = text(&client, "#message").await;
     assert!(message.contains("sent from the form <b>bold?</b>"), "{message}");
     assert_eq!(text(&client, "#state").await, "ready");

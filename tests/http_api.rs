@@ -36,35 +36,69 @@ fn api_round_trip(over: Over) {
     // A runner buries the two `boom` jobs and deletes the `ok` one.
     http.run_once();
     let counts = tube(&http);
-    assert_eq!((counts["ready"].clone(), counts["buried"].clone()), (json!(0), json!(2)), "{counts}");
+    assert_eq!(
+        (counts["ready"].clone(), counts["buried"].clone()),
+        (json!(0), json!(2)),
+        "{counts}"
+    );
     let tubes = http.call("GET", "/api/tubes", None).json();
-    assert!(tubes["tubes"].as_array().unwrap().iter().any(|t| t["name"] == "web"), "{tubes}");
+    assert!(
+        tubes["tubes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "web"),
+        "{tubes}"
+    );
 
     // The buried job's detail, with its reason where the queue keeps one.
     let detail = http.call("GET", &format!("/api/jobs/{boom}"), None).json();
     assert_eq!(detail["state"], "buried", "{detail}");
     assert_eq!(detail["message"]["body"]["payload"], "needle one");
     if keeps_reasons {
-        assert!(detail["stats"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{detail}");
+        assert!(
+            detail["stats"]["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{detail}"
+        );
     }
     assert_eq!(http.call("GET", &format!("/api/jobs/{ok}"), None).status, 404);
 
     // Listing: buried jobs, filtered by payload text, and paged with a cursor.
-    let found = http.call("GET", "/api/tubes/web/jobs?state=buried&grep=needle", None).json();
-    let ids: Vec<u64> = found["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let found = http
+        .call("GET", "/api/tubes/web/jobs?state=buried&grep=needle", None)
+        .json();
+    let ids: Vec<u64> = found["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![boom], "{found}");
-    let first = http.call("GET", "/api/tubes/web/jobs?state=buried&limit=1", None).json();
+    let first = http
+        .call("GET", "/api/tubes/web/jobs?state=buried&limit=1", None)
+        .json();
     assert_eq!(first["jobs"].as_array().unwrap().len(), 1, "{first}");
-    let next = first["next"].as_str().expect("a cursor to the second page").to_owned();
+    let next = first["next"]
+        .as_str()
+        .expect("a cursor to the second page")
+        .to_owned();
     let second = http
-        .call("GET", &format!("/api/tubes/web/jobs?state=buried&limit=1&cursor={next}"), None)
+        .call(
+            "GET",
+            &format!("/api/tubes/web/jobs?state=buried&limit=1&cursor={next}"),
+            None,
+        )
         .json();
     assert_ne!(second["jobs"][0]["id"], first["jobs"][0]["id"], "{second}");
 
     // Page size and bulk caps, and bad input, answered as JSON errors.
     let too_big = http.call("GET", "/api/tubes/web/jobs?limit=100000", None);
     assert_eq!(too_big.status, 400);
-    assert!(too_big.json()["error"].as_str().unwrap().contains("limit"), "{}", too_big.body);
+    assert!(
+        too_big.json()["error"].as_str().unwrap().contains("limit"),
+        "{}",
+        too_big.body
+    );
     let bad_state = http.call("GET", "/api/tubes/web/jobs?state=lost", None);
     assert_eq!(bad_state.status, 400);
     assert!(bad_state.json()["error"].as_str().unwrap().contains("lost"));
@@ -72,7 +106,14 @@ fn api_round_trip(over: Over) {
     assert_eq!((bad_id.status, bad_id.json()["error"].is_string()), (400, true));
     let bad_body = http.call("POST", "/api/tubes/web/jobs", Some("{\"payload\": 1}"));
     assert_eq!(bad_body.status, 422, "{}", bad_body.body);
-    assert!(bad_body.json()["error"].as_str().unwrap().contains("request_type"), "{}", bad_body.body);
+    assert!(
+        bad_body.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("request_type"),
+        "{}",
+        bad_body.body
+    );
     let over_cap = http.call(
         "POST",
         "/api/tubes/web/bulk",
@@ -92,13 +133,24 @@ fn api_round_trip(over: Over) {
     // Retry: a fresh, ready copy; the buried one is gone.
     let retried = http.call("POST", &format!("/api/jobs/{boom}/retry"), None).json();
     let new_id = retried["new_id"].as_u64().expect("the copy's id");
-    assert_eq!(http.call("GET", &format!("/api/jobs/{new_id}"), None).json()["state"], "ready");
+    assert_eq!(
+        http.call("GET", &format!("/api/jobs/{new_id}"), None).json()["state"],
+        "ready"
+    );
     assert_eq!(http.call("GET", &format!("/api/jobs/{boom}"), None).status, 404);
     // Kick refuses a ready job; delete takes it.
     let kick = http.call("POST", &format!("/api/jobs/{new_id}/kick"), None);
     assert_eq!(kick.status, 404, "{}", kick.body);
-    assert!(kick.json()["error"].as_str().unwrap().contains(&new_id.to_string()));
-    assert_eq!(http.call("DELETE", &format!("/api/jobs/{new_id}"), None).json()["deleted"], true);
+    assert!(
+        kick.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains(&new_id.to_string())
+    );
+    assert_eq!(
+        http.call("DELETE", &format!("/api/jobs/{new_id}"), None).json()["deleted"],
+        true
+    );
 
     // Bulk kick of what is left buried.
     let kicked = http.call(
@@ -106,7 +158,12 @@ fn api_round_trip(over: Over) {
         "/api/tubes/web/bulk",
         Some(&json!({"action": "kick", "state": "buried", "type": "boom"}).to_string()),
     );
-    assert_eq!(kicked.json()["done"].as_array().map(Vec::len), Some(1), "{}", kicked.body);
+    assert_eq!(
+        kicked.json()["done"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        kicked.body
+    );
     assert_eq!(tube(&http)["ready"], 1);
 
     // Pause and resume.
@@ -120,9 +177,21 @@ fn api_round_trip(over: Over) {
     assert_eq!(http.call("GET", "/healthz", None).status, 200);
     assert_eq!(http.call("GET", "/readyz", None).status, 200);
     let scraped = parse_metrics(&http.call("GET", "/metrics", None).body);
-    assert_eq!(scraped.get("pulpo_tube_jobs{tube=\"web\",state=\"ready\"}"), Some(&1.0), "{scraped:?}");
-    assert_eq!(scraped.get("pulpo_tube_jobs{tube=\"web\",state=\"buried\"}"), Some(&0.0));
-    assert!(scraped.get("pulpo_tube_jobs_put_total{tube=\"web\"}").is_some_and(|n| *n >= 4.0), "{scraped:?}");
+    assert_eq!(
+        scraped.get("pulpo_tube_jobs{tube=\"web\",state=\"ready\"}"),
+        Some(&1.0),
+        "{scraped:?}"
+    );
+    assert_eq!(
+        scraped.get("pulpo_tube_jobs{tube=\"web\",state=\"buried\"}"),
+        Some(&0.0)
+    );
+    assert!(
+        scraped
+            .get("pulpo_tube_jobs_put_total{tube=\"web\"}")
+            .is_some_and(|n| *n >= 4.0),
+        "{scraped:?}"
+    );
 }
 
 #[test]
@@ -156,9 +225,21 @@ fn a_token_guards_the_api_and_dashboard_but_not_health() {
     assert_eq!(denied.status, 401);
     assert!(denied.json()["error"].as_str().unwrap().contains("token"));
     assert_eq!(http.call("GET", "/metrics", None).status, 401);
-    let wrong = request(&http.address, "GET", "/api/tubes", &[("Authorization", "Bearer nope")], None);
+    let wrong = request(
+        &http.address,
+        "GET",
+        "/api/tubes",
+        &[("Authorization", "Bearer nope")],
+        None,
+    );
     assert_eq!(wrong.status, 401);
-    let right = request(&http.address, "GET", "/api/tubes", &[("Authorization", "Bearer s3cret")], None);
+    let right = request(
+        &http.address,
+        "GET",
+        "/api/tubes",
+        &[("Authorization", "Bearer s3cret")],
+        None,
+    );
     assert_eq!(right.status, 200, "{}", right.body);
     assert_eq!(http.call("GET", "/healthz", None).status, 200);
     // The dashboard sends a browser to the login form, which sets a cookie.
@@ -166,7 +247,13 @@ fn a_token_guards_the_api_and_dashboard_but_not_health() {
     assert_eq!((page.status, page.header("location")), (303, Some("/login")));
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     let login = request(&http.address, "POST", "/login", &form, Some("token=s3cret"));
-    let cookie = login.header("set-cookie").expect("a cookie").split(';').next().unwrap().to_owned();
+    let cookie = login
+        .header("set-cookie")
+        .expect("a cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     assert!(login.header("set-cookie").unwrap().contains("HttpOnly"));
     let page = request(&http.address, "GET", "/", &[("Cookie", &cookie)], None);
     assert_eq!(page.status, 200);
@@ -179,21 +266,50 @@ fn cross_site_requests_and_forms_without_the_csrf_token_are_refused() {
     let http = Http::start(Over::File, "");
     let id = publish(&http, "boom", "keep me");
     let evil = [("Origin", "http://evil.example")];
-    let refused = request(&http.address, "POST", &format!("/api/jobs/{id}/delete"), &evil, None);
+    let refused = request(
+        &http.address,
+        "POST",
+        &format!("/api/jobs/{id}/delete"),
+        &evil,
+        None,
+    );
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(refused.json()["error"].as_str().unwrap().contains("cross-site"));
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let no_csrf = request(&http.address, "POST", &format!("/actions/jobs/{id}/delete"), &form, Some("csrf=guess"));
+    let no_csrf = request(
+        &http.address,
+        "POST",
+        &format!("/actions/jobs/{id}/delete"),
+        &form,
+        Some("csrf=guess"),
+    );
     assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
-    assert_eq!(http.call("GET", &format!("/api/jobs/{id}"), None).status, 200, "the job is still there");
+    assert_eq!(
+        http.call("GET", &format!("/api/jobs/{id}"), None).status,
+        200,
+        "the job is still there"
+    );
     // The page's own form, with its token and from its own origin, works.
     let page = http.call("GET", &format!("/jobs/{id}"), None).body;
-    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
     let own = [
         ("Content-Type", "application/x-www-form-urlencoded"),
         ("Origin", &format!("http://{}", http.address)),
     ];
-    let done = request(&http.address, "POST", &format!("/actions/jobs/{id}/delete"), &own, Some(&format!("csrf={csrf}")));
+    let done = request(
+        &http.address,
+        "POST",
+        &format!("/actions/jobs/{id}/delete"),
+        &own,
+        Some(&format!("csrf={csrf}")),
+    );
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(http.call("GET", &format!("/api/jobs/{id}"), None).status, 404);
 }
@@ -206,7 +322,10 @@ fn job_bodies_are_shown_escaped_in_the_dashboard() {
     assert!(!page.contains("<script>alert"), "{page}");
     assert!(page.contains("&lt;script&gt;alert"), "{page}");
     let list = http.call("GET", "/jobs?state=ready&tube=web", None).body;
-    assert!(!list.contains("<script>alert") && list.contains("&lt;script&gt;"), "{list}");
+    assert!(
+        !list.contains("<script>alert") && list.contains("&lt;script&gt;"),
+        "{list}"
+    );
 }
 
 #[test]
@@ -229,12 +348,20 @@ fn the_readme_curl_examples_run_against_a_server() {
     assert!(script.matches("curl ").count() >= 10, "{script}");
     let http = Http::start(Over::File, "");
     let script = format!("set -e\n{}", script.replace("127.0.0.1:8080", &http.address));
-    let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "the README's curl examples failed: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(http.call("GET", "/api/jobs/1", None).status, 404, "the last example deleted job 1");
+    assert_eq!(
+        http.call("GET", "/api/jobs/1", None).status,
+        404,
+        "the last example deleted job 1"
+    );
 }

@@ -18,8 +18,8 @@ use serde_json::Map;
 use super::error::Origin;
 use super::{
     Backoff, BeanstalkdSettings, ConfigError, DefaultsSettings, FileSettings, HandlerSettings,
-    MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, MAX_SERVE_JOB_SIZE, OnExpired, OnIdle, QueueKind,
-    MetricsSettings, RetrySettings, ServeSettings, Settings, validate_address, validate_tube_name,
+    MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, MAX_SERVE_JOB_SIZE, MetricsSettings, OnExpired, OnIdle,
+    QueueKind, RetrySettings, ServeSettings, Settings, validate_address, validate_tube_name,
 };
 use crate::duration::{self, DurationError};
 

@@ -52,7 +52,8 @@ pub(super) fn job_started(request_type: &str, waited: Option<Duration>) {
     }
     metrics::gauge!("pulpo_jobs_in_flight").increment(1.0);
     if let Some(waited) = waited {
-        metrics::histogram!("pulpo_queue_wait_seconds", "request_type" => request_type.to_owned()).record(waited);
+        metrics::histogram!("pulpo_queue_wait_seconds", "request_type" => request_type.to_owned())
+            .record(waited);
     }
 }
 

@@ -35,7 +35,10 @@ pub(crate) struct Http {
 pub(crate) fn config(over: &Over, extra: &str) -> String {
     let queue = match over {
         Over::File => "queue = \"file\"\n[file]\npath = \"queue\"\nfsync = false\n".to_owned(),
-        Over::Beanstalkd(b) => format!("queue = \"beanstalkd\"\n[beanstalkd]\naddress = \"{}\"\n", b.address()),
+        Over::Beanstalkd(b) => format!(
+            "queue = \"beanstalkd\"\n[beanstalkd]\naddress = \"{}\"\n",
+            b.address()
+        ),
     };
     format!(
         "tube = \"web\"\nwatch = [\"web\"]\nsleep_duration = \"0.2s\"\nshutdown_after_number_of_empty_iterations = 2\n{queue}{extra}"
@@ -69,7 +72,11 @@ impl Http {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while get(&http.address, "/healthz").0 != 200 {
-            assert!(Instant::now() < deadline, "pulpo serve did not answer on {}", http.address);
+            assert!(
+                Instant::now() < deadline,
+                "pulpo serve did not answer on {}",
+                http.address
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         http
@@ -84,7 +91,11 @@ impl Http {
     /// `ok` ones).
     pub(crate) fn run_once(&self) {
         let out = pulpo(self.path(), &["run"]).output().unwrap();
-        assert!(out.status.success(), "pulpo run failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pulpo run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `METHOD path` with `headers` and a JSON `body`.
@@ -131,12 +142,21 @@ impl Reply {
 
     /// A header's value.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// One request on its own connection.
-pub(crate) fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+pub(crate) fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
@@ -144,7 +164,10 @@ pub(crate) fn request(address: &str, method: &str, path: &str, headers: &[(&str,
         text += &format!("{name}: {value}\r\n");
     }
     if let Some(body) = body {
-        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
             text += "Content-Type: application/json\r\n";
         }
         text += &format!("Content-Length: {}\r\n\r\n{body}", body.len());

@@ -11,15 +11,15 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, App};
-use crate::message::Message;
 use crate::jobs::{self, Cursor, JobQuery, JobState, Order};
-use crate::queue::retry;
+use crate::message::Message;
 use crate::queue::TubeStats;
+use crate::queue::retry;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -142,7 +142,9 @@ pub(super) struct Publish {
 pub(super) async fn publish_message(app: &App, tube: &str, form: Publish) -> Result<u64, ApiError> {
     let bad = |message: String| ApiError(StatusCode::BAD_REQUEST, message);
     if form.request_type.trim().is_empty() {
-        return Err(bad("request_type is empty: name the handler that should run the job".to_owned()));
+        return Err(bad(
+            "request_type is empty: name the handler that should run the job".to_owned(),
+        ));
     }
     pulpo_model::TubeName::check(tube).map_err(|err| bad(format!("{err}")))?;
     let now = chrono::Utc::now();
@@ -167,7 +169,8 @@ pub(super) async fn publish_message(app: &App, tube: &str, form: Publish) -> Res
         message = message.with_ttr(crate::queue::whole_seconds_ceil(ttr).max(1));
     }
     // The message as a stored one is read back: header fields given as JSON must make sense.
-    let message = Message::from_json(&message.to_json()).map_err(|err| bad(format!("not a valid message: {err}")))?;
+    let message =
+        Message::from_json(&message.to_json()).map_err(|err| bad(format!("not a valid message: {err}")))?;
     let mut message = message;
     let job = crate::publish::prepare(&mut message, &app.settings, now);
     let mut held = app.queue().await?;
@@ -287,7 +290,10 @@ pub(super) struct ListParams {
 
 /// Text a form left empty counts as not given.
 fn given(text: &Option<String>) -> Option<String> {
-    text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned)
+    text.as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 impl ListParams {
@@ -296,7 +302,9 @@ impl ListParams {
         let bad = |message: String| ApiError(StatusCode::BAD_REQUEST, message);
         let state: JobState = match given(&self.state) {
             Some(text) => text.parse().map_err(|_| {
-                bad(format!("state {text:?} is not one of ready, delayed, reserved, buried"))
+                bad(format!(
+                    "state {text:?} is not one of ready, delayed, reserved, buried"
+                ))
             })?,
             None => JobState::Buried,
         };
@@ -311,7 +319,10 @@ impl ListParams {
         query.reason = given(&self.reason);
         if let Some(limit) = given(&self.limit) {
             query.limit = limit.parse().map_err(|_| {
-                bad(format!("limit {limit:?} is not a whole number of 1 to {}", jobs::MAX_PAGE))
+                bad(format!(
+                    "limit {limit:?} is not a whole number of 1 to {}",
+                    jobs::MAX_PAGE
+                ))
             })?;
         }
         if let Some(cursor) = given(&self.cursor) {
@@ -355,7 +366,11 @@ pub(super) struct BulkRequest {
 }
 
 /// Carries out a bulk request on `tube`.
-pub(super) async fn bulk_action(app: &App, tube: &str, request: &BulkRequest) -> Result<jobs::BulkReport, ApiError> {
+pub(super) async fn bulk_action(
+    app: &App,
+    tube: &str,
+    request: &BulkRequest,
+) -> Result<jobs::BulkReport, ApiError> {
     let action = match request.action.as_str() {
         "retry" => jobs::Action::Retry,
         "kick" => jobs::Action::Kick,

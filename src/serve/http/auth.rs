@@ -21,7 +21,9 @@ const COOKIE: &str = "pulpo_token";
 /// A random secret, hex: 128 bits from the system's generator.
 pub(super) fn random_secret() -> String {
     let mut bytes = [0u8; 16];
-    if let Err(err) = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)) {
+    if let Err(err) =
+        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+    {
         // Without randomness there is no CSRF secret to trust: refuse every form, not none.
         tracing::error!(error = %err, "cannot read /dev/urandom: the dashboard's forms will be refused");
         return String::new();
@@ -31,7 +33,9 @@ pub(super) fn random_secret() -> String {
 
 /// Compares two secrets in time that does not depend on where they differ.
 pub(super) fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && !a.is_empty() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && !a.is_empty()
+        && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The token a request carries: a bearer header, else the login cookie.
@@ -46,7 +50,12 @@ fn presented(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('=').map(str::to_owned))
+        .find_map(|pair| {
+            pair.trim()
+                .strip_prefix(COOKIE)?
+                .strip_prefix('=')
+                .map(str::to_owned)
+        })
 }
 
 /// Whether a request comes from another site: its `Sec-Fetch-Site` says so, or its `Origin`
@@ -62,7 +71,10 @@ fn cross_site(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     origin == "null" || !origin_host.eq_ignore_ascii_case(host)
 }
@@ -128,9 +140,17 @@ struct Login {
     token: String,
 }
 
-async fn login(State(app): State<Arc<App>>, headers: HeaderMap, axum::Form(form): axum::Form<Login>) -> Response {
+async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Login>,
+) -> Response {
     if cross_site(&headers) {
-        return (StatusCode::FORBIDDEN, login_form(Some("refused: a cross-site sign-in"))).into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            login_form(Some("refused: a cross-site sign-in")),
+        )
+            .into_response();
     }
     match &app.token {
         Some(token) if same_secret(&form.token, token) => {

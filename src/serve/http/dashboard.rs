@@ -133,7 +133,14 @@ fn flash(f: &Flash) -> Markup {
 
 fn error_page(err: ApiError) -> Response {
     let status = err.0;
-    (status, page("Error", html! { p.flash.bad { (err.1) } p { a href="/" { "Back to the tubes" } } })).into_response()
+    (
+        status,
+        page(
+            "Error",
+            html! { p.flash.bad { (err.1) } p { a href="/" { "Back to the tubes" } } },
+        ),
+    )
+        .into_response()
 }
 
 async fn overview(State(app): State<Arc<App>>, Query(f): Query<Flash>) -> Response {
@@ -245,7 +252,11 @@ async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>, Query(f):
         .get("message")
         .map(|m| serde_json::to_string_pretty(m).unwrap_or_default())
         .or_else(|| doc.get("body").and_then(Value::as_str).map(str::to_owned))
-        .or_else(|| doc.get("body_base64").and_then(Value::as_str).map(|b| format!("(base64) {b}")))
+        .or_else(|| {
+            doc.get("body_base64")
+                .and_then(Value::as_str)
+                .map(|b| format!("(base64) {b}"))
+        })
         .unwrap_or_default();
     let csrf = &app.csrf;
     let button = |action: &str, label: &str, class: &str| {
@@ -458,7 +469,7 @@ struct BulkForm {
 
 async fn bulk(State(app): State<Arc<App>>, Path(tube): Path<String>, Form(form): Form<BulkForm>) -> Response {
     if let Err(refused) = check_csrf(&app, &form.csrf) {
-        return refused;
+        return *refused;
     }
     let state = form.filters.state.clone().unwrap_or_else(|| "buried".to_owned());
     let request = BulkRequest {
@@ -470,12 +481,20 @@ async fn bulk(State(app): State<Arc<App>>, Path(tube): Path<String>, Form(form):
     let back = format!("/jobs?tube={}&state={}", urlencode(&tube), urlencode(&state));
     match api::bulk_action(&app, &tube, &request).await {
         Ok(report) => {
-            let mut text = format!("{}: {} of {} matching jobs", form.action, report.done.len(), report.matched);
+            let mut text = format!(
+                "{}: {} of {} matching jobs",
+                form.action,
+                report.done.len(),
+                report.matched
+            );
             if !report.failed.is_empty() {
                 text += &format!(", {} failed ({})", report.failed.len(), report.failed[0].error);
             }
             if report.capped {
-                text += &format!("; stopped at the cap of {}: run it again for more", crate::jobs::MAX_BULK);
+                text += &format!(
+                    "; stopped at the cap of {}: run it again for more",
+                    crate::jobs::MAX_BULK
+                );
             }
             back_to(&back, &text, !report.failed.is_empty())
         }
@@ -511,15 +530,15 @@ struct Csrf {
     csrf: String,
 }
 
-/// Refuses a form without this process's CSRF secret.
-fn check_csrf(app: &App, given: &str) -> Result<(), Response> {
+/// Refuses a form without this process's CSRF secret: the page that says so.
+fn check_csrf(app: &App, given: &str) -> Result<(), Box<Response>> {
     if auth::same_secret(given, &app.csrf) {
         Ok(())
     } else {
-        Err(error_page(ApiError(
+        Err(Box::new(error_page(ApiError(
             StatusCode::FORBIDDEN,
             "refused: the form's CSRF token is missing or stale; reload the page and try again".to_owned(),
-        )))
+        ))))
     }
 }
 
@@ -535,7 +554,7 @@ async fn job_action(
     Form(form): Form<Csrf>,
 ) -> Response {
     if let Err(refused) = check_csrf(&app, &form.csrf) {
-        return refused;
+        return *refused;
     }
     let id = match api::parse_id(&id) {
         Ok(id) => id,
@@ -545,13 +564,22 @@ async fn job_action(
         "retry" => Action::Retry,
         "kick" => Action::Kick,
         "delete" => Action::Delete,
-        other => return error_page(ApiError(StatusCode::NOT_FOUND, format!("no action {other:?} on a job"))),
+        other => {
+            return error_page(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no action {other:?} on a job"),
+            ));
+        }
     };
     match api::act(&app, id, action).await {
         Ok(done) => match action {
             Action::Retry => {
                 let new_id = done["new_id"].as_u64().unwrap_or(id);
-                back_to(&format!("/jobs/{new_id}"), &format!("job {id} retried as job {new_id}"), false)
+                back_to(
+                    &format!("/jobs/{new_id}"),
+                    &format!("job {id} retried as job {new_id}"),
+                    false,
+                )
             }
             Action::Kick => back_to(&format!("/jobs/{id}"), &format!("job {id} kicked"), false),
             Action::Delete => back_to("/", &format!("job {id} deleted"), false),
@@ -566,13 +594,18 @@ async fn tube_action(
     Form(form): Form<Csrf>,
 ) -> Response {
     if let Err(refused) = check_csrf(&app, &form.csrf) {
-        return refused;
+        return *refused;
     }
     let duration = match action.as_str() {
         // The dashboard pauses for an hour; resume ends it sooner.
         "pause" => Duration::from_secs(3600),
         "resume" => Duration::ZERO,
-        other => return error_page(ApiError(StatusCode::NOT_FOUND, format!("no action {other:?} on a tube"))),
+        other => {
+            return error_page(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no action {other:?} on a tube"),
+            ));
+        }
     };
     match api::pause_tube(&app, &tube, duration).await {
         Ok(_) if duration.is_zero() => back_to("/", &format!("tube {tube} resumed"), false),
@@ -600,7 +633,7 @@ struct PublishForm {
 
 async fn publish(State(app): State<Arc<App>>, Form(form): Form<PublishForm>) -> Response {
     if let Err(refused) = check_csrf(&app, &form.csrf) {
-        return refused;
+        return *refused;
     }
     let parsed = (|| -> Result<Publish, String> {
         let duration = |name: &str, text: &str| -> Result<Option<Duration>, String> {
@@ -618,7 +651,10 @@ async fn publish(State(app): State<Arc<App>>, Form(form): Form<PublishForm>) -> 
             header: Default::default(),
             priority: match form.priority.trim() {
                 "" => None,
-                text => Some(text.parse().map_err(|_| format!("priority {text:?} is not 0 to 4294967295"))?),
+                text => Some(
+                    text.parse()
+                        .map_err(|_| format!("priority {text:?} is not 0 to 4294967295"))?,
+                ),
             },
             delay: duration("delay", &form.delay)?,
             ttr: duration("ttr", &form.ttr)?,

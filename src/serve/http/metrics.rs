@@ -52,25 +52,59 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
 /// The help texts of every metric pulpo records.
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!("pulpo_tube_jobs", "Jobs in a tube by state (ready, reserved, delayed, buried, urgent).");
-    describe_gauge!("pulpo_tube_waiting_clients", "Clients waiting in a reserve on a tube.");
+    describe_gauge!(
+        "pulpo_tube_jobs",
+        "Jobs in a tube by state (ready, reserved, delayed, buried, urgent)."
+    );
+    describe_gauge!(
+        "pulpo_tube_waiting_clients",
+        "Clients waiting in a reserve on a tube."
+    );
     describe_gauge!("pulpo_tube_paused", "1 while a tube is paused.");
-    describe_counter!("pulpo_tube_jobs_put_total", "Jobs ever put into a tube (since the queue started).");
-    describe_counter!("pulpo_tube_jobs_deleted_total", "Deletes in a tube (since the queue started).");
+    describe_counter!(
+        "pulpo_tube_jobs_put_total",
+        "Jobs ever put into a tube (since the queue started)."
+    );
+    describe_counter!(
+        "pulpo_tube_jobs_deleted_total",
+        "Deletes in a tube (since the queue started)."
+    );
     describe_gauge!("pulpo_tubes", "Tubes that exist.");
-    describe_counter!("pulpo_jobs_total", "Jobs the runner settled, by request type and outcome.");
-    describe_histogram!("pulpo_handler_duration_seconds", "How long handlers ran, by request type.");
-    describe_histogram!("pulpo_queue_wait_seconds", "From publish to the start of the run, by request type.");
+    describe_counter!(
+        "pulpo_jobs_total",
+        "Jobs the runner settled, by request type and outcome."
+    );
+    describe_histogram!(
+        "pulpo_handler_duration_seconds",
+        "How long handlers ran, by request type."
+    );
+    describe_histogram!(
+        "pulpo_queue_wait_seconds",
+        "From publish to the start of the run, by request type."
+    );
     describe_gauge!("pulpo_jobs_in_flight", "Jobs whose handlers run now.");
-    describe_counter!("pulpo_lease_touches_total", "Touches that renewed a running job's lease.");
-    describe_counter!("pulpo_leases_lost_total", "Running jobs whose lease could not be renewed.");
-    describe_counter!("pulpo_queue_errors_total", "Queue operations of the runner that failed.");
+    describe_counter!(
+        "pulpo_lease_touches_total",
+        "Touches that renewed a running job's lease."
+    );
+    describe_counter!(
+        "pulpo_leases_lost_total",
+        "Running jobs whose lease could not be renewed."
+    );
+    describe_counter!(
+        "pulpo_queue_errors_total",
+        "Queue operations of the runner that failed."
+    );
 }
 
 /// `/metrics` on `pulpo serve`: the tube gauges sampled now, then everything recorded.
 pub(super) async fn serve_metrics(State(app): State<Arc<App>>) -> Response {
     let Some(handle) = recorder() else {
-        return (StatusCode::NOT_FOUND, "another metrics recorder is installed in this process\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "another metrics recorder is installed in this process\n",
+        )
+            .into_response();
     };
     match app.tube_stats().await {
         Ok(infos) => {
@@ -84,17 +118,24 @@ pub(super) async fn serve_metrics(State(app): State<Arc<App>>) -> Response {
                     ("buried", info.current_jobs_buried),
                     ("urgent", info.current_jobs_urgent),
                 ] {
-                    metrics::gauge!("pulpo_tube_jobs", "tube" => tube.clone(), "state" => state).set(n as f64);
+                    metrics::gauge!("pulpo_tube_jobs", "tube" => tube.clone(), "state" => state)
+                        .set(n as f64);
                 }
-                metrics::gauge!("pulpo_tube_waiting_clients", "tube" => tube.clone()).set(info.current_waiting as f64);
+                metrics::gauge!("pulpo_tube_waiting_clients", "tube" => tube.clone())
+                    .set(info.current_waiting as f64);
                 metrics::gauge!("pulpo_tube_paused", "tube" => tube.clone())
                     .set(if info.pause_time_left.is_zero() { 0.0 } else { 1.0 });
-                metrics::counter!("pulpo_tube_jobs_put_total", "tube" => tube.clone()).absolute(info.total_jobs);
+                metrics::counter!("pulpo_tube_jobs_put_total", "tube" => tube.clone())
+                    .absolute(info.total_jobs);
                 metrics::counter!("pulpo_tube_jobs_deleted_total", "tube" => tube).absolute(info.cmd_delete);
             }
         }
         Err(err) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the queue: {}\n", err.1)).into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot read the queue: {}\n", err.1),
+            )
+                .into_response();
         }
     }
     exposition(handle)
@@ -134,7 +175,11 @@ pub async fn bind_runner(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + use<>), super::HttpError> {
-    let address = settings.metrics.listen.clone().unwrap_or_else(|| "127.0.0.1:9187".to_owned());
+    let address = settings
+        .metrics
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:9187".to_owned());
     let listen_err = |source| super::HttpError::Listen {
         address: address.clone(),
         source,
@@ -149,7 +194,9 @@ pub async fn bind_runner(
             axum::routing::get(|| async {
                 match recorder() {
                     Some(handle) => exposition(handle),
-                    None => (StatusCode::NOT_FOUND, "another metrics recorder is installed\n").into_response(),
+                    None => {
+                        (StatusCode::NOT_FOUND, "another metrics recorder is installed\n").into_response()
+                    }
                 }
             }),
         )
@@ -159,7 +206,9 @@ pub async fn bind_runner(
             axum::routing::get(|State(settings): State<Arc<Settings>>| async move {
                 match queue_answers(&settings).await {
                     Ok(()) => "ready\n".into_response(),
-                    Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {err}\n")).into_response(),
+                    Err(err) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {err}\n")).into_response()
+                    }
                 }
             }),
         )

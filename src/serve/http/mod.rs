@@ -63,7 +63,8 @@ pub fn check_exposure(serve: &ServeSettings) -> Result<(), HttpError> {
 fn is_loopback(address: &str) -> bool {
     let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What every request shares: the settings, one queue handle (reopened after an outage), the
@@ -185,11 +186,17 @@ pub async fn bind(
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + use<>), HttpError> {
     check_exposure(&settings.serve)?;
-    let address = settings.serve.http.clone().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let listener = TcpListener::bind(&address).await.map_err(|source| HttpError::Listen {
-        address: address.clone(),
-        source,
-    })?;
+    let address = settings
+        .serve
+        .http
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|source| HttpError::Listen {
+            address: address.clone(),
+            source,
+        })?;
     let local = listener.local_addr().map_err(|source| HttpError::Listen {
         address: address.clone(),
         source,

@@ -10,19 +10,19 @@
 //! (default 5) size the runner rows; `PULPO_BENCH_QUICK=1` is a smoke run whose figures mean
 //! nothing.
 
+#[path = "noop_runner/mod.rs"]
+mod noop_runner;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pulpo::config::{Settings, from_toml_str};
-use pulpo::handlers::{Context, Outcome, Registry};
 use pulpo::message::Message;
 use pulpo::queue::{self, NewJob};
-use pulpo::runner::{Runner, metered};
+use pulpo::runner::metered;
 use tokio_util::sync::CancellationToken;
 
 fn settings(dir: &Path, extra: &str) -> Settings {
@@ -80,37 +80,6 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// Jobs/s of the runner over `n` queued jobs, timed until the handler saw the last one.
-fn run(runtime: &tokio::runtime::Runtime, settings: &Settings, n: usize) -> f64 {
-    let seen = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(tokio::sync::Notify::new());
-    let mut registry = Registry::with_builtins();
-    let (counter, finished, target) = (seen.clone(), done.clone(), n as u64);
-    registry.register("noop", move |_| {
-        let (counter, finished) = (counter.clone(), finished.clone());
-        Ok(Arc::new(move |_message: Message, _ctx: Context| {
-            let (counter, finished) = (counter.clone(), finished.clone());
-            async move {
-                if counter.fetch_add(1, Ordering::SeqCst) + 1 == target {
-                    finished.notify_one();
-                }
-                Outcome::success()
-            }
-        }))
-    });
-    let runner = Runner::new(settings.clone(), &registry).expect("runner");
-    runtime.block_on(async {
-        let token = CancellationToken::new();
-        let started = Instant::now();
-        let task = tokio::spawn(runner.run(token.clone()));
-        done.notified().await;
-        let took = started.elapsed();
-        token.cancel();
-        task.await.expect("runner task").expect("runner");
-        n as f64 / took.as_secs_f64()
-    })
-}
-
 fn main() {
     let quick = std::env::var("PULPO_BENCH_QUICK").is_ok_and(|v| v == "1");
     let env = |name: &str, full: usize| {
@@ -166,7 +135,7 @@ fn main() {
             let settings = settings(&dir.path().join("queue"), "");
             fill(&runtime, &settings, &settings.tube, jobs, &body);
             metered::enable(recording);
-            let rate = run(&runtime, &settings, jobs);
+            let rate = noop_runner::jobs_per_second(&runtime, &settings, jobs);
             if recording { on.push(rate) } else { off.push(rate) }
         }
     }

@@ -213,13 +213,5 @@ pub async fn bind_runner(
             }),
         )
         .with_state(settings);
-    let server = async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(err) = served {
-            tracing::error!(error = %err, "the metrics server stopped");
-        }
-    };
-    Ok((local, server))
+    Ok((local, super::serve_until(listener, router, shutdown, "metrics")))
 }

@@ -208,16 +208,22 @@ pub async fn bind(
         csrf: auth::random_secret(),
         samples: Default::default(),
     });
-    let router = router(app);
-    let server = async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(err) = served {
-            tracing::error!(error = %err, "the HTTP server stopped");
-        }
-    };
-    Ok((local, server))
+    Ok((local, serve_until(listener, router(app), shutdown, "HTTP")))
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled; logs why if it stops sooner.
+pub(super) async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    what: &'static str,
+) {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(err) = served {
+        tracing::error!(error = %err, "the {what} server stopped");
+    }
 }
 
 fn router(app: Arc<App>) -> Router {

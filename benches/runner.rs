@@ -33,22 +33,19 @@
 //! `PULPO_BENCH_QUICK=1`: one round of a few hundred jobs, a smoke run for
 //! CI whose figures mean nothing.
 
+#[path = "noop_runner/mod.rs"]
+mod noop_runner;
+
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pulpo::config::{Settings, from_toml_str};
-use pulpo::handlers::Registry;
-use pulpo::handlers::{Context, Outcome};
 use pulpo::message::Message;
 use pulpo::queue::{self, NewJob};
-use pulpo::runner::Runner;
 use pulpo_beanstalkd::Client;
 use pulpo_filequeue::{FileQueue, Options as FileOptions};
 use pulpo_testkit::Beanstalkd;
-use tokio_util::sync::CancellationToken;
 
 /// Which queue a row measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -193,34 +190,7 @@ impl Bench {
 
     /// The runner's rate: from its start until the handler saw `n` jobs.
     fn runner(&self, settings: &Settings, n: usize) -> f64 {
-        let seen = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(tokio::sync::Notify::new());
-        let mut registry = Registry::with_builtins();
-        let (counter, finished) = (seen.clone(), done.clone());
-        let target = n as u64;
-        registry.register("noop", move |_| {
-            let (counter, finished) = (counter.clone(), finished.clone());
-            Ok(Arc::new(move |_message: Message, _ctx: Context| {
-                let (counter, finished) = (counter.clone(), finished.clone());
-                async move {
-                    if counter.fetch_add(1, Ordering::SeqCst) + 1 == target {
-                        finished.notify_one();
-                    }
-                    Outcome::success()
-                }
-            }))
-        });
-        let runner = Runner::new(settings.clone(), &registry).expect("runner");
-        self.runtime.block_on(async {
-            let token = CancellationToken::new();
-            let started = Instant::now();
-            let run = tokio::spawn(runner.run(token.clone()));
-            done.notified().await;
-            let took = started.elapsed();
-            token.cancel();
-            run.await.expect("runner task").expect("runner");
-            n as f64 / took.as_secs_f64()
-        })
+        noop_runner::jobs_per_second(&self.runtime, settings, n)
     }
 }
 

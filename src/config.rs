@@ -415,6 +415,29 @@ pub struct ServeSettings {
     pub max_connections: u32,
     /// The largest job body a put may carry (beanstalkd's `-z`).
     pub max_job_size: u32,
+    /// Where the HTTP side listens (JSON API, dashboard, `/metrics`,
+    /// `/healthz`, `/readyz`), `HOST:PORT`; none: no HTTP.
+    pub http: Option<String>,
+    /// The bearer token the HTTP side asks for; required when `http` is not
+    /// a loopback address. Never printed.
+    #[serde(serialize_with = "redact")]
+    pub token: Option<String>,
+}
+
+/// A secret as `pulpo config` shows it: whether one is set, never its value.
+fn redact<S: serde::Serializer>(secret: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str("(set)"),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// `[metrics]`: the runner's own HTTP listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MetricsSettings {
+    /// Where `pulpo run` serves `/metrics`, `/healthz` and `/readyz`,
+    /// `HOST:PORT`; none: no listener, and no metrics are recorded.
+    pub listen: Option<String>,
 }
 
 /// The highest `[serve] max_connections` (each waiting reserve holds a blocking thread).
@@ -429,6 +452,8 @@ impl Default for ServeSettings {
             listen: vec!["127.0.0.1:11300".to_owned()],
             max_connections: 1024,
             max_job_size: 65_535,
+            http: None,
+            token: None,
         }
     }
 }
@@ -626,6 +651,8 @@ pub struct Settings {
     pub serve: ServeSettings,
     /// `[history]`: job records.
     pub history: HistorySettings,
+    /// The runner's metrics listener.
+    pub metrics: MetricsSettings,
     /// Handlers by request type.
     pub handlers: BTreeMap<String, HandlerSettings>,
     /// `[[schedules]]`: cron schedules the runners fire.
@@ -657,6 +684,7 @@ impl Default for Settings {
             beanstalkd: BeanstalkdSettings::default(),
             serve: ServeSettings::default(),
             history: HistorySettings::default(),
+            metrics: MetricsSettings::default(),
             handlers: BTreeMap::new(),
             schedules: Vec::new(),
             fire_schedules: true,

@@ -151,6 +151,9 @@ enum Command {
         /// Where to listen (`HOST:PORT` or `unix:/path`), instead of `[serve] listen`; repeatable.
         #[arg(long, value_name = "ADDR")]
         listen: Vec<String>,
+        /// Where the HTTP API, dashboard and /metrics listen (`HOST:PORT`), instead of `[serve] http`.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
     },
 }
 
@@ -324,8 +327,8 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         // Records only: no queue needed (beanstalkd may be down).
         return history::list(&settings, args, json);
     }
-    if let Command::Serve { listen } = cli.command {
-        return serve::serve(&settings, listen, json).await;
+    if let Command::Serve { listen, http } = cli.command {
+        return serve::serve(&settings, listen, http, json).await;
     }
     let mut queue = queue::open(&settings).await?;
     let queue = queue.as_mut();

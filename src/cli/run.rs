@@ -33,6 +33,21 @@ pub(super) async fn run(
         }
         Ok(settings)
     };
+    // `[metrics] listen`: /metrics, /healthz and /readyz beside the runner, for as long as it
+    // runs (its restarts included); metrics are recorded only then.
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    if settings.metrics.listen.is_some() {
+        let (address, server) = crate::serve::http::metrics::bind_runner(settings, metrics_stop)
+            .await
+            .map_err(|err| Failure {
+                code: 1,
+                message: format!("[metrics] listen: {err}"),
+            })?;
+        runner::metered::enable(true);
+        tracing::info!("metrics on http://{address}/metrics");
+        tokio::spawn(server);
+    }
     let report = runner::run_until_stopped(load, registry, shutdown_on_signals())
         .await
         .map_err(|err| match err {

@@ -18,8 +18,9 @@ use serde_json::Map;
 use super::error::Origin;
 use super::{
     Backoff, BeanstalkdSettings, ConfigError, DefaultsSettings, FileSettings, HandlerSettings,
-    HistorySettings, MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, MAX_SERVE_JOB_SIZE, OnBuried, OnExpired,
-    OnIdle, QueueKind, RetrySettings, ServeSettings, Settings, validate_address, validate_tube_name,
+    HistorySettings, MAX_BEANSTALKD_JOB_SIZE, MAX_CONCURRENCY, MAX_SERVE_JOB_SIZE, MetricsSettings, OnBuried,
+    OnExpired, OnIdle, QueueKind, RetrySettings, ServeSettings, Settings, validate_address,
+    validate_tube_name,
 };
 use crate::duration::{self, DurationError};
 
@@ -273,9 +274,7 @@ impl<'de> Deserialize<'de> for AddressList {
                         list.push(address);
                     }
                 }
-                if list.is_empty() {
-                    return Err(de::Error::invalid_length(0, &"at least one address"));
-                }
+                // Empty: no protocol listener (`pulpo serve` with `[serve] http` alone).
                 Ok(AddressList(list))
             }
         }
@@ -445,6 +444,7 @@ pub(super) struct RawConfig {
     beanstalkd: Option<RawBeanstalkd>,
     serve: Option<RawServe>,
     history: Option<RawHistory>,
+    metrics: Option<RawMetrics>,
     handlers: Option<RawHandlers>,
     schedules: Option<super::schedules::RawSchedules>,
 }
@@ -549,6 +549,34 @@ struct RawServe {
     listen: Option<AddressList>,
     max_connections: Option<Bounded<1, { crate::config::MAX_SERVE_CONNECTIONS as u64 }>>,
     max_job_size: Option<Bounded<1, { MAX_SERVE_JOB_SIZE as u64 }>>,
+    http: Option<TcpAddress>,
+    token: Option<NonEmpty>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of metrics settings such as { listen = \"127.0.0.1:9187\" }"
+)]
+struct RawMetrics {
+    listen: Option<TcpAddress>,
+}
+
+/// A `HOST:PORT` address to listen on over TCP (`[serve] http`, `[metrics] listen`).
+#[derive(Debug)]
+struct TcpAddress(String);
+
+impl<'de> Deserialize<'de> for TcpAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<TcpAddress, D::Error> {
+        let Text(address) = Text::deserialize(deserializer)?;
+        match pulpo_model::Address::parse(&address) {
+            Ok(pulpo_model::Address::Tcp(_)) => Ok(TcpAddress(address)),
+            _ => Err(de::Error::custom(format!(
+                "expected HOST:PORT over TCP (e.g. \"127.0.0.1:8080\"), found {address:?}"
+            ))),
+        }
+    }
 }
 
 /// `[handlers]`: request type → handler table.
@@ -722,6 +750,8 @@ impl RawConfig {
                     .max_connections
                     .map_or(base.serve.max_connections, |n| to_u32(n.0)),
                 max_job_size: raw.max_job_size.map_or(base.serve.max_job_size, |n| to_u32(n.0)),
+                http: raw.http.map(|a| a.0).or(base.serve.http),
+                token: raw.token.map(|t| t.0).or(base.serve.token),
             },
             None => base.serve,
         };
@@ -740,6 +770,12 @@ impl RawConfig {
                 }),
             },
             None => base.history,
+        };
+        let metrics = match self.metrics {
+            Some(raw) => MetricsSettings {
+                listen: raw.listen.map(|a| a.0).or(base.metrics.listen),
+            },
+            None => base.metrics,
         };
         let mut handlers = BTreeMap::new();
         for (request_type, raw) in self.handlers.unwrap_or_default().0 {
@@ -767,6 +803,7 @@ impl RawConfig {
             beanstalkd,
             serve,
             history,
+            metrics,
             handlers,
             schedules,
             fire_schedules,

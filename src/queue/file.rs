@@ -154,6 +154,7 @@ fn reservation(r: fq::Reserved) -> Reservation {
         kicks: r.kicks,
         // The file queue refuses too-big bodies at put.
         too_big: None,
+        waited: Some(r.age),
     }
 }
 

@@ -88,6 +88,9 @@ pub struct Reservation {
     /// Set when the body is over the limit this handle reads (so `body` is
     /// empty): why, naming the limit. The runner buries such a job unrun.
     pub too_big: Option<String>,
+    /// How long it waited since it was put (delay included), where the queue
+    /// says: the runner's queue-wait metric.
+    pub waited: Option<Duration>,
 }
 
 impl Reservation {
@@ -102,6 +105,7 @@ impl Reservation {
             reserves: info.reserves,
             kicks: info.kicks,
             too_big: None,
+            waited: Some(info.age),
         }
     }
 

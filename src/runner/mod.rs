@@ -24,6 +24,7 @@
 
 mod counters;
 mod idle;
+pub mod metered;
 pub mod outcome;
 mod phase;
 mod schedules;

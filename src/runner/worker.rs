@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, warn};
 
 use super::counters::NOT_A_MESSAGE;
+use super::metered;
 use super::outcome::{self, Count, Facts, Happened, random_fraction, too_many_attempts};
 use super::phase::{Phase, reached};
 use super::took::took;
@@ -227,6 +228,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
             Ok(None) => failures = 0,
             Err(err @ QueueError::Unusable(_)) => return Err(err),
             Err(err) => {
+                metered::queue_error("reserve");
                 failures += 1;
                 recover(queue.as_mut(), err, failures, n, &mut phase).await;
             }
@@ -355,6 +357,7 @@ async fn within_shutdown<T>(
 /// by itself: its lease ends, or its connection is gone).
 fn report_settled(shared: &Shared, p: &Pending, settled: Result<(), QueueError>) {
     if let Err(err) = settled {
+        metered::queue_error("settle");
         shared.tally.update(&p.request_type, |c| c.settle_failed += 1);
         warn!(
             id = p.id,
@@ -405,6 +408,7 @@ async fn run_job(
     let mut reply_to = None;
     let mut original = None;
     let mut result = None;
+    metered::job_started(&request_type, job.waited);
     let happened = match message {
         Ok(mut message) => {
             message.set_job_id(job.id);
@@ -454,6 +458,8 @@ async fn run_job(
     }
     shared.tally.update(&request_type, |c| count.apply(c));
     let elapsed = started.elapsed();
+    metered::job_finished();
+    metered::job_done(&request_type, count, elapsed);
     let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1000.0;
     span.record("outcome", settlement.name());
     span.record("duration_ms", duration_ms);
@@ -781,10 +787,12 @@ async fn run_handler(
 /// worker from cancelling its handler.
 async fn touch(queue: &mut dyn Lease, id: u64, phase: &watch::Receiver<Phase>) -> Result<(), String> {
     let what = format!("{} to touch job {id}", queue.describe());
-    match within_shutdown(phase, &what, queue.touch(id)).await {
+    let touched = match within_shutdown(phase, &what, queue.touch(id)).await {
         Some(touched) => touched.map_err(|err| err.to_string()),
         None => Err("the queue did not answer before shutdown_timeout".to_owned()),
-    }
+    };
+    metered::touched(touched.is_ok());
+    touched
 }
 
 async fn sleep_until_deadline(deadline: Option<(tokio::time::Instant, Duration)>) {

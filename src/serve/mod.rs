@@ -6,6 +6,7 @@
 
 mod commands;
 mod connection;
+pub mod http;
 mod shared;
 
 use std::path::PathBuf;

@@ -105,6 +105,7 @@ impl Txn<'_> {
     pub(crate) fn reserve(&mut self, id: u64) -> Result<Reserved> {
         let j = self.job(id)?;
         let (off, len, ttr) = (j.body_off, j.body_len, j.ttr_ms);
+        let age = Duration::from_millis(self.now.saturating_sub(j.created_ms));
         let (pri, reserves, kicks) = (j.pri, j.counters[RESERVES].saturating_add(1), j.counters[KICKS]);
         let tube = self.index().tubes[j.tube as usize].name.to_string();
         let body = self.log.read_body(off, len)?;
@@ -121,6 +122,7 @@ impl Txn<'_> {
             ttr: Duration::from_millis(ttr),
             reserves,
             kicks,
+            age,
         })
     }
 }

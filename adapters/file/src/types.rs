@@ -74,6 +74,8 @@ pub struct Reserved {
     pub reserves: u32,
     /// Times it has been kicked.
     pub kicks: u32,
+    /// Time since it was put (its wait in the queue, delay included).
+    pub age: Duration,
 }
 
 /// A job as shown by `peek`: its body and its stats (which carry the reason).

@@ -44,7 +44,7 @@ fn jailed<T>(result: Result<T, ConfigError>) -> figment::error::Result<T> {
 
 const ROOT_KEYS: &str = "queue, tube, watch, concurrency, sleep_duration, \
     shutdown_after_number_of_empty_iterations, on_idle, shutdown_timeout, on_expired, defaults, retry, file, \
-    beanstalkd, serve, metrics, history, handlers, schedules";
+    beanstalkd, serve, history, metrics, handlers, schedules";
 
 const RETRY_KEYS: &str = "max_attempts, backoff, delay, max_delay, jitter";
 

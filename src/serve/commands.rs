@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use pulpo_beanstalkd::proto::{
     Command, RESERVE_FOREVER, Reply, ServerStats, StatsDocument, TubeName, TubeStats, tube_list_to_yaml,
 };
-use pulpo_filequeue::{Error, FileQueue};
+use pulpo_filequeue::{Error, FileQueue, NewJob};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::connection::{Conn, Held, MAX_BUFFERED_WHILE_WAITING};
@@ -59,29 +59,54 @@ impl Conn {
         self.held.values().map(|h| h.deadline).min()
     }
 
+    /// Answers consecutive puts (a client's pipelined ones, buffered together) with one
+    /// transaction and so one fdatasync: their replies, in order, are those of one put at a time.
+    pub(crate) async fn put_batch(&mut self, puts: Vec<Command>) -> Vec<Reply> {
+        self.set_producer();
+        let n = puts.len() as u64;
+        self.shared.with(|c| *c.cmds.entry("put").or_default() += n);
+        if self.shared.draining() {
+            return vec![Reply::Draining; puts.len()];
+        }
+        let tube = self.used.clone();
+        let result = self
+            .blocking(move |q| {
+                let jobs: Vec<NewJob<'_>> = puts
+                    .iter()
+                    .filter_map(|cmd| match cmd {
+                        Command::Put {
+                            priority,
+                            delay,
+                            ttr,
+                            body,
+                        } => Some(NewJob {
+                            pri: *priority,
+                            delay: secs(*delay),
+                            ttr: secs((*ttr).max(1)),
+                            body,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                q.put_many(&tube, &jobs)
+            })
+            .await;
+        match result {
+            Ok(ids) => ids.into_iter().map(|id| Reply::Inserted { id }).collect(),
+            Err(err) => vec![failed(err); n as usize],
+        }
+    }
+
     /// Answers every command but quit and the reserves.
     pub(crate) async fn run(&mut self, cmd: Command) -> Reply {
-        self.shared.count(cmd.name());
+        if !matches!(cmd, Command::Put { .. }) {
+            // put_batch counts puts.
+            self.shared.count(cmd.name());
+        }
         match cmd {
-            Command::Put {
-                priority,
-                delay,
-                ttr,
-                body,
-            } => {
-                self.set_producer();
-                if self.shared.draining() {
-                    return Reply::Draining;
-                }
-                let tube = self.used.clone();
-                let ttr = secs(ttr.max(1));
-                match self
-                    .blocking(move |q| q.put(&tube, priority, secs(delay), ttr, &body))
-                    .await
-                {
-                    Ok(id) => Reply::Inserted { id },
-                    Err(err) => failed(err),
-                }
+            put @ Command::Put { .. } => {
+                let mut replies = self.put_batch(vec![put]).await;
+                replies.pop().unwrap_or(Reply::InternalError)
             }
             Command::Use { tube } => {
                 let tube = tube.as_str().to_owned();

@@ -51,6 +51,12 @@ pub(crate) struct Conn {
 /// past it, the server stops reading until the reserve ends.
 pub(crate) const MAX_BUFFERED_WHILE_WAITING: usize = 1 << 16;
 
+/// The most puts answered with one transaction.
+const MAX_PUT_BATCH: usize = 256;
+
+/// Replies buffered past this size are written before answering more requests.
+const MAX_BUFFERED_REPLIES: usize = 1 << 16;
+
 /// Serves one client until it quits, hangs up, or the server stops.
 pub(crate) async fn serve<S>(
     mut stream: S,
@@ -88,16 +94,25 @@ pub(crate) async fn serve<S>(
     let mut codec = RequestCodec::new(settings.max_job_size);
     let mut input = BytesMut::with_capacity(4096);
     let mut output = BytesMut::with_capacity(4096);
+    let mut encoder = RequestCodec::new(0);
+    // A request decoded while gathering puts, answered next.
+    let mut next: Option<Request> = None;
     'conn: loop {
-        // Answer every whole request already buffered, in order.
+        // Answer every whole request already buffered, in order; the replies go out in one
+        // write once the input is drained (or before a reserve waits, or when they pile up).
+        let mut broken = false;
         loop {
-            let request = match codec.decode(&mut input) {
-                Ok(Some(request)) => request,
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::debug!(error = %err, "dropping a connection");
-                    break 'conn;
-                }
+            let request = match next.take() {
+                Some(request) => request,
+                None => match codec.decode(&mut input) {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "dropping a connection");
+                        broken = true;
+                        break;
+                    }
+                },
             };
             let reply = match request {
                 Request::Refused(reply) => {
@@ -109,20 +124,66 @@ pub(crate) async fn serve<S>(
                     }
                     reply
                 }
-                Request::Command(Command::Quit) => break 'conn,
+                Request::Command(Command::Quit) => {
+                    broken = true;
+                    break;
+                }
                 Request::Command(cmd @ (Command::Reserve | Command::ReserveWithTimeout { .. })) => {
+                    if !output.is_empty() && stream.write_all(&output).await.is_err() {
+                        break 'conn;
+                    }
+                    output.clear();
                     conn.reserve(&cmd, &mut stream, &mut input).await
+                }
+                Request::Command(put @ Command::Put { .. }) => {
+                    // Consecutive buffered puts go in one transaction (one fdatasync).
+                    let mut puts = vec![put];
+                    while puts.len() < MAX_PUT_BATCH {
+                        match codec.decode(&mut input) {
+                            Ok(Some(Request::Command(put @ Command::Put { .. }))) => puts.push(put),
+                            Ok(Some(other)) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Ok(None) => break,
+                            Err(err) => {
+                                tracing::debug!(error = %err, "dropping a connection");
+                                broken = true;
+                                break;
+                            }
+                        }
+                    }
+                    let mut replies = conn.put_batch(puts).await;
+                    let Some(last) = replies.pop() else { break 'conn };
+                    for reply in replies {
+                        if encoder.encode(reply, &mut output).is_err() {
+                            break 'conn;
+                        }
+                    }
+                    last
                 }
                 Request::Command(cmd) => conn.run(cmd).await,
             };
-            output.clear();
-            if RequestCodec::new(0).encode(reply, &mut output).is_err()
-                || stream.write_all(&output).await.is_err()
-            {
+            if encoder.encode(reply, &mut output).is_err() {
                 break 'conn;
             }
+            if broken {
+                break;
+            }
+            if output.len() >= MAX_BUFFERED_REPLIES {
+                if stream.write_all(&output).await.is_err() {
+                    break 'conn;
+                }
+                output.clear();
+            }
         }
-        if shutdown.is_cancelled() {
+        if !output.is_empty() {
+            if stream.write_all(&output).await.is_err() {
+                break;
+            }
+            output.clear();
+        }
+        if broken || shutdown.is_cancelled() {
             break;
         }
         let read = tokio::select! {

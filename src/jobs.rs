@@ -9,6 +9,8 @@
 //!
 //! [`bulk`] retries, kicks or deletes every job a query matches (up to a cap), or with a dry run
 //! only counts them.
+//!
+//! [`delete`] deletes one job and records its end (`[history]`): every delete goes through it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +20,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::config::Settings;
+use crate::history::{self, End, HistoryError, JobRef};
 use crate::message::Message;
 use crate::queue::retry;
 pub use crate::queue::{Coverage, JobState, JobStats, Order};
@@ -370,6 +374,7 @@ pub struct BulkReport {
 /// creates (a retry's copies) are not taken again.
 pub async fn bulk(
     queue: &mut dyn Queue,
+    settings: &Settings,
     action: Action,
     query: &JobQuery,
     dry_run: bool,
@@ -422,7 +427,12 @@ pub async fn bulk(
         let result = match action {
             Action::Retry => retry::retry(queue, id).await.map(|r| Some(r.new_id)),
             Action::Kick => queue.kick_job(id).await.map(|()| None),
-            Action::Delete => queue.delete(id).await.map(|()| None),
+            Action::Delete => delete(queue, settings, id).await.map(|unrecorded| {
+                if let Some(err) = unrecorded {
+                    report.error.get_or_insert_with(|| unrecorded_text(id, &err));
+                }
+                None
+            }),
         };
         match result {
             Ok(new_id) => report.done.push(Done { id, new_id }),
@@ -437,4 +447,41 @@ pub async fn bulk(
         }
     }
     Ok(report)
+}
+
+/// Deletes job `id` and, when `[history]` keeps records, records how it ended: cancelled when
+/// it was waiting (ready or delayed), deleted when it was reserved or buried. Every delete by
+/// an operator (`pulpo delete`, a bulk delete, the HTTP API's) goes through here, so the rule
+/// is kept once. `Ok(Some(err))`: the job is gone but its record could not be written.
+pub async fn delete(queue: &mut dyn Queue, settings: &Settings, id: u64) -> Result<Option<HistoryError>> {
+    let before = before_delete(queue, settings, id).await;
+    queue.delete(id).await?;
+    Ok(before.and_then(|(end, request_type)| {
+        history::record_end(settings, JobRef::new(id), &request_type, end).err()
+    }))
+}
+
+/// What [`delete`] learns of a job before deleting it, for its record: how it ends and its
+/// request type (empty when its body is not a message).
+async fn before_delete(queue: &mut dyn Queue, settings: &Settings, id: u64) -> Option<(End, String)> {
+    if !settings.history.enabled {
+        return None;
+    }
+    let state = queue.stats_job(id).await.ok()?.state;
+    let end = match state {
+        JobState::Ready | JobState::Delayed => End::Cancelled,
+        JobState::Reserved | JobState::Buried => End::Deleted,
+    };
+    let request_type = match queue.peek(id).await {
+        Ok(job) => Message::from_json(&job.body)
+            .map(|m| m.request_type().to_owned())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    Some((end, request_type))
+}
+
+/// The one line for a job [`delete`] deleted without its record.
+pub fn unrecorded_text(id: u64, err: &HistoryError) -> String {
+    format!("job {id} was deleted, but its record could not be written: {err}")
 }

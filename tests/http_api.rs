@@ -365,3 +365,87 @@ fn the_readme_curl_examples_run_against_a_server() {
         "the last example deleted job 1"
     );
 }
+
+/// `pulpo status ID --json` on the server's queue: the job's state and record.
+fn status(http: &Http, id: u64) -> Value {
+    let out = http_process::pulpo(http.path(), &["status", &id.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pulpo status {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// With `[history]` on: a delete through the API, by id or in bulk, records a waiting job as
+/// cancelled, as `pulpo delete` does; and a job's detail carries its record (attempts with
+/// their errors, the outcome), still there once the job has left the queue.
+fn deletes_and_details_with_records(over: Over) {
+    let records = tempfile::tempdir().unwrap();
+    let http = Http::start(
+        over,
+        &format!(
+            "\n[history]\nenabled = true\npath = \"{}\"\n",
+            records.path().display()
+        ),
+    );
+    let by_id = publish(&http, "ok", "one");
+    let in_bulk = publish(&http, "ok", "two");
+    let deleted = http.call("DELETE", &format!("/api/jobs/{by_id}"), None);
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let bulk = http.call(
+        "POST",
+        "/api/tubes/web/bulk",
+        Some(&json!({"action": "delete", "state": "ready"}).to_string()),
+    );
+    assert_eq!(bulk.status, 200, "{}", bulk.body);
+    assert_eq!(bulk.json()["done"][0]["id"], in_bulk, "{}", bulk.body);
+    for id in [by_id, in_bulk] {
+        let status = status(&http, id);
+        assert_eq!(status["state"], "cancelled", "job {id}: {status}");
+        assert_eq!(status["record"]["request_type"], "ok", "job {id}: {status}");
+    }
+
+    // A failed job's detail has its attempt with the error; a succeeded job, gone from the
+    // queue, still has one from its record; a cancelled one too.
+    let boom = publish(&http, "boom", "fails");
+    let ok = publish(&http, "ok", "works");
+    http.run_once();
+    let detail = http.call("GET", &format!("/api/jobs/{boom}"), None);
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    let detail = detail.json();
+    assert_eq!(detail["state"], "buried", "{detail}");
+    assert_eq!(detail["record"]["outcome"], "buried", "{detail}");
+    let attempts = detail["record"]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{detail}");
+    assert!(
+        attempts[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{detail}"
+    );
+    for (id, outcome) in [(ok, "succeeded"), (by_id, "cancelled")] {
+        let detail = http.call("GET", &format!("/api/jobs/{id}"), None);
+        assert_eq!(detail.status, 200, "job {id}: {}", detail.body);
+        let detail = detail.json();
+        assert_eq!(detail["state"], outcome, "{detail}");
+        assert_eq!(detail["record"]["outcome"], outcome, "{detail}");
+        assert!(detail.get("message").is_none(), "{detail}");
+    }
+    let page = http.call("GET", &format!("/jobs/{ok}"), None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("succeeded"), "{}", page.body);
+    // A job neither in the queue nor in the records is still not found.
+    let unknown = http.call("GET", "/api/jobs/999999", None);
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+}
+
+#[test]
+fn api_deletes_record_cancelled_and_details_show_records_over_the_file_queue() {
+    deletes_and_details_with_records(Over::File);
+}
+
+#[test]
+fn api_deletes_record_cancelled_and_details_show_records_over_beanstalkd() {
+    deletes_and_details_with_records(Over::Beanstalkd(Beanstalkd::start()));
+}

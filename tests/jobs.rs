@@ -15,6 +15,11 @@ use pulpo_testkit::Beanstalkd;
 use serde_json::{Value, json};
 
 /// A queue to run the scenario on, with what keeps it alive.
+/// Settings with `[history]` off: bulk deletes record nothing.
+fn no_records() -> pulpo::config::Settings {
+    pulpo::config::Settings::default()
+}
+
 struct Under {
     queue: Box<dyn Queue>,
     /// The `pulpo` flags that name this queue.
@@ -277,7 +282,9 @@ async fn bulk_actions_take_every_match_up_to_the_cap(mut under: Under) {
     let jobs = fill(q).await;
     let mut email = query(JobState::Buried);
     email.request_type = Some("email".into());
-    let dry = jobs::bulk(q, Action::Retry, &email, true, 100).await.unwrap();
+    let dry = jobs::bulk(q, &no_records(), Action::Retry, &email, true, 100)
+        .await
+        .unwrap();
     assert_eq!((dry.matched, dry.done.len(), dry.capped), (3, 0, false));
     assert_eq!(
         q.stats_tube("t").await.unwrap().current_jobs_buried,
@@ -285,7 +292,9 @@ async fn bulk_actions_take_every_match_up_to_the_cap(mut under: Under) {
         "a dry run changes nothing"
     );
 
-    let capped = jobs::bulk(q, Action::Retry, &email, false, 1).await.unwrap();
+    let capped = jobs::bulk(q, &no_records(), Action::Retry, &email, false, 1)
+        .await
+        .unwrap();
     assert_eq!((capped.matched, capped.done.len(), capped.capped), (1, 1, true));
     assert_eq!(capped.done[0].id, jobs.ids[0]);
     let copy = capped.done[0].new_id.expect("a retry's copy");
@@ -296,7 +305,9 @@ async fn bulk_actions_take_every_match_up_to_the_cap(mut under: Under) {
         "a fresh set of attempts"
     );
 
-    let rest = jobs::bulk(q, Action::Retry, &email, false, 100).await.unwrap();
+    let rest = jobs::bulk(q, &no_records(), Action::Retry, &email, false, 100)
+        .await
+        .unwrap();
     assert_eq!(
         rest.done.iter().map(|d| d.id).collect::<Vec<_>>(),
         jobs.of(&[2, 8])
@@ -305,13 +316,17 @@ async fn bulk_actions_take_every_match_up_to_the_cap(mut under: Under) {
 
     let mut hello = query(JobState::Buried);
     hello.grep = Some("hello".into());
-    let kicked = jobs::bulk(q, Action::Kick, &hello, false, 100).await.unwrap();
+    let kicked = jobs::bulk(q, &no_records(), Action::Kick, &hello, false, 100)
+        .await
+        .unwrap();
     assert_eq!(kicked.done.len(), 1);
     assert_eq!(q.stats_job(jobs.ids[3]).await.unwrap().state, JobState::Ready);
 
     let mut sms = query(JobState::Buried);
     sms.request_type = Some("sms".into());
-    let deleted = jobs::bulk(q, Action::Delete, &sms, false, 100).await.unwrap();
+    let deleted = jobs::bulk(q, &no_records(), Action::Delete, &sms, false, 100)
+        .await
+        .unwrap();
     assert_eq!(deleted.done.len(), 1);
     assert!(matches!(
         q.stats_job(jobs.ids[1]).await,
@@ -322,6 +337,7 @@ async fn bulk_actions_take_every_match_up_to_the_cap(mut under: Under) {
     let mut other = under.another().await;
     let held = jobs::bulk(
         other.as_mut(),
+        &no_records(),
         Action::Delete,
         &query(JobState::Reserved),
         false,
@@ -356,19 +372,35 @@ async fn bad_listing_input_is_refused_by_name(mut under: Under) {
     refused("abc".parse::<Cursor>().unwrap_err(), "cursor \"abc\"");
     let ready = query(JobState::Ready);
     refused(
-        jobs::bulk(q, Action::Retry, &ready, true, 10).await.unwrap_err(),
+        jobs::bulk(q, &no_records(), Action::Retry, &ready, true, 10)
+            .await
+            .unwrap_err(),
         "retry takes buried jobs",
     );
     refused(
-        jobs::bulk(q, Action::Kick, &query(JobState::Reserved), true, 10)
-            .await
-            .unwrap_err(),
+        jobs::bulk(
+            q,
+            &no_records(),
+            Action::Kick,
+            &query(JobState::Reserved),
+            true,
+            10,
+        )
+        .await
+        .unwrap_err(),
         "kick takes buried or delayed jobs",
     );
     refused(
-        jobs::bulk(q, Action::Delete, &query(JobState::Buried), true, 0)
-            .await
-            .unwrap_err(),
+        jobs::bulk(
+            q,
+            &no_records(),
+            Action::Delete,
+            &query(JobState::Buried),
+            true,
+            0,
+        )
+        .await
+        .unwrap_err(),
         "cap 0",
     );
     let mut other = JobQuery::new("bad tube!", JobState::Buried);

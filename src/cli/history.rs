@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::{Failure, parse_duration_arg, show};
 use crate::config::Settings;
 use crate::history::{self, End, Filter, HistoryError, JobRef, Record};
-use crate::message::Message;
 use crate::producer::Reply;
 use crate::queue::{JobState, Queue, QueueError};
 
@@ -183,38 +182,6 @@ pub(super) fn list(settings: &Settings, args: HistoryArgs, json: bool) -> Result
             .collect::<Vec<_>>()
             .join("\n")
     })?;
-    Ok(())
-}
-
-/// What `delete` learns of a job before deleting it, for its record: how it
-/// ends (cancelled while it waited, else deleted) and its request type.
-pub(super) async fn before_delete(
-    queue: &mut dyn Queue,
-    settings: &Settings,
-    id: u64,
-) -> Option<(End, String)> {
-    if !settings.history.enabled {
-        return None;
-    }
-    let state = queue.stats_job(id).await.ok()?.state;
-    let end = match state {
-        JobState::Ready | JobState::Delayed => End::Cancelled,
-        JobState::Reserved | JobState::Buried => End::Deleted,
-    };
-    let request_type = match queue.peek(id).await {
-        Ok(job) => Message::from_json(&job.body)
-            .map(|m| m.request_type().to_owned())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    Some((end, request_type))
-}
-
-/// Records a deleted job's end, learnt by [`before_delete`].
-pub(super) fn deleted(settings: &Settings, id: u64, before: Option<(End, String)>) -> Result<(), Failure> {
-    if let Some((end, request_type)) = before {
-        history::record_end(settings, JobRef::new(id), &request_type, end)?;
-    }
     Ok(())
 }
 

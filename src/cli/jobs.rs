@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{Failure, show};
+use crate::config::Settings;
 use crate::jobs::{self, Action, BulkReport, Cursor, JobPage, JobQuery, JobState, Order};
 use crate::queue::Queue;
 
@@ -187,6 +188,7 @@ fn page_text(tube: &str, state: JobState, query: &JobQuery, page: &JobPage) -> S
 /// `retry`, `kick` or `delete` with filters: every matching job of the tube, or their count.
 pub(super) async fn bulk(
     queue: &mut dyn Queue,
+    settings: &Settings,
     tube: &str,
     action: Action,
     args: BulkArgs,
@@ -202,7 +204,7 @@ pub(super) async fn bulk(
         }
     };
     let query = args.filters.query(tube, state, jobs::MAX_PAGE)?;
-    let report = jobs::bulk(queue, action, &query, args.dry_run, args.max).await?;
+    let report = jobs::bulk(queue, settings, action, &query, args.dry_run, args.max).await?;
     if json {
         let mut doc = serde_json::to_value(&report).unwrap_or(Value::Null);
         doc["tube"] = json!(tube);

@@ -19,10 +19,14 @@ pub(super) async fn delete(
     let mut deleted = Vec::new();
     let mut failed = Vec::new();
     for &id in ids {
-        let before = super::history::before_delete(queue, settings, id).await;
-        match queue.delete(id).await {
-            Ok(()) => {
-                super::history::deleted(settings, id, before)?;
+        match crate::jobs::delete(queue, settings, id).await {
+            Ok(unrecorded) => {
+                if let Some(err) = unrecorded {
+                    return Err(Failure {
+                        code: 1,
+                        message: crate::jobs::unrecorded_text(id, &err),
+                    });
+                }
                 if !json {
                     show::line(&format!("deleted job {id}"))?;
                 }
@@ -98,12 +102,13 @@ pub(super) struct RetryArgs {
 
 pub(super) async fn retry(
     queue: &mut dyn Queue,
+    settings: &crate::config::Settings,
     tube: &str,
     args: RetryArgs,
     json: bool,
 ) -> Result<(), Failure> {
     if args.bulk.filter_mode("retry", !args.ids.is_empty() || args.all)? {
-        return super::jobs::bulk(queue, tube, crate::jobs::Action::Retry, args.bulk, json).await;
+        return super::jobs::bulk(queue, settings, tube, crate::jobs::Action::Retry, args.bulk, json).await;
     }
     if args.ids.is_empty() && !args.all {
         return Err(Failure::usage(

@@ -339,7 +339,7 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         Command::Jobs(args) => jobs::list(queue, &tube, args, json).await,
         Command::Delete { ids, bulk } => {
             if bulk.filter_mode("delete", !ids.is_empty())? {
-                return jobs::bulk(queue, &tube, crate::jobs::Action::Delete, bulk, json).await;
+                return jobs::bulk(queue, &settings, &tube, crate::jobs::Action::Delete, bulk, json).await;
             }
             if ids.is_empty() {
                 return Err(Failure::usage(
@@ -351,7 +351,7 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         Command::Status { job } => history::status(queue, &settings, job, json).await,
         Command::Kick { bound, bulk } => {
             if bulk.filter_mode("kick", bound.is_some())? {
-                return jobs::bulk(queue, &tube, crate::jobs::Action::Kick, bulk, json).await;
+                return jobs::bulk(queue, &settings, &tube, crate::jobs::Action::Kick, bulk, json).await;
             }
             let bound = bound.unwrap_or(1);
             let kicked = queue.kick(&tube, bound).await?;
@@ -360,7 +360,7 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             })?;
             Ok(())
         }
-        Command::Retry(args) => manage::retry(queue, &tube, args, json).await,
+        Command::Retry(args) => manage::retry(queue, &settings, &tube, args, json).await,
         Command::KickJob { id } => {
             queue.kick_job(id).await?;
             show::emit(json, json!({"id": id, "kicked": true}), || {

@@ -134,6 +134,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
     let slice = shared.settings.sleep_duration.clamp(MIN_ITERATION, RESERVE_SLICE);
     let mut pending: Option<Pending> = None;
     let mut failures = 0u32;
+    let mut meters = metered::Meters::default();
     loop {
         if *phase.borrow() != Phase::Running {
             if let Some(p) = pending.take() {
@@ -222,7 +223,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: Box<dyn Lease>, n: usize
                     continue;
                 }
                 shared.busy.fetch_add(1, Ordering::SeqCst);
-                pending = Some(run_job(&shared, queue.as_mut(), job, &mut phase).await);
+                pending = Some(run_job(&shared, queue.as_mut(), job, &mut phase, &mut meters).await);
                 shared.busy.fetch_sub(1, Ordering::SeqCst);
             }
             Ok(None) => failures = 0,
@@ -376,6 +377,7 @@ async fn run_job(
     queue: &mut dyn Lease,
     job: Reservation,
     phase: &mut watch::Receiver<Phase>,
+    meters: &mut metered::Meters,
 ) -> Pending {
     // A body over the handle's limit was not read: there is nothing to run.
     let message = match &job.too_big {
@@ -408,7 +410,7 @@ async fn run_job(
     let mut reply_to = None;
     let mut original = None;
     let mut result = None;
-    metered::job_started(&request_type, job.waited);
+    meters.job_started(&request_type, job.waited);
     let happened = match message {
         Ok(mut message) => {
             message.set_job_id(job.id);
@@ -458,8 +460,7 @@ async fn run_job(
     }
     shared.tally.update(&request_type, |c| count.apply(c));
     let elapsed = started.elapsed();
-    metered::job_finished();
-    metered::job_done(&request_type, count, elapsed);
+    meters.job_done(&request_type, count, elapsed);
     let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1000.0;
     span.record("outcome", settlement.name());
     span.record("duration_ms", duration_ms);

@@ -1,5 +1,5 @@
 //! The JSON API under `/api`: tubes with counts and rates; a tube's jobs by state and filter,
-//! paged; a job's detail; publish; retry, kick and delete a job, or every job a filter
+//! paged; a job's detail (with its record, `[history]`); publish; retry, kick and delete a job, or every job a filter
 //! matches (with a dry run); pause and resume a tube. Handlers are thin: they call the same
 //! library functions the CLI calls (the [`crate::queue::Queue`] verbs, [`retry::retry`],
 //! [`crate::publish::prepare`]), and every error is `{"error": "..."}` with a status by cause.
@@ -16,10 +16,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, App};
+use crate::history::{self, HistoryError, JobRef};
 use crate::jobs::{self, Cursor, JobQuery, JobState, Order};
 use crate::message::Message;
-use crate::queue::TubeStats;
 use crate::queue::retry;
+use crate::queue::{QueueError, TubeStats};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -88,14 +89,42 @@ async fn tube(State(app): State<Arc<App>>, Path(tube): Path<String>) -> Result<J
 }
 
 /// A job by id: its state, stats (with the reason of its last release or bury where the
-/// queue keeps one) and message.
+/// queue keeps one) and message; with `[history]` on, its `record` too (attempts with their
+/// errors, events, result, outcome), and a job that has left the queue is answered from its
+/// record alone (`state` is then how it ended).
 pub(super) async fn job_value(app: &App, id: u64) -> Result<Value, ApiError> {
     let mut held = app.queue().await?;
-    let job = held.q().peek(id).await;
-    let job = held.done(job)?;
-    let info = held.q().stats_job(id).await;
-    let info = held.done(info)?;
-    Ok(crate::cli::job_document(&job, Some(&info)))
+    let live = match held.q().peek(id).await {
+        Ok(job) => {
+            let info = held.q().stats_job(id).await;
+            Ok(crate::cli::job_document(&job, Some(&held.done(info)?)))
+        }
+        Err(err @ QueueError::JobNotFound { .. }) => Err(err),
+        Err(err) => return held.done(Err(err)),
+    };
+    drop(held);
+    let record = match history::lookup(&app.settings, JobRef::new(id)) {
+        Ok(record) => record,
+        Err(HistoryError::Disabled) => None,
+        Err(err) => {
+            return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, err.to_string()));
+        }
+    };
+    match (live, record) {
+        (Ok(mut doc), record) => {
+            if let Some(record) = record {
+                doc["record"] = serde_json::to_value(record).unwrap_or(Value::Null);
+            }
+            Ok(doc)
+        }
+        (Err(_), Some(record)) => Ok(json!({
+            "id": id,
+            "state": record.outcome.map_or("unknown", |end| end.name()),
+            "request_type": record.request_type,
+            "record": record,
+        })),
+        (Err(not_found), None) => Err(not_found.into()),
+    }
 }
 
 async fn job(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -213,9 +242,11 @@ pub(super) async fn act(app: &App, id: u64, action: Action) -> Result<Value, Api
             Ok(json!({"id": id, "kicked": true}))
         }
         Action::Delete => {
-            let done = held.q().delete(id).await;
-            held.done(done)?;
-            Ok(json!({"id": id, "deleted": true}))
+            let done = jobs::delete(held.q(), &app.settings, id).await;
+            match held.done(done)? {
+                None => Ok(json!({"id": id, "deleted": true})),
+                Some(err) => Ok(json!({"id": id, "deleted": true, "error": jobs::unrecorded_text(id, &err)})),
+            }
         }
     }
 }
@@ -385,7 +416,7 @@ pub(super) async fn bulk_action(
     let query = request.filters.query(tube)?;
     let cap = request.cap.unwrap_or(jobs::MAX_BULK);
     let mut held = app.queue().await?;
-    let report = jobs::bulk(held.q(), action, &query, request.dry_run, cap).await;
+    let report = jobs::bulk(held.q(), &app.settings, action, &query, request.dry_run, cap).await;
     held.done(report)
 }
 

@@ -246,6 +246,8 @@ async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>, Query(f):
         Err(err) => return error_page(err),
     };
     let state = doc["state"].as_str().unwrap_or("");
+    // A job gone from the queue is shown from its record, with nothing to act on.
+    let live = doc.get("stats").is_some();
     let stats = &doc["stats"];
     let reason = stats["reason"].as_str();
     let shown = doc
@@ -275,15 +277,18 @@ async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>, Query(f):
                 div style="display:flex;align-items:center;gap:12px;margin-bottom:14px" {
                     h1 style="margin:0" { "Job " (id) }
                     span #state class={ "pill s-" (state) } { (state) }
-                    div.actions style="margin-left:auto" {
-                        @if state == "buried" { (button("retry", "Retry", "primary")) }
-                        @if state == "buried" || state == "delayed" { (button("kick", "Kick", "")) }
-                        (button("delete", "Delete", "danger"))
+                    @if live {
+                        div.actions style="margin-left:auto" {
+                            @if state == "buried" { (button("retry", "Retry", "primary")) }
+                            @if state == "buried" || state == "delayed" { (button("kick", "Kick", "")) }
+                            (button("delete", "Delete", "danger"))
+                        }
                     }
                 }
                 @if let Some(reason) = reason { p.reason #reason { strong { "Reason: " } (reason) } }
                 @if let Some(err) = doc.get("body_error").and_then(Value::as_str) { p.reason { "Not a message: " (err) } }
-                div.grid {
+                @if !live { p #gone { "No longer in the queue: shown from its record." } }
+                @if live { div.grid {
                     div { h2 { "Message" } pre #message { (shown) } }
                     div {
                         h2 { "Stats" }
@@ -296,11 +301,51 @@ async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>, Query(f):
                             }
                         }
                     }
-                }
+                } }
+                @if let Some(record) = doc.get("record") { (record_section(record)) }
             }
         },
     )
     .into_response()
+}
+
+/// A job's record (`[history]`), as the API gives it: its outcome, its attempts with their
+/// errors, the events its handler wrote and its result.
+fn record_section(record: &Value) -> Markup {
+    let outcome = record["outcome"].as_str();
+    let empty = Vec::new();
+    let attempts = record["attempts"].as_array().unwrap_or(&empty);
+    let events = record["events"].as_array().unwrap_or(&empty);
+    html! {
+        section.card #record {
+            h2 { "Record" }
+            p { "Outcome: " strong #outcome { (outcome.unwrap_or("not ended yet")) } }
+            @if !attempts.is_empty() {
+                table #attempts {
+                    tr { th { "Attempt" } th { "Started" } th { "Took (ms)" } th { "Settled" } th { "Error" } }
+                    @for a in attempts {
+                        tr {
+                            td { (plain(&a["attempt"])) }
+                            td { (plain(&a["started"])) }
+                            td { (plain(&a["duration_ms"])) }
+                            td { (plain(&a["settlement"])) }
+                            td.reason { (a["error"].as_str().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+            @if !events.is_empty() {
+                h2 { "Events" }
+                ul #events {
+                    @for e in events { li { (plain(&e["at"])) " (attempt " (plain(&e["attempt"])) "): " (plain(&e["text"])) } }
+                }
+            }
+            @if let Some(result) = record.get("result") {
+                h2 { "Result" }
+                pre #result { (serde_json::to_string_pretty(result).unwrap_or_default()) }
+            }
+        }
+    }
 }
 
 /// `?id=N` from the overview's "open a job" box.

@@ -213,5 +213,27 @@ pub async fn bind_runner(
             }),
         )
         .with_state(settings);
-    Ok((local, super::serve_until(listener, router, shutdown, "metrics")))
+    let upkeep = upkeep(shutdown.clone());
+    let server = super::serve_until(listener, router, shutdown, "metrics");
+    Ok((local, async move {
+        tokio::join!(server, upkeep);
+    }))
+}
+
+/// How often the runner's histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds the histogram samples the exporter holds into their buckets every [`UPKEEP_EVERY`]
+/// until `shutdown`: the exporter keeps every sample until a scrape or an upkeep, so a runner
+/// nobody scrapes would otherwise hold one per job.
+async fn upkeep(shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(UPKEEP_EVERY) => {}
+        }
+        if let Some(handle) = recorder() {
+            handle.run_upkeep();
+        }
+    }
 }

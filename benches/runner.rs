@@ -30,6 +30,7 @@
 //! one index); the ratio is printed under the table.
 //!
 //! `BENCH_QUEUES=file,file-fsync,beanstalkd` picks queues (default: all).
+//! `BENCH_TABLES=records`: only the job-records table (issue 16).
 //! `PULPO_BENCH_QUICK=1`: one round of a few hundred jobs, a smoke run for
 //! CI whose figures mean nothing.
 
@@ -227,6 +228,17 @@ fn main() {
         "queue", "conc", "jobs", "raw/s", "runner/s", "ratio"
     );
     let only = std::env::var("BENCH_QUEUES").unwrap_or_default();
+    match std::env::var("BENCH_TABLES").as_deref() {
+        Ok("records") => {
+            records_beside_none(&bench, &only);
+            return;
+        }
+        Ok("status") => {
+            status_with_many_records(&bench);
+            return;
+        }
+        _ => {}
+    }
     // Runner rates by (queue, concurrency), for the ratios under the table.
     let mut runner_rates = Vec::new();
     for kind in [Kind::FileFast, Kind::FileDurable, Kind::Beanstalkd] {
@@ -285,6 +297,91 @@ fn main() {
         }
     }
     records_beside_none(&bench, &only);
+    status_with_many_records(&bench);
+}
+
+/// `pulpo status <id>` with 1,000,000 records kept (issue 16; target
+/// < 10 ms): the store is filled in one transaction
+/// ([`pulpo::history::import`]), then the median of the library lookup
+/// ([`pulpo::history::lookup`], opening the store each time as the command
+/// does) and of the whole command (a `pulpo` process) are printed.
+fn status_with_many_records(bench: &Bench) {
+    use chrono::Utc;
+    use pulpo::history::{self, Attempt, End, JobRef, Record};
+    let kept: u64 = if bench.rounds == 1 && bench.jobs < 1000 {
+        10_000
+    } else {
+        1_000_000
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = dir.path().join("queue");
+    let text = format!(
+        "queue = \"file\"\n[file]\npath = \"{}\"\n[history]\nenabled = true\nmax_jobs = {kept}\n",
+        queue.display()
+    );
+    std::fs::write(dir.path().join("pulpo.toml"), &text).expect("config");
+    let settings = from_toml_str(&text, &dir.path().join("pulpo.toml")).expect("settings");
+    let now = Utc::now();
+    let record = |id: u64| Record {
+        job: JobRef::new(id),
+        request_type: "noop".to_owned(),
+        tube: "default".to_owned(),
+        outcome: Some(End::Succeeded),
+        ended: Some(now),
+        attempts: vec![Attempt {
+            attempt: 1,
+            started: now,
+            finished: now,
+            duration_ms: 0.1,
+            settlement: "delete".to_owned(),
+            error: None,
+        }],
+        events: Vec::new(),
+        result: None,
+        updated: now,
+    };
+    let started = Instant::now();
+    let written = history::import(&settings, (1..=kept).map(record)).expect("import");
+    let built = started.elapsed();
+    assert_eq!(written, kept);
+    let ids: Vec<u64> = (0..25u64).map(|i| 1 + (i * 7_919_993) % kept).collect();
+    let lookups = ids
+        .iter()
+        .map(|&id| {
+            let started = Instant::now();
+            let found = history::lookup(&settings, JobRef::new(id)).expect("lookup");
+            assert!(found.is_some(), "record {id}");
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let commands = ids
+        .iter()
+        .map(|&id| {
+            let started = Instant::now();
+            let out = pulpo_testkit::output::clean_command(
+                env!("CARGO_BIN_EXE_pulpo"),
+                dir.path(),
+                &["status", &id.to_string()],
+            )
+            .output()
+            .expect("pulpo status");
+            let took = started.elapsed().as_secs_f64() * 1e3;
+            assert!(out.status.success(), "{out:?}");
+            took
+        })
+        .collect();
+    println!(
+        "\n`pulpo status` with {kept} records kept (store built in {:.1} s), median of {}",
+        built.as_secs_f64(),
+        ids.len()
+    );
+    println!("{:<24} {:>9}  target", "what", "ms");
+    println!("{:<24} {:>9.2}  < 10 ms", "history::lookup", median(lookups));
+    println!(
+        "{:<24} {:>9.2}  < 10 ms",
+        "pulpo status (process)",
+        median(commands)
+    );
 }
 
 /// The runner's rate with job records on beside off (issue 16), at

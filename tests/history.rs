@@ -492,3 +492,47 @@ fn the_file_queue_keeps_records_in_its_directory() {
     let path: PathBuf = env.dir().join("queue/history/records.sqlite");
     assert!(path.is_file(), "{}", path.display());
 }
+
+/// On beanstalkd, whose records carry no durability promise, a worker does
+/// not wait for its job's record: with the store's write lock held by
+/// another process, jobs still run and leave the queue; their records
+/// follow once the lock is free, none lost.
+#[test]
+fn beanstalkd_jobs_settle_while_the_record_store_is_locked() {
+    let env = Env::beanstalkd();
+    env.config("", "concurrency = 4\n[handlers.good]\nkind = \"success\"\n");
+    assert!(env.history(&[]).is_empty(), "the store is created empty");
+    let out = env.ok(&["publish", "good", "x", "--count", "100"]);
+    let ids: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
+    let settings = env.settings();
+    let lock = rusqlite::Connection::open(pulpo::history::store_path(&settings)).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let runner = env.spawn_runner();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A record write waits up to 10 s for the lock: before that, every job
+    // must be gone from the queue.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    runtime.block_on(async {
+        let mut queue = pulpo::queue::open(&settings).await.unwrap();
+        for id in &ids {
+            loop {
+                match queue.stats_job(*id).await {
+                    Err(pulpo::QueueError::JobNotFound { .. }) => break,
+                    Ok(_) => {
+                        assert!(Instant::now() < deadline, "job {id} waited for its record");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(err) => panic!("stats-job {id}: {err}"),
+                }
+            }
+        }
+    });
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let out = wait_guarded(runner, &["run"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(env.history(&["--outcome", "succeeded"]).len(), ids.len());
+}

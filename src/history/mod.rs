@@ -335,13 +335,16 @@ fn open(settings: &Settings) -> Result<Store, HistoryError> {
     if !settings.history.enabled {
         return Err(HistoryError::Disabled);
     }
-    Store::open(&store_path(settings), durable(settings))
+    Store::open(&store_path(settings))
 }
 
-/// Whether every record is fsynced before the job is settled: like the
-/// jobs, on the file queue with `fsync = true`.
-fn durable(settings: &Settings) -> bool {
-    settings.queue == QueueKind::File && settings.file.fsync
+/// Whether the runner commits a job's record before it settles the job: on
+/// the file queue, whose jobs survive kill -9, so a deleted job always has
+/// its record. Records on beanstalkd promise nothing past a crash of the
+/// runner (the server forgets a deleted job anyway), so its workers do not
+/// wait for them.
+fn must_wait(settings: &Settings) -> bool {
+    settings.queue == QueueKind::File
 }
 
 /// The record of `job`, if one is kept: the hook `pulpo status` and the
@@ -373,6 +376,14 @@ pub fn record_end(
     )
 }
 
+/// Writes `records` into the store of `settings` as they are, in one
+/// transaction, replacing any kept under the same job ids; returns how
+/// many. For restoring records (from `pulpo history --json`, say) and for
+/// filling a store quickly (the `runner` bench keeps a million).
+pub fn import(settings: &Settings, records: impl IntoIterator<Item = Record>) -> Result<u64, HistoryError> {
+    open(settings)?.import(records)
+}
+
 /// Prunes the records of `settings` by `[history] keep` and `max_jobs`
 /// now (the runner also does it by itself); returns how many went.
 pub fn prune(settings: &Settings) -> Result<u64, HistoryError> {
@@ -397,7 +408,7 @@ mod tests {
     #[test]
     fn a_store_keeps_attempts_events_and_the_end_and_prunes_by_count() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("r.sqlite"), false).unwrap();
+        let mut store = Store::open(&dir.path().join("r.sqlite")).unwrap();
         let job = JobRef::new(7);
         let change = |n: u32, end: Option<End>, error: Option<&str>| Change::Attempt {
             job,

@@ -1,21 +1,27 @@
 //! [`Recorder`]: the runner's writer of job records. One thread owns the
-//! store's connection; workers hand it changes and wait for the commit, and
-//! it commits whatever has arrived meanwhile in one transaction (group
-//! commit: with `[file] fsync = true`, one fsync for many jobs). It prunes
-//! by `[history] keep` and `max_jobs` as it goes.
+//! store's connection; workers hand it changes, and it commits whatever has
+//! arrived meanwhile in one transaction (group commit). Whether a worker
+//! waits for its record's commit before settling the job is the store's
+//! promise ([`super::must_wait`]): on the file queue it does (a record
+//! survives kill -9 with the settlement it describes); on beanstalkd, whose
+//! records promise nothing past a crash, it does not, unless the job has a
+//! reply tube (its producer may ask for the record once the reply comes).
+//! It prunes by `[history] keep` and `max_jobs` as it goes.
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::{Change, HistoryError};
 use crate::config::Settings;
 
 /// The most changes committed in one transaction.
-const MAX_GROUP: usize = 256;
+const MAX_GROUP: usize = 512;
+/// The most changes waiting for the writer; past it, workers wait (a store
+/// slower than the runner holds the runner back rather than growing memory).
+const BACKLOG: usize = 4 * MAX_GROUP;
 /// How often the recorder prunes, at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -23,9 +29,9 @@ type Reply = oneshot::Sender<Result<(), String>>;
 
 /// What the writer thread is asked to do.
 enum Op {
-    /// Write a change.
-    Write(Box<Change>, Reply),
-    /// Prune now.
+    /// Write a change; reply once it is committed, when asked to.
+    Write(Box<Change>, Option<Reply>),
+    /// Prune now (after every write sent before it).
     Prune(Reply),
 }
 
@@ -33,6 +39,8 @@ enum Op {
 #[derive(Clone)]
 pub struct Recorder {
     sender: mpsc::Sender<Op>,
+    /// Whether every record is committed before its job is settled.
+    wait: bool,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -50,20 +58,20 @@ impl Recorder {
         }
         let mut store = super::open(settings)?;
         let (keep, max_jobs) = (settings.history.keep, settings.history.max_jobs);
-        let (sender, receiver) = mpsc::channel::<Op>();
+        let (sender, mut receiver) = mpsc::channel::<Op>(BACKLOG);
         std::thread::Builder::new()
             .name("pulpo-records".to_owned())
             .spawn(move || {
                 // Prune once at start, then every PRUNE_EVERY while writing.
                 let mut pruned = Instant::now() - PRUNE_EVERY;
-                let mut next = receiver.recv().ok();
+                let mut next = receiver.blocking_recv();
                 while let Some(op) = next.take() {
                     let first = match op {
                         Op::Prune(reply) => {
                             pruned = Instant::now();
                             let done = store.prune(keep, max_jobs, Utc::now());
                             let _ = reply.send(done.map(drop).map_err(|err| err.to_string()));
-                            next = receiver.recv().ok();
+                            next = receiver.blocking_recv();
                             continue;
                         }
                         Op::Write(change, reply) => (*change, reply),
@@ -81,8 +89,17 @@ impl Recorder {
                     }
                     let (changes, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
                     let done = store.apply(&changes, Utc::now()).map_err(|err| err.to_string());
+                    let mut unheard = 0;
                     for reply in replies {
-                        let _ = reply.send(done.clone());
+                        match reply {
+                            Some(reply) => drop(reply.send(done.clone())),
+                            None => unheard += 1,
+                        }
+                    }
+                    if let Err(err) = &done
+                        && unheard > 0
+                    {
+                        warn!("could not record {unheard} job(s): {err}");
                     }
                     if pruned.elapsed() >= PRUNE_EVERY {
                         pruned = Instant::now();
@@ -91,7 +108,7 @@ impl Recorder {
                         }
                     }
                     if next.is_none() {
-                        next = receiver.recv().ok();
+                        next = receiver.blocking_recv();
                     }
                 }
             })
@@ -99,17 +116,30 @@ impl Recorder {
                 path: super::store_path(settings),
                 problem: format!("cannot start the record writer: {err}"),
             })?;
-        Ok(Some(Recorder { sender }))
+        Ok(Some(Recorder {
+            sender,
+            wait: super::must_wait(settings),
+        }))
     }
 
-    /// Writes `change` and waits until it is committed.
-    pub(crate) async fn record(&self, change: Change) -> Result<(), String> {
+    /// Writes `change`; returns once it is committed when the store promises
+    /// that ([`super::must_wait`]) or `wait` asks it, else once the writer
+    /// has it.
+    pub(crate) async fn record(&self, change: Change, wait: bool) -> Result<(), String> {
+        if !(wait || self.wait) {
+            return self
+                .sender
+                .send(Op::Write(Box::new(change), None))
+                .await
+                .map_err(|_| "the record writer has stopped".to_owned());
+        }
         let (reply, done) = oneshot::channel();
-        self.send(Op::Write(Box::new(change), reply), done).await
+        self.send(Op::Write(Box::new(change), Some(reply)), done).await
     }
 
     /// Prunes by `[history] keep` and `max_jobs` now (the runner does it as
-    /// it stops, so even a brief run leaves the records bounded).
+    /// it stops, so even a brief run leaves the records bounded); returns
+    /// once every change sent before is committed too.
     pub(crate) async fn prune(&self) -> Result<(), String> {
         let (reply, done) = oneshot::channel();
         self.send(Op::Prune(reply), done).await
@@ -118,6 +148,7 @@ impl Recorder {
     async fn send(&self, op: Op, done: oneshot::Receiver<Result<(), String>>) -> Result<(), String> {
         self.sender
             .send(op)
+            .await
             .map_err(|_| "the record writer has stopped".to_owned())?;
         done.await
             .map_err(|_| "the record writer has stopped".to_owned())?

@@ -1,7 +1,9 @@
 //! The record store: one SQLite database (WAL mode) per queue, shared by
 //! every runner and `pulpo` command on the machine. SQLite's locks make it
 //! safe for many processes; its write-ahead log makes a committed write
-//! survive kill -9 (and, with `synchronous = FULL`, a power cut); the
+//! survive kill -9 (`synchronous = NORMAL`: the log is fsynced at each
+//! checkpoint, not at each commit, so a power cut may lose the last
+//! commits, never the database's consistency); the
 //! primary key finds a record by job id without a scan; an index on the
 //! last update time makes pruning by age and count cheap.
 
@@ -24,11 +26,11 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Opens (creating if missing) the store at `path`. `durable`: every
-    /// commit is fsynced (`synchronous = FULL`), as the file queue's
-    /// `fsync = true` does for jobs; else a commit survives a crash of the
-    /// process but not of the machine (`NORMAL`).
-    pub(crate) fn open(path: &Path, durable: bool) -> Result<Store, HistoryError> {
+    /// Opens (creating if missing) the store at `path`. A commit survives a
+    /// crash of the process, not a power cut (`synchronous = NORMAL`): an
+    /// fsync per commit cost more than half the runner's speed with the
+    /// file queue's `fsync = true` (issue 16).
+    pub(crate) fn open(path: &Path) -> Result<Store, HistoryError> {
         let fail = |err: rusqlite::Error| HistoryError::Store {
             path: path.to_path_buf(),
             problem: err.to_string(),
@@ -42,8 +44,7 @@ impl Store {
         let conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
-        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
-            .map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS records (
                  id INTEGER PRIMARY KEY,
@@ -97,12 +98,8 @@ impl Store {
         for change in changes {
             let job = change.job();
             let old: Option<String> = tx
-                .query_row(
-                    "SELECT record FROM records WHERE id = ?1",
-                    params![job.id as i64],
-                    |row| row.get(0),
-                )
-                .optional()
+                .prepare_cached("SELECT record FROM records WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![job.id as i64], |row| row.get(0)).optional())
                 .map_err(fail)?;
             // A record that cannot be read (written by a newer pulpo, say)
             // is replaced rather than blocking the job's settlement.
@@ -114,22 +111,62 @@ impl Store {
                 path: path.clone(),
                 problem: err.to_string(),
             })?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO records (id, request_type, outcome, updated_ms, record)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(id) DO UPDATE SET request_type = ?2, outcome = ?3,
                      updated_ms = ?4, record = ?5",
-                params![
+            )
+            .and_then(|mut s| {
+                s.execute(params![
                     job.id as i64,
                     record.request_type,
                     record.outcome.map(|o| o.name()),
                     now.timestamp_millis(),
                     text
-                ],
-            )
+                ])
+            })
             .map_err(fail)?;
         }
         tx.commit().map_err(fail)
+    }
+
+    /// Writes `records` as they are, replacing any kept under the same ids,
+    /// in one transaction; returns how many.
+    pub(crate) fn import(&mut self, records: impl IntoIterator<Item = Record>) -> Result<u64, HistoryError> {
+        let path = self.path.clone();
+        let fail = |err: &dyn std::fmt::Display| HistoryError::Store {
+            path: path.clone(),
+            problem: err.to_string(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|err| fail(&err))?;
+        let mut written = 0;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO records (id, request_type, outcome, updated_ms, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|err| fail(&err))?;
+            for record in records {
+                let text = serde_json::to_string(&record).map_err(|err| fail(&err))?;
+                insert
+                    .execute(params![
+                        record.job.id as i64,
+                        record.request_type,
+                        record.outcome.map(|o| o.name()),
+                        record.updated.timestamp_millis(),
+                        text
+                    ])
+                    .map_err(|err| fail(&err))?;
+                written += 1;
+            }
+        }
+        tx.commit().map_err(|err| fail(&err))?;
+        Ok(written)
     }
 
     /// Records matching `filter`, newest first.

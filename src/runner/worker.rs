@@ -569,7 +569,8 @@ impl Ending<'_> {
                 result: self.result.clone(),
                 end,
             };
-            if let Err(err) = recorder.record(change).await {
+            // A producer waiting on a reply may ask for the record next.
+            if let Err(err) = recorder.record(change, reply_to.is_some()).await {
                 warn!(id, "could not record job {id}: {err}");
             }
         }

@@ -126,8 +126,8 @@ impl Env {
     /// A runner in the background, its output discarded.
     fn spawn_runner(&self) -> Child {
         self.command(&["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     }
@@ -335,7 +335,7 @@ fn two_runners_record_at_once(env: Env) {
     let runners: Vec<Child> = (0..2).map(|_| env.spawn_runner()).collect();
     for runner in runners {
         let out = wait_guarded(runner, &["run"]);
-        assert!(out.status.success());
+        assert!(out.status.success(), "{out:?}");
     }
     let records = env.history(&["--outcome", "succeeded"]);
     assert_eq!(records.len(), 200);

@@ -43,17 +43,37 @@ impl Store {
         }
         let conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+        // Switching a new store to WAL and creating its table take locks that
+        // SQLite does not wait for through the busy timeout: two runners
+        // opening a fresh store at once would see "database is locked". Such
+        // a step is tried again until the timeout.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let when_free = |step: &dyn Fn() -> rusqlite::Result<()>| loop {
+            match step() {
+                Err(rusqlite::Error::SqliteFailure(err, _))
+                    if matches!(
+                        err.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        };
+        when_free(&|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS records (
-                 id INTEGER PRIMARY KEY,
-                 request_type TEXT NOT NULL,
-                 outcome TEXT,
-                 updated_ms INTEGER NOT NULL,
-                 record TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS records_by_update ON records(updated_ms);",
-        )
+        when_free(&|| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS records (
+                     id INTEGER PRIMARY KEY,
+                     request_type TEXT NOT NULL,
+                     outcome TEXT,
+                     updated_ms INTEGER NOT NULL,
+                     record TEXT NOT NULL);
+                 CREATE INDEX IF NOT EXISTS records_by_update ON records(updated_ms);",
+            )
+        })
         .map_err(fail)?;
         Ok(Store {
             conn,

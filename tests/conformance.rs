@@ -198,9 +198,10 @@ async fn ttr_expiry_counts_a_timeout(b: &impl Backend) {
     // Reserve in one-second slices: under CPU load beanstalkd 1.12 may not
     // wake a reserve that was already waiting when another connection's
     // reservation expires, though the job is ready and the next reserve gets
-    // it at once. The window below still bounds when the job came back.
+    // it at once. The window below still bounds when the job came back:
+    // never before its TTR, and within the slices a loaded machine needs.
     let mut again = None;
-    for _ in 0..3 {
+    for _ in 0..5 {
         again = w2
             .reserve(&watch(&["default"]), Duration::from_secs(1))
             .await
@@ -213,7 +214,7 @@ async fn ttr_expiry_counts_a_timeout(b: &impl Backend) {
     assert_eq!(again.id, id);
     let waited = reserved_at.elapsed();
     assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2_200),
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(5_200),
         "{waited:?}"
     );
     let info = w2.stats_job(id).await.unwrap();

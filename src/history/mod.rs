@@ -25,7 +25,7 @@ use serde_json::Value;
 pub use recorder::Recorder;
 pub(crate) use store::Store;
 
-use crate::config::{QueueKind, Settings};
+use crate::config::Settings;
 
 /// The most attempts a record keeps (the latest ones): a job kicked again
 /// and again cannot grow its record without bound.
@@ -288,34 +288,16 @@ pub struct Filter {
     pub limit: u32,
 }
 
-/// The records' file for `settings`: `[history] path` when set, else in the
-/// file queue's directory, or for beanstalkd in the state directory, one
-/// file per server address.
+/// The records' file for `settings`: in `[history] path` when set, else
+/// where the queue keeps them ([`crate::queue::records_home`]).
 pub fn store_path(settings: &Settings) -> PathBuf {
-    let dir = match (&settings.history.path, settings.queue) {
+    let home = crate::queue::records_home(settings);
+    let dir = match (&settings.history.path, home.dir) {
         (Some(dir), _) => dir.clone(),
-        (None, QueueKind::File) => settings.file.path.join("history"),
-        (None, QueueKind::Beanstalkd) => state_dir().join("history"),
+        (None, Some(dir)) => dir,
+        (None, None) => state_dir().join("history"),
     };
-    let name = match settings.queue {
-        QueueKind::File => "records.sqlite".to_owned(),
-        QueueKind::Beanstalkd => {
-            let address: String = settings
-                .beanstalkd
-                .address
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '.' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            format!("beanstalkd-{address}.sqlite")
-        }
-    };
-    dir.join(name)
+    dir.join(home.file)
 }
 
 /// `$XDG_STATE_HOME/pulpo`, else `~/.local/state/pulpo`, else
@@ -338,13 +320,10 @@ fn open(settings: &Settings) -> Result<Store, HistoryError> {
     Store::open(&store_path(settings))
 }
 
-/// Whether the runner commits a job's record before it settles the job: on
-/// the file queue, whose jobs survive kill -9, so a deleted job always has
-/// its record. Records on beanstalkd promise nothing past a crash of the
-/// runner (the server forgets a deleted job anyway), so its workers do not
-/// wait for them.
+/// Whether the runner commits a job's record before it settles the job:
+/// where the queue keeps records as it keeps its jobs.
 fn must_wait(settings: &Settings) -> bool {
-    settings.queue == QueueKind::File
+    crate::queue::records_home(settings).kept_with_the_jobs
 }
 
 /// The record of `job`, if one is kept: the hook `pulpo status` and the

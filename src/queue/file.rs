@@ -494,3 +494,13 @@ impl Lease for FileQueueAdapter {
         Queue::leadership(self).await
     }
 }
+
+/// The file queue keeps job records in its own directory, durable as its
+/// jobs are.
+pub(crate) fn records_home(settings: &Settings) -> super::RecordsHome {
+    super::RecordsHome {
+        dir: Some(settings.file.path.join("history")),
+        file: "records.sqlite".to_owned(),
+        kept_with_the_jobs: true,
+    }
+}

@@ -311,6 +311,28 @@ pub async fn open_lease(settings: &Settings) -> Result<Box<dyn Lease>> {
     })
 }
 
+/// Where a queue's job records live (`[history]`), as the queue decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsHome {
+    /// The records' directory when the queue has one of its own; `None`
+    /// means the machine's state directory.
+    pub dir: Option<std::path::PathBuf>,
+    /// The store's file name in that directory.
+    pub file: String,
+    /// Whether records are kept as the jobs are, so that the runner commits
+    /// a job's record before it settles the job (a deleted job then always
+    /// has its record).
+    pub kept_with_the_jobs: bool,
+}
+
+/// Where job records live for the queue the settings name.
+pub fn records_home(settings: &Settings) -> RecordsHome {
+    match settings.queue {
+        QueueKind::Beanstalkd => beanstalkd::records_home(settings),
+        QueueKind::File => file::records_home(settings),
+    }
+}
+
 /// Whole seconds for a protocol field, rounding up (a delay or TTR is never
 /// shorter than asked) and saturating at `u32::MAX`.
 pub fn whole_seconds_ceil(duration: Duration) -> u32 {

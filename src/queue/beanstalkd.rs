@@ -672,6 +672,30 @@ mod open_files {
     }
 }
 
+/// beanstalkd has nowhere to keep records: they go in the machine's state
+/// directory, one file per server address. The server forgets a deleted job
+/// anyway, so records promise nothing past a crash of the runner and the
+/// runner does not wait for them.
+pub(crate) fn records_home(settings: &Settings) -> super::RecordsHome {
+    let address: String = settings
+        .beanstalkd
+        .address
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    super::RecordsHome {
+        dir: None,
+        file: format!("beanstalkd-{address}.sqlite"),
+        kept_with_the_jobs: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,29 +727,5 @@ mod tests {
             map_error(refused, None, "connect"),
             QueueError::Unavailable(_)
         ));
-    }
-}
-
-/// beanstalkd has nowhere to keep records: they go in the machine's state
-/// directory, one file per server address. The server forgets a deleted job
-/// anyway, so records promise nothing past a crash of the runner and the
-/// runner does not wait for them.
-pub(crate) fn records_home(settings: &Settings) -> super::RecordsHome {
-    let address: String = settings
-        .beanstalkd
-        .address
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    super::RecordsHome {
-        dir: None,
-        file: format!("beanstalkd-{address}.sqlite"),
-        kept_with_the_jobs: false,
     }
 }

@@ -184,6 +184,14 @@ const SEQUENCES: &[&[&[u8]]] = &[
     ],
     // quit by prefix.
     &[b"quitx\r\n", b"stats\r\n"],
+    // Pipelined runs of puts, reserves and deletes (answered in batches): replies and counters
+    // as one command at a time.
+    &[
+        b"put 3 0 100 1\r\na\r\nput 1 0 100 1\r\nb\r\nput 2 0 100 1\r\nc\r\nput 1 0 100 1\r\nd\r\n",
+        b"reserve-with-timeout 0\r\nreserve\r\nreserve-with-timeout 0\r\nreserve-with-timeout 0\r\n\
+          reserve-with-timeout 0\r\ndelete 2\r\ndelete 2\r\ndelete 9\r\ndelete 1\r\ndelete 4\r\n\
+          release 3 0 0\r\nreserve-with-timeout 0\r\nstats-tube default\r\nstats\r\n",
+    ],
 ];
 
 /// The sequence of malformed input in [`SEQUENCES`].

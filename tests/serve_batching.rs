@@ -1,6 +1,7 @@
-//! `pulpo serve` with fsync: puts a client pipelines (written together, buffered together)
-//! are committed together, so one fdatasync covers many of them, while their replies and the
-//! tubes they land in stay exactly those of one put at a time.
+//! `pulpo serve` with fsync: puts, deletes and reserves a client pipelines (written together,
+//! buffered together) are answered together, one transaction for each run of one kind, so one
+//! fdatasync covers many puts or deletes, while their replies and the jobs they touch stay
+//! exactly those of one command at a time.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -82,19 +83,68 @@ fn pipelined_puts_share_fdatasyncs_and_keep_their_replies() {
         );
     }
     drop(c);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("pulpo serve stops");
-    let log = String::from_utf8_lossy(&out.stderr);
-    let fdatasyncs: u64 = log
-        .split("fdatasyncs=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no fdatasync count in the log: {log}"));
+    let fdatasyncs = stop(child);
     // One connection, one command at a time, would take one fdatasync per put (2N + 1).
     assert!(
         fdatasyncs <= (2 * N / 10) as u64,
         "{fdatasyncs} fdatasyncs for {} pipelined puts",
         2 * N + 1
+    );
+}
+
+/// Stops the server (SIGTERM) and returns the fdatasyncs it logged.
+fn stop(child: Child) -> u64 {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("pulpo serve stops");
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.split("fdatasyncs=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no fdatasync count in the log: {log}"))
+}
+
+#[test]
+fn pipelined_reserves_and_deletes_keep_their_replies_and_share_fdatasyncs() {
+    const N: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let (child, address) = start(&dir.path().join("queue"), dir.path());
+    let mut c = TcpStream::connect(&address).unwrap();
+    let mut input = Vec::new();
+    for i in 0..N {
+        // Priorities in reverse: the reserves must take the most urgent first.
+        input.extend_from_slice(format!("put {} 0 60 1\r\nx\r\n", N - i).as_bytes());
+    }
+    c.write_all(&input).unwrap();
+    assert_eq!(read_lines(&mut c, N).len(), N);
+    // N + 2 reserves in one write: N jobs, then two that find none (the second of them waits
+    // a second), then a stats-tube, then N + 1 deletes (the last of an id just deleted).
+    let mut input = Vec::new();
+    for _ in 0..N {
+        input.extend_from_slice(b"reserve-with-timeout 0\r\n");
+    }
+    input.extend_from_slice(b"reserve-with-timeout 0\r\nreserve-with-timeout 1\r\n");
+    input.extend_from_slice(b"list-tube-used\r\n");
+    for id in (1..=N).rev() {
+        input.extend_from_slice(format!("delete {id}\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"delete 1\r\n");
+    c.write_all(&input).unwrap();
+    let lines = read_lines(&mut c, 2 * N + 3 + N + 1);
+    let mut want = Vec::new();
+    for id in (1..=N).rev() {
+        want.push(format!("RESERVED {id} 1"));
+        want.push("x".to_owned());
+    }
+    want.extend(["TIMED_OUT", "TIMED_OUT", "USING default"].map(str::to_owned));
+    want.extend((0..N).map(|_| "DELETED".to_owned()));
+    want.push("NOT_FOUND".to_owned());
+    assert_eq!(lines, want, "replies in order");
+    drop(c);
+    let fdatasyncs = stop(child);
+    // The pipelined puts take a few; one delete at a time would take one each (N more).
+    assert!(
+        fdatasyncs <= (N / 5) as u64,
+        "{fdatasyncs} fdatasyncs for {N} pipelined puts and {N} pipelined deletes"
     );
 }

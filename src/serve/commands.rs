@@ -1,6 +1,7 @@
 //! Each command's answer, as beanstalkd 1.12 gives it, from the connection's own file-queue
-//! handle (every queue call runs on the blocking pool: the file queue's API blocks) and the
-//! server's shared counts.
+//! handle and the server's shared counts. The file queue's API blocks: a call that may wait
+//! (for a group commit, or in a reserve) runs on the blocking pool, any other on the
+//! connection's task (see [`Conn::call`]).
 
 use std::time::{Duration, Instant};
 
@@ -30,21 +31,50 @@ fn failed(err: Error) -> Reply {
     }
 }
 
+fn panicked() -> Error {
+    Error::InvalidOptions("a queue call panicked".to_owned())
+}
+
 fn secs(n: u32) -> Duration {
     Duration::from_secs(u64::from(n))
 }
 
 impl Conn {
-    /// Runs `f` on this connection's queue handle on the blocking pool.
-    async fn blocking<T: Send + 'static>(
+    /// Runs `f` on this connection's queue handle. A call that may wait for the disk (a
+    /// change that must be durable, on a queue that fsyncs: it waits for its group commit)
+    /// runs on the blocking pool, so that its wait never holds an async worker; any other
+    /// call holds the queue's lock for microseconds and runs here, sparing two thread
+    /// hand-offs per command (most of a command's cost on loopback).
+    async fn call<T: Send + 'static>(
         &self,
+        durable: bool,
         f: impl FnOnce(&FileQueue) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
+        if !(durable && self.queue.options().fsync) {
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.queue)))
+                .unwrap_or_else(|_| Err(panicked()));
+        }
         let queue = self.queue.clone();
         match tokio::task::spawn_blocking(move || f(&queue)).await {
             Ok(result) => result,
-            Err(_) => Err(Error::InvalidOptions("a queue call panicked".to_owned())),
+            Err(_) => Err(panicked()),
         }
+    }
+
+    /// [`Conn::call`] for a change that must be durable.
+    async fn durable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&FileQueue) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.call(true, f).await
+    }
+
+    /// [`Conn::call`] for a look or a change that need not wait for the disk.
+    async fn quick<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&FileQueue) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.call(false, f).await
     }
 
     /// Forgets reservations whose TTR has run out (the queue gave them back).
@@ -70,7 +100,7 @@ impl Conn {
         }
         let tube = self.used.clone();
         let result = self
-            .blocking(move |q| {
+            .durable(move |q| {
                 let jobs: Vec<NewJob<'_>> = puts
                     .iter()
                     .filter_map(|cmd| match cmd {
@@ -97,10 +127,65 @@ impl Conn {
         }
     }
 
+    /// Answers consecutive deletes with one transaction (one fdatasync), in order.
+    pub(crate) async fn delete_batch(&mut self, deletes: Vec<Command>) -> Vec<Reply> {
+        let n = deletes.len() as u64;
+        self.shared.with(|c| *c.cmds.entry("delete").or_default() += n);
+        let ids: Vec<u64> = deletes
+            .iter()
+            .filter_map(|cmd| match cmd {
+                Command::Delete { id } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let asked = ids.clone();
+        match self.durable(move |q| q.delete_many(&asked)).await {
+            Ok(done) => ids
+                .into_iter()
+                .zip(done)
+                .map(|(id, done)| match done {
+                    Ok(()) => {
+                        self.held.remove(&id);
+                        Reply::Deleted
+                    }
+                    Err(err) => failed(err),
+                })
+                .collect(),
+            Err(err) => {
+                let reply = failed(err);
+                vec![reply; ids.len()]
+            }
+        }
+    }
+
+    /// Answers as many of consecutive reserves as there are jobs ready, with one transaction;
+    /// returns their replies (fewer than `reserves` when fewer jobs were ready: the next
+    /// reserve must then wait, through [`Conn::reserve`]).
+    pub(crate) async fn reserve_ready(&mut self, reserves: &[Command]) -> Vec<Reply> {
+        self.set_worker();
+        let watch = self.watch.clone();
+        let max = reserves.len();
+        let jobs = match self.quick(move |q| q.reserve_ready(&refs(&watch), max)).await {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                // Each reserve gets the error, as one at a time would.
+                for cmd in reserves {
+                    self.shared.count(cmd.name());
+                }
+                let reply = failed(err);
+                return vec![reply; reserves.len()];
+            }
+        };
+        for cmd in &reserves[..jobs.len()] {
+            self.shared.count(cmd.name());
+        }
+        jobs.into_iter().map(|job| self.reserved(job)).collect()
+    }
+
     /// Answers every command but quit and the reserves.
     pub(crate) async fn run(&mut self, cmd: Command) -> Reply {
-        if !matches!(cmd, Command::Put { .. }) {
-            // put_batch counts puts.
+        if !matches!(cmd, Command::Put { .. } | Command::Delete { .. }) {
+            // put_batch and delete_batch count theirs.
             self.shared.count(cmd.name());
         }
         match cmd {
@@ -146,19 +231,16 @@ impl Conn {
             Command::ListTubesWatched => Reply::Ok {
                 data: yaml_list(&self.watch),
             },
-            Command::Delete { id } => match self.blocking(move |q| q.delete(id)).await {
-                Ok(()) => {
-                    self.held.remove(&id);
-                    Reply::Deleted
-                }
-                Err(err) => failed(err),
-            },
+            delete @ Command::Delete { .. } => {
+                let mut replies = self.delete_batch(vec![delete]).await;
+                replies.pop().unwrap_or(Reply::InternalError)
+            }
             Command::Release { id, priority, delay } => {
                 if !self.holds(id) {
                     return Reply::NotFound;
                 }
                 match self
-                    .blocking(move |q| q.release(id, priority, secs(delay), None))
+                    .durable(move |q| q.release(id, priority, secs(delay), None))
                     .await
                 {
                     Ok(()) => {
@@ -172,7 +254,7 @@ impl Conn {
                 if !self.holds(id) {
                     return Reply::NotFound;
                 }
-                match self.blocking(move |q| q.bury(id, priority, None)).await {
+                match self.durable(move |q| q.bury(id, priority, None)).await {
                     Ok(()) => {
                         self.held.remove(&id);
                         Reply::Buried { id: None }
@@ -184,7 +266,7 @@ impl Conn {
                 if !self.holds(id) {
                     return Reply::NotFound;
                 }
-                match self.blocking(move |q| q.touch(id)).await {
+                match self.quick(move |q| q.touch(id)).await {
                     Ok(()) => {
                         if let Some(h) = self.held.get_mut(&id) {
                             h.deadline = Instant::now() + h.ttr;
@@ -194,31 +276,31 @@ impl Conn {
                     Err(err) => failed(err),
                 }
             }
-            Command::Peek { id } => found(self.blocking(move |q| q.peek(id).map(Some)).await),
+            Command::Peek { id } => found(self.quick(move |q| q.peek(id).map(Some)).await),
             Command::PeekReady => {
                 let tube = self.used.clone();
-                found(self.blocking(move |q| q.peek_ready(&tube)).await)
+                found(self.quick(move |q| q.peek_ready(&tube)).await)
             }
             Command::PeekDelayed => {
                 let tube = self.used.clone();
-                found(self.blocking(move |q| q.peek_delayed(&tube)).await)
+                found(self.quick(move |q| q.peek_delayed(&tube)).await)
             }
             Command::PeekBuried => {
                 let tube = self.used.clone();
-                found(self.blocking(move |q| q.peek_buried(&tube)).await)
+                found(self.quick(move |q| q.peek_buried(&tube)).await)
             }
             Command::Kick { bound } => {
                 let tube = self.used.clone();
-                match self.blocking(move |q| q.kick(&tube, bound)).await {
+                match self.durable(move |q| q.kick(&tube, bound)).await {
                     Ok(count) => Reply::Kicked { count: Some(count) },
                     Err(err) => failed(err),
                 }
             }
-            Command::KickJob { id } => match self.blocking(move |q| q.kick_job(id)).await {
+            Command::KickJob { id } => match self.durable(move |q| q.kick_job(id)).await {
                 Ok(()) => Reply::Kicked { count: None },
                 Err(err) => failed(err),
             },
-            Command::StatsJob { id } => match self.blocking(move |q| q.stats_job(id)).await {
+            Command::StatsJob { id } => match self.quick(move |q| q.stats_job(id)).await {
                 Ok(stats) => Reply::Ok {
                     data: Bytes::from(stats.to_yaml()),
                 },
@@ -226,7 +308,7 @@ impl Conn {
             },
             Command::StatsTube { tube } => self.stats_tube(tube).await,
             Command::Stats => self.stats().await,
-            Command::ListTubes => match self.blocking(|q| q.list_tubes()).await {
+            Command::ListTubes => match self.quick(|q| q.list_tubes()).await {
                 Ok(mut tubes) => {
                     self.shared.with(|c| {
                         for name in c.tubes.keys() {
@@ -246,7 +328,7 @@ impl Conn {
                 let known = self.shared.refs(&name).is_some();
                 let delay = secs(delay.max(1));
                 match self
-                    .blocking(move |q| {
+                    .durable(move |q| {
                         if !known && !q.list_tubes()?.contains(&name) {
                             return Err(Error::TubeNotFound { name });
                         }
@@ -260,7 +342,7 @@ impl Conn {
             }
             Command::ReserveJob { id } => {
                 // Like beanstalkd, no DEADLINE_SOON here: reserve-job never waits.
-                match self.blocking(move |q| q.reserve_job(id)).await {
+                match self.quick(move |q| q.reserve_job(id)).await {
                     Ok(job) => {
                         self.set_worker();
                         self.reserved(job)
@@ -288,7 +370,7 @@ impl Conn {
         let name = tube.as_str().to_owned();
         let refs = self.shared.refs(&name);
         let asked = name.clone();
-        let stats = match self.blocking(move |q| q.stats_tube(&asked)).await {
+        let stats = match self.quick(move |q| q.stats_tube(&asked)).await {
             Ok(stats) => stats,
             Err(Error::TubeNotFound { .. }) if refs.is_some() => TubeStats {
                 name: name.clone(),
@@ -321,7 +403,7 @@ impl Conn {
     }
 
     async fn stats(&mut self) -> Reply {
-        let queue = match self.blocking(|q| q.stats()).await {
+        let queue = match self.quick(|q| q.stats()).await {
             Ok(stats) => stats,
             Err(err) => return failed(err),
         };
@@ -389,7 +471,8 @@ impl Conn {
         }
     }
 
-    /// `reserve` and `reserve-with-timeout`: waits on the blocking pool, reading (and keeping)
+    /// `reserve` and `reserve-with-timeout`: takes a ready job at once, else waits on the
+    /// blocking pool, reading (and keeping)
     /// what the client sends meanwhile so that a hang-up ends the wait. A client that
     /// half-closes while it waits gets `TIMED_OUT` (beanstalkd's `STATE_WAIT` on a hang-up);
     /// the commands it sent before are still answered, then the connection closes.
@@ -410,22 +493,27 @@ impl Conn {
         let margin = self
             .soonest_deadline()
             .map(|d| d.saturating_duration_since(now + SAFETY_MARGIN));
+        // Most reserves find a job ready: taken here, with no trip to the blocking pool.
+        let w = watch.clone();
+        match self
+            .quick(move |q| q.reserve(&refs(&w), Some(Duration::ZERO)))
+            .await
+        {
+            Ok(Some(job)) => return self.reserved(job),
+            Ok(None) => {}
+            Err(err) => return failed(err),
+        }
         if margin == Some(Duration::ZERO) {
-            // In the safety margin: a ready job still goes out, else DEADLINE_SOON.
-            let w = watch.clone();
-            return match self
-                .blocking(move |q| q.reserve(&refs(&w), Some(Duration::ZERO)))
-                .await
-            {
-                Ok(Some(job)) => self.reserved(job),
-                Ok(None) => Reply::DeadlineSoon,
-                Err(err) => failed(err),
-            };
+            // In the safety margin, and no job ready.
+            return Reply::DeadlineSoon;
         }
         let wait = match (timeout, margin) {
             (Some(t), Some(m)) => Some(t.min(m)),
             (t, m) => t.or(m),
         };
+        if wait == Some(Duration::ZERO) {
+            return Reply::TimedOut;
+        }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = stop.clone();
         let queue = self.queue.clone();

@@ -2,7 +2,7 @@
 //! handle, used tube, watch list, reservations), reads requests with beanstalkd's parsing
 //! ([`RequestCodec`]), answers them in order, and on leaving gives back every job it still holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,8 +51,8 @@ pub(crate) struct Conn {
 /// past it, the server stops reading until the reserve ends.
 pub(crate) const MAX_BUFFERED_WHILE_WAITING: usize = 1 << 16;
 
-/// The most puts answered with one transaction.
-const MAX_PUT_BATCH: usize = 256;
+/// The most consecutive puts, deletes or reserves answered with one transaction.
+const MAX_BATCH: usize = 256;
 
 /// Replies buffered past this size are written before answering more requests.
 const MAX_BUFFERED_REPLIES: usize = 1 << 16;
@@ -95,14 +95,14 @@ pub(crate) async fn serve<S>(
     let mut input = BytesMut::with_capacity(4096);
     let mut output = BytesMut::with_capacity(4096);
     let mut encoder = RequestCodec::new(0);
-    // A request decoded while gathering puts, answered next.
-    let mut next: Option<Request> = None;
+    // Requests decoded ahead (while gathering a batch), answered first.
+    let mut pending: VecDeque<Request> = VecDeque::new();
     'conn: loop {
         // Answer every whole request already buffered, in order; the replies go out in one
         // write once the input is drained (or before a reserve waits, or when they pile up).
         let mut broken = false;
         loop {
-            let request = match next.take() {
+            let request = match pending.pop_front() {
                 Some(request) => request,
                 None => match codec.decode(&mut input) {
                     Ok(Some(request)) => request,
@@ -128,32 +128,60 @@ pub(crate) async fn serve<S>(
                     broken = true;
                     break;
                 }
-                Request::Command(cmd @ (Command::Reserve | Command::ReserveWithTimeout { .. })) => {
-                    if !output.is_empty() && stream.write_all(&output).await.is_err() {
-                        break 'conn;
-                    }
-                    output.clear();
-                    conn.reserve(&cmd, &mut stream, &mut input).await
-                }
-                Request::Command(put @ Command::Put { .. }) => {
-                    // Consecutive buffered puts go in one transaction (one fdatasync).
-                    let mut puts = vec![put];
-                    while puts.len() < MAX_PUT_BATCH {
-                        match codec.decode(&mut input) {
-                            Ok(Some(Request::Command(put @ Command::Put { .. }))) => puts.push(put),
-                            Ok(Some(other)) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Ok(None) => break,
-                            Err(err) => {
-                                tracing::debug!(error = %err, "dropping a connection");
-                                broken = true;
+                Request::Command(first) if Batch::of(&first).is_some() => {
+                    // Consecutive buffered commands of one kind (a client's pipelined puts,
+                    // deletes or reserves) go in one transaction: one fdatasync for puts and
+                    // deletes. Their replies, in order, are those of one command at a time.
+                    let kind = Batch::of(&first);
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        let next = match pending.pop_front() {
+                            Some(request) => request,
+                            None => match codec.decode(&mut input) {
+                                Ok(Some(request)) => request,
+                                Ok(None) => break,
+                                Err(err) => {
+                                    tracing::debug!(error = %err, "dropping a connection");
+                                    broken = true;
+                                    break;
+                                }
+                            },
+                        };
+                        match next {
+                            Request::Command(cmd) if Batch::of(&cmd) == kind => batch.push(cmd),
+                            other => {
+                                pending.push_front(other);
                                 break;
                             }
                         }
                     }
-                    let mut replies = conn.put_batch(puts).await;
+                    let mut replies = match kind {
+                        Some(Batch::Put) => conn.put_batch(batch).await,
+                        Some(Batch::Delete) => conn.delete_batch(batch).await,
+                        _ => {
+                            let mut replies = conn.reserve_ready(&batch).await;
+                            if replies.len() < batch.len() {
+                                // No job ready for the next reserve: it waits (its replies
+                                // before it go out first); the reserves after it come next.
+                                let mut rest = batch.split_off(replies.len());
+                                let waiting = rest.remove(0);
+                                for cmd in rest.into_iter().rev() {
+                                    pending.push_front(Request::Command(cmd));
+                                }
+                                for reply in replies.drain(..) {
+                                    if encoder.encode(reply, &mut output).is_err() {
+                                        break 'conn;
+                                    }
+                                }
+                                if !output.is_empty() && stream.write_all(&output).await.is_err() {
+                                    break 'conn;
+                                }
+                                output.clear();
+                                replies.push(conn.reserve(&waiting, &mut stream, &mut input).await);
+                            }
+                            replies
+                        }
+                    };
                     let Some(last) = replies.pop() else { break 'conn };
                     for reply in replies {
                         if encoder.encode(reply, &mut output).is_err() {
@@ -196,6 +224,25 @@ pub(crate) async fn serve<S>(
         }
     }
     conn.close().await;
+}
+
+/// The kinds of command answered in batches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Batch {
+    Put,
+    Delete,
+    Reserve,
+}
+
+impl Batch {
+    fn of(cmd: &Command) -> Option<Batch> {
+        match cmd {
+            Command::Put { .. } => Some(Batch::Put),
+            Command::Delete { .. } => Some(Batch::Delete),
+            Command::Reserve | Command::ReserveWithTimeout { .. } => Some(Batch::Reserve),
+            _ => None,
+        }
+    }
 }
 
 impl Conn {

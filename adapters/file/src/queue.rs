@@ -256,6 +256,28 @@ impl FileQueue {
         }
     }
 
+    /// Reserves up to `max` ready jobs of the tubes in `watch`, most urgent first, in one
+    /// transaction and without waiting: what `max` calls of `reserve(watch, Some(ZERO))` would
+    /// get, for a caller answering several buffered reserves at once. Fewer (or none) when
+    /// fewer are ready.
+    pub fn reserve_ready(&self, watch: &[&str], max: usize) -> Result<Vec<Reserved>> {
+        for t in watch {
+            validate_tube(t)?;
+        }
+        self.publish_watch(watch);
+        self.txn(Durability::Lazy, |tx| {
+            let tubes: Vec<u32> = watch.iter().filter_map(|t| tx.index().tube_id(t)).collect();
+            let mut got = Vec::new();
+            while got.len() < max {
+                let Some(id) = tx.index().best_ready(&tubes, tx.now) else {
+                    break;
+                };
+                got.push(tx.reserve(id)?);
+            }
+            Ok(got)
+        })
+    }
+
     /// Reserves the job with this id if it is ready, delayed or buried (in a paused tube too),
     /// as beanstalkd's `reserve-job` does; a reserved job, even one this handle holds, is
     /// [`Error::NotFound`].
@@ -268,15 +290,28 @@ impl FileQueue {
 
     /// Deletes a job that is ready, delayed, buried, or reserved by this handle.
     pub fn delete(&self, id: u64) -> Result<()> {
+        self.delete_many(&[id])?
+            .pop()
+            .unwrap_or(Err(Error::NotFound { id }))
+    }
+
+    /// Deletes several jobs (each as [`FileQueue::delete`] would) with one lock and one
+    /// fsync; returns each one's outcome, in order. The outer error is the transaction's.
+    pub fn delete_many(&self, ids: &[u64]) -> Result<Vec<Result<()>>> {
         self.txn(Durability::Sync, |tx| {
-            match tx.job(id)?.slot {
-                Slot::Reserved { .. } if tx.index().owner(id) != Some(tx.owner) => {
-                    return Err(Error::NotFound { id });
-                }
-                _ => {}
-            }
-            tx.push(Record::Delete { id });
-            Ok(())
+            Ok(ids
+                .iter()
+                .map(|&id| {
+                    match tx.job(id)?.slot {
+                        Slot::Reserved { .. } if tx.index().owner(id) != Some(tx.owner) => {
+                            return Err(Error::NotFound { id });
+                        }
+                        _ => {}
+                    }
+                    tx.push(Record::Delete { id });
+                    Ok(())
+                })
+                .collect())
         })
     }
 

@@ -20,7 +20,8 @@
 //! put beforehand, untimed). Rounds alternate which server goes first.
 //!
 //! Environment: `BENCH_ROUNDS` (default 3), `BENCH_OPS` (default 20,000 jobs per fsync-off
-//! run); `PULPO_BENCH_QUICK=1`: one round of a few hundred jobs, a smoke run for CI whose
+//! run), `BENCH_TABLES` (a comma-separated choice of `fsync-off`, `durable`, `memory`; default
+//! all); `PULPO_BENCH_QUICK=1`: one round of a few hundred jobs, a smoke run for CI whose
 //! figures mean nothing.
 
 use std::process::{Child, Command, Stdio};
@@ -280,6 +281,8 @@ fn main() {
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let rounds = if quick { 1 } else { env("BENCH_ROUNDS", 3) };
     let ops = if quick { 400 } else { env("BENCH_OPS", 20_000) };
+    let tables = std::env::var("BENCH_TABLES").unwrap_or_default();
+    let table = |name: &str| tables.is_empty() || tables.split(',').any(|t| t.trim() == name);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -294,6 +297,19 @@ fn main() {
             .trim()
     );
 
+    if table("fsync-off") {
+        fsync_off(&rt, rounds, ops);
+    }
+    if table("durable") {
+        durable(&rt, rounds, quick);
+    }
+    if table("memory") {
+        memory(&rt, quick);
+    }
+}
+
+/// The fsync-off table.
+fn fsync_off(rt: &Runtime, rounds: usize, ops: usize) {
     println!("\nfsync off: pulpo serve (no fsync) vs beanstalkd (no -b), jobs/s");
     println!(
         "{:<34} {:>10} {:>12} {:>8}   target",
@@ -305,7 +321,7 @@ fn main() {
     for (work, name) in [(Work::Put, "put"), (Work::ReserveDelete, "reserve+delete")] {
         for pipelined in [false, true] {
             for conns in [1, 8] {
-                let (p, b) = compare(&rt, rounds, &serve.address, &reference, |addr| {
+                let (p, b) = compare(rt, rounds, &serve.address, &reference, |addr| {
                     run(addr, work, pipelined, conns, ops)
                 });
                 let mode = if pipelined { "pipelined" } else { "sequential" };
@@ -321,7 +337,10 @@ fn main() {
     }
     drop(serve);
     drop(beanstalkd);
+}
 
+/// The durable-puts table.
+fn durable(rt: &Runtime, rounds: usize, quick: bool) {
     println!(
         "\ndurable puts: pulpo serve (fsync) vs beanstalkd -b DIR -f 0, puts/s (sequential per connection)"
     );
@@ -340,7 +359,7 @@ fn main() {
     for conns in [1usize, 8, 32] {
         let n = if quick { 64 } else { (500 * conns).min(8_000) };
         let serve = Serve::start(true);
-        let (p, b) = compare(&rt, rounds, &serve.address, &reference, |addr| {
+        let (p, b) = compare(rt, rounds, &serve.address, &reference, |addr| {
             run(addr, Work::DurablePut, false, conns, n)
         });
         let fdatasyncs = serve.stop();
@@ -360,7 +379,10 @@ fn main() {
         );
     }
     drop(beanstalkd);
+}
 
+/// The memory table.
+fn memory(rt: &Runtime, quick: bool) {
     let jobs = if quick { 2_000 } else { 100_000 };
     println!("\nmemory: VmRSS holding {jobs} jobs of 100 bytes, KiB");
     let serve = Serve::start(false);

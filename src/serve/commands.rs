@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use pulpo_beanstalkd::proto::{
     Command, RESERVE_FOREVER, Reply, ServerStats, StatsDocument, TubeName, TubeStats, tube_list_to_yaml,
 };
-use pulpo_filequeue::{Error, FileQueue, NewJob};
+use pulpo_filequeue::{Error, FileQueue, NewJob, Pending};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::connection::{Conn, Held, MAX_BUFFERED_WHILE_WAITING};
@@ -61,6 +61,27 @@ impl Conn {
         }
     }
 
+    /// Makes a change that must be durable: `f` appends it here, and the server's committer
+    /// waits for its group commit (with fsync) while this task awaits, holding no thread.
+    async fn durably<T>(
+        &self,
+        f: impl FnOnce(&FileQueue) -> Result<(T, Option<Pending>), Error>,
+    ) -> Result<T, Error> {
+        let (value, pending) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.queue)))
+            .unwrap_or_else(|_| Err(panicked()))?;
+        match (pending, &self.committer) {
+            (None, _) => {}
+            (Some(pending), Some(committer)) => committer.wait(pending).await?,
+            (Some(pending), None) => {
+                let queue = self.queue.clone();
+                tokio::task::spawn_blocking(move || queue.wait_durable(pending))
+                    .await
+                    .unwrap_or_else(|_| Err(panicked()))?;
+            }
+        }
+        Ok(value)
+    }
+
     /// [`Conn::call`] for a change that must be durable.
     async fn durable<T: Send + 'static>(
         &self,
@@ -100,7 +121,7 @@ impl Conn {
         }
         let tube = self.used.clone();
         let result = self
-            .durable(move |q| {
+            .durably(move |q| {
                 let jobs: Vec<NewJob<'_>> = puts
                     .iter()
                     .filter_map(|cmd| match cmd {
@@ -118,7 +139,7 @@ impl Conn {
                         _ => None,
                     })
                     .collect();
-                q.put_many(&tube, &jobs)
+                q.put_many_deferred(&tube, &jobs)
             })
             .await;
         match result {
@@ -139,7 +160,7 @@ impl Conn {
             })
             .collect();
         let asked = ids.clone();
-        match self.durable(move |q| q.delete_many(&asked)).await {
+        match self.durably(move |q| q.delete_many_deferred(&asked)).await {
             Ok(done) => ids
                 .into_iter()
                 .zip(done)

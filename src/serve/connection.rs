@@ -22,6 +22,8 @@ pub(crate) struct Settings {
     pub(crate) dir: PathBuf,
     pub(crate) queue: pulpo_filequeue::Options,
     pub(crate) max_job_size: usize,
+    /// Waits for durable changes (with fsync).
+    pub(crate) committer: Option<super::committer::Committer>,
 }
 
 /// A job this connection holds reserved.
@@ -45,6 +47,7 @@ pub(crate) struct Conn {
     pub(crate) producer: bool,
     pub(crate) worker: bool,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) committer: Option<super::committer::Committer>,
 }
 
 /// The most input buffered from a client while it waits in a reserve (pipelined commands);
@@ -84,6 +87,7 @@ pub(crate) async fn serve<S>(
         producer: false,
         worker: false,
         shutdown: shutdown.clone(),
+        committer: settings.committer.clone(),
     };
     shared.with(|c| {
         c.connections += 1;

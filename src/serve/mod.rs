@@ -1,10 +1,12 @@
 //! `pulpo serve`: beanstalkd's protocol over the file queue. This file holds the listeners, the
 //! connection cap and shutdown; `connection.rs` runs one task per connection (its state: used
 //! tube, watch list, reservations, each connection with its own file-queue handle);
-//! `commands.rs` answers each command; `shared.rs` is the one handle on what connections share
+//! `commands.rs` answers each command; `committer.rs` waits for every connection's durable
+//! changes (with fsync) on one thread; `shared.rs` is the one handle on what connections share
 //! (counters, tube references, draining).
 
 mod commands;
+mod committer;
 mod connection;
 pub mod http;
 mod shared;
@@ -79,10 +81,22 @@ pub async fn bind(
     let probe = tokio::task::spawn_blocking(move || pulpo_filequeue::FileQueue::open(&path, probe_opts))
         .await
         .expect("opening the queue does not panic");
-    probe.map_err(|source| ServeError::Queue {
+    let probe = probe.map_err(|source| ServeError::Queue {
         path: opts.path.clone(),
         source,
     })?;
+    let committer = if opts.fsync {
+        Some(
+            committer::Committer::start(probe).map_err(|err| ServeError::Queue {
+                path: opts.path.clone(),
+                source: pulpo_filequeue::Error::InvalidOptions(format!(
+                    "cannot start the commit thread: {err}"
+                )),
+            })?,
+        )
+    } else {
+        None
+    };
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     for address in &opts.listen {
@@ -120,7 +134,7 @@ pub async fn bind(
             }
         }
     }
-    Ok((bound, run(listeners, opts, shutdown, shared)))
+    Ok((bound, run(listeners, opts, committer, shutdown, shared)))
 }
 
 fn queue_options(opts: &ServeOptions) -> pulpo_filequeue::Options {
@@ -133,7 +147,13 @@ fn queue_options(opts: &ServeOptions) -> pulpo_filequeue::Options {
 
 /// Accepts on every listener until shutdown, then waits for every connection to finish its
 /// command and give back its reservations.
-async fn run(listeners: Vec<Listener>, opts: ServeOptions, shutdown: CancellationToken, shared: Arc<Shared>) {
+async fn run(
+    listeners: Vec<Listener>,
+    opts: ServeOptions,
+    committer: Option<committer::Committer>,
+    shutdown: CancellationToken,
+    shared: Arc<Shared>,
+) {
     // Every task holds a sender; when all are gone, every connection has finished.
     let (tracker, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     let slots = Arc::new(Semaphore::new(opts.max_connections));
@@ -141,6 +161,7 @@ async fn run(listeners: Vec<Listener>, opts: ServeOptions, shutdown: Cancellatio
         dir: opts.path.clone(),
         queue: queue_options(&opts),
         max_job_size: opts.max_job_size,
+        committer,
     });
     let mut sockets = Vec::new();
     for listener in listeners {

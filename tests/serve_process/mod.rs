@@ -31,7 +31,13 @@ impl Serve {
     /// [`Serve::start`] on an existing queue directory (a restart after a crash).
     #[allow(dead_code)]
     pub(crate) fn start_on(queue: &std::path::Path) -> Serve {
-        Serve::spawn(tempfile::tempdir().unwrap(), queue, 65_535, &[], &[])
+        Serve::start_on_with(queue, &[])
+    }
+
+    /// [`Serve::start_on`] with more `KEY=VALUE` config variables.
+    #[allow(dead_code)]
+    pub(crate) fn start_on_with(queue: &std::path::Path, env: &[(&str, &str)]) -> Serve {
+        Serve::spawn(tempfile::tempdir().unwrap(), queue, 65_535, env, &[])
     }
 
     fn spawn(

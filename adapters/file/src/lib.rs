@@ -97,6 +97,7 @@ pub use log::records_read;
 pub use queue::{FileQueue, STOP_POLL};
 #[doc(hidden)]
 pub use sync::{SyncPoint, skip_for_tests, sync_count};
+pub use transaction::Pending;
 pub use types::{
     Job, JobState, JobStats, MAX_JOB_SIZE_LIMIT, NewJob, Options, QueueStats, Reserved, TubeStats,
     validate_tube,

@@ -15,7 +15,7 @@ use crate::format::{self, Record};
 use crate::index::{Slot, Tube};
 use crate::shared::Shared;
 use crate::stats::WaitGuard;
-use crate::transaction::{Durability, ms};
+use crate::transaction::{Durability, Pending, ms};
 use crate::trust::Trust;
 use crate::types::{Job, MAX_JOB_SIZE_LIMIT, NewJob, Options, Reserved, validate_tube};
 use crate::watchers::Watching;
@@ -152,6 +152,17 @@ impl FileQueue {
 
     /// Puts several jobs in `tube` with one lock and one fsync; returns their ids in order.
     pub fn put_many(&self, tube: &str, jobs: &[NewJob<'_>]) -> Result<Vec<u64>> {
+        let (ids, pending) = self.put_many_deferred(tube, jobs)?;
+        if let Some(pending) = pending {
+            self.wait_durable(pending)?;
+        }
+        Ok(ids)
+    }
+
+    /// [`FileQueue::put_many`] that returns before the jobs are durable: with what to wait for
+    /// ([`FileQueue::wait_durable`]) before telling anyone they are in (with `fsync`). For a
+    /// server that waits for many clients' changes on one thread.
+    pub fn put_many_deferred(&self, tube: &str, jobs: &[NewJob<'_>]) -> Result<(Vec<u64>, Option<Pending>)> {
         validate_tube(tube)?;
         let max = self.inner.opts.max_job_size;
         if let Some(j) = jobs.iter().find(|j| j.body.len() > max) {
@@ -160,7 +171,7 @@ impl FileQueue {
                 max,
             });
         }
-        self.txn(Durability::Sync, |tx| {
+        self.txn_deferred(Durability::Sync, |tx| {
             // Only a damaged or forged log can move the next id this far; refuse before writing.
             let first = tx.index().next_id;
             if first.saturating_add(jobs.len() as u64) > format::MAX_JOB_ID + 1 {
@@ -298,7 +309,18 @@ impl FileQueue {
     /// Deletes several jobs (each as [`FileQueue::delete`] would) with one lock and one
     /// fsync; returns each one's outcome, in order. The outer error is the transaction's.
     pub fn delete_many(&self, ids: &[u64]) -> Result<Vec<Result<()>>> {
-        self.txn(Durability::Sync, |tx| {
+        let (done, pending) = self.delete_many_deferred(ids)?;
+        if let Some(pending) = pending {
+            self.wait_durable(pending)?;
+        }
+        Ok(done)
+    }
+
+    /// [`FileQueue::delete_many`] that returns before the deletes are durable, as
+    /// [`FileQueue::put_many_deferred`] does.
+    #[allow(clippy::type_complexity)]
+    pub fn delete_many_deferred(&self, ids: &[u64]) -> Result<(Vec<Result<()>>, Option<Pending>)> {
+        self.txn_deferred(Durability::Sync, |tx| {
             Ok(ids
                 .iter()
                 .map(|&id| {

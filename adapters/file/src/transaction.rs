@@ -34,6 +34,14 @@ pub(crate) enum Durability {
     Lazy,
 }
 
+/// A change in the log that must be durable and may not be yet: where its records end.
+/// [`FileQueue::wait_durable`] returns once they are on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pending {
+    seg_no: u64,
+    end: u64,
+}
+
 /// The state of one transaction: the log, the clock reading and the records to append.
 pub(crate) struct Txn<'a> {
     /// The process's log, caught up.
@@ -161,6 +169,20 @@ impl FileQueue {
         durability: Durability,
         f: impl FnOnce(&mut Txn<'_>) -> Result<T>,
     ) -> Result<T> {
+        let (value, pending) = self.txn_deferred(durability, f)?;
+        if let Some(pending) = pending {
+            self.wait_durable(pending)?;
+        }
+        Ok(value)
+    }
+
+    /// [`FileQueue::txn`] that returns before its group commit: with what the caller must
+    /// still wait for ([`FileQueue::wait_durable`]) when the change must be durable.
+    pub(crate) fn txn_deferred<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T>,
+    ) -> Result<(T, Option<Pending>)> {
         self.check()?;
         let mut log = self.lock_log();
         let inner = &*self.inner;
@@ -205,9 +227,14 @@ impl FileQueue {
         inner.shared.lock.unlock();
         drop(log);
         let (value, commit) = result?;
-        if let Some((seg_no, end)) = commit {
-            self.commit(seg_no, end)?;
-        }
-        Ok(value)
+        Ok((value, commit.map(|(seg_no, end)| Pending { seg_no, end })))
+    }
+
+    /// Returns once the change `pending` stands for is on disk (group commit: see
+    /// `group_commit.rs`). Any handle of the process may wait for any of its changes, so one
+    /// thread can wait for many, in the order they were made: the first wait's fdatasync
+    /// usually covers the rest.
+    pub fn wait_durable(&self, pending: Pending) -> Result<()> {
+        self.commit(pending.seg_no, pending.end)
     }
 }

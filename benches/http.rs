@@ -129,8 +129,14 @@ fn main() {
 
     // The runner with metrics off and on, rounds alternating.
     let (mut off, mut on) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        for recording in [false, true] {
+    for round in 0..rounds {
+        // Which goes first alternates, so that neither always runs after the other.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for recording in order {
             let dir = tempfile::tempdir().expect("tempdir");
             let settings = settings(&dir.path().join("queue"), "");
             fill(&runtime, &settings, &settings.tube, jobs, &body);

@@ -106,17 +106,13 @@ pub(crate) async fn serve<S>(
         // write once the input is drained (or before a reserve waits, or when they pile up).
         let mut broken = false;
         loop {
-            let request = match pending.pop_front() {
-                Some(request) => request,
-                None => match codec.decode(&mut input) {
-                    Ok(Some(request)) => request,
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::debug!(error = %err, "dropping a connection");
-                        broken = true;
-                        break;
-                    }
-                },
+            let request = match next_request(&mut pending, &mut codec, &mut input) {
+                Ok(Some(request)) => request,
+                Ok(None) => break,
+                Err(()) => {
+                    broken = true;
+                    break;
+                }
             };
             let reply = match request {
                 Request::Refused(reply) => {
@@ -139,17 +135,13 @@ pub(crate) async fn serve<S>(
                     let kind = Batch::of(&first);
                     let mut batch = vec![first];
                     while batch.len() < MAX_BATCH {
-                        let next = match pending.pop_front() {
-                            Some(request) => request,
-                            None => match codec.decode(&mut input) {
-                                Ok(Some(request)) => request,
-                                Ok(None) => break,
-                                Err(err) => {
-                                    tracing::debug!(error = %err, "dropping a connection");
-                                    broken = true;
-                                    break;
-                                }
-                            },
+                        let next = match next_request(&mut pending, &mut codec, &mut input) {
+                            Ok(Some(request)) => request,
+                            Ok(None) => break,
+                            Err(()) => {
+                                broken = true;
+                                break;
+                            }
                         };
                         match next {
                             Request::Command(cmd) if Batch::of(&cmd) == kind => batch.push(cmd),
@@ -228,6 +220,21 @@ pub(crate) async fn serve<S>(
         }
     }
     conn.close().await;
+}
+
+/// The next request: one decoded ahead, else the next whole one buffered (`None`: none yet).
+/// `Err` when the input cannot be read as requests: the connection is dropped (logged).
+fn next_request(
+    pending: &mut VecDeque<Request>,
+    codec: &mut RequestCodec,
+    input: &mut BytesMut,
+) -> Result<Option<Request>, ()> {
+    if let Some(request) = pending.pop_front() {
+        return Ok(Some(request));
+    }
+    codec.decode(input).map_err(|err| {
+        tracing::debug!(error = %err, "dropping a connection");
+    })
 }
 
 /// The kinds of command answered in batches.

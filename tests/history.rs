@@ -536,3 +536,41 @@ fn beanstalkd_jobs_settle_while_the_record_store_is_locked() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(env.history(&["--outcome", "succeeded"]).len(), ids.len());
 }
+
+/// `pulpo status` of a job whose record says it left the queue for good
+/// answers from the record alone: with beanstalkd stopped, a succeeded job
+/// still reads "succeeded" (the queue is not opened: no connection, no
+/// replay of a file queue's log), while a job the record does not settle
+/// still needs the queue and says so.
+#[test]
+fn status_of_a_finished_job_needs_no_queue() {
+    let mut env = Env::beanstalkd();
+    env.config("", "[handlers.good]\nkind = \"success\"\n");
+    let done = env.publish(&["good", "x"]);
+    env.run();
+    let waiting = env.publish(&["good", "x", "--delay", "1h"]);
+    env.server.as_mut().unwrap().kill();
+    let status = env.status(done);
+    assert_eq!(status["state"], "succeeded", "{status}");
+    assert_eq!(status["record"]["attempts"].as_array().unwrap().len(), 1);
+    let out = env.pulpo(&["status", &waiting.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// Looking a job up creates nothing: `pulpo status` on a queue whose runner
+/// never recorded anything finds no record and leaves no store behind.
+#[test]
+fn status_creates_no_record_store() {
+    let env = Env::file();
+    env.config("", "");
+    let id = env.publish(&["good", "x"]);
+    assert_eq!(env.state(id), "queued");
+    let out = env.pulpo(&["status", "999"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{out:?}"
+    );
+    let store = env.dir().join("queue/history/records.sqlite");
+    assert!(!store.exists(), "{} was created", store.display());
+}

@@ -12,7 +12,7 @@ use super::{Failure, parse_duration_arg, show};
 use crate::config::Settings;
 use crate::history::{self, End, Filter, HistoryError, JobRef, Record};
 use crate::producer::Reply;
-use crate::queue::{JobState, Queue, QueueError};
+use crate::queue::{JobState, QueueError};
 
 impl From<HistoryError> for Failure {
     fn from(err: HistoryError) -> Failure {
@@ -47,22 +47,34 @@ fn parse_end(text: &str) -> Result<End, String> {
 }
 
 /// `pulpo status <id>`: the live state while the queue has the job, and its
-/// record (the whole story once it has ended).
-pub(super) async fn status(
-    queue: &mut dyn Queue,
-    settings: &Settings,
-    job: JobRef,
-    json: bool,
-) -> Result<(), Failure> {
+/// record (the whole story once it has ended). A record that says the job
+/// left the queue for good answers alone: the queue is not opened (no
+/// connection, no replay of a large file queue's log), so the common lookup
+/// of a finished job costs one read of the records.
+pub(super) async fn status(settings: &Settings, job: JobRef, json: bool) -> Result<(), Failure> {
+    let first = match history::lookup(settings, job) {
+        Ok(record) => Some(record),
+        Err(HistoryError::Disabled) => None,
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(Some(record)) = &first
+        && let Some(end) = record.outcome.filter(|end| end.left_the_queue())
+    {
+        return show_status(job, end.name(), first.flatten(), json);
+    }
+    let mut queue = crate::queue::open(settings).await?;
     let live = match queue.stats_job(job.id).await {
         Ok(info) => Some(info.state),
         Err(QueueError::JobNotFound { .. }) => None,
         Err(err) => return Err(err.into()),
     };
-    let record = match history::lookup(settings, job) {
-        Ok(record) => record,
-        Err(HistoryError::Disabled) if live.is_some() => None,
-        Err(HistoryError::Disabled) => {
+    let record = match first {
+        // The job may have ended since the first look: its record is
+        // committed before its settlement, so a second look finds it.
+        Some(_) if live.is_none() => history::lookup(settings, job)?,
+        Some(record) => record,
+        None if live.is_some() => None,
+        None => {
             return Err(Failure {
                 code: 1,
                 message: format!(
@@ -71,7 +83,6 @@ pub(super) async fn status(
                 ),
             });
         }
-        Err(err) => return Err(err.into()),
     };
     let state = match (live, &record) {
         (Some(JobState::Reserved), _) => "running",
@@ -99,6 +110,10 @@ pub(super) async fn status(
             });
         }
     };
+    show_status(job, state, record, json)
+}
+
+fn show_status(job: JobRef, state: &str, record: Option<Record>, json: bool) -> Result<(), Failure> {
     let value = json!({"job": job, "state": state, "record": record});
     show::emit(json, value, || human_status(job, state, record.as_ref()))?;
     Ok(())

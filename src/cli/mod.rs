@@ -327,6 +327,10 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         // Records only: no queue needed (beanstalkd may be down).
         return history::list(&settings, args, json);
     }
+    if let Command::Status { job } = cli.command {
+        // Opens the queue only when the record does not settle it.
+        return history::status(&settings, job, json).await;
+    }
     if let Command::Serve { listen, http } = cli.command {
         return serve::serve(&settings, listen, http, json).await;
     }
@@ -348,7 +352,6 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             }
             manage::delete(queue, &settings, &ids, json).await
         }
-        Command::Status { job } => history::status(queue, &settings, job, json).await,
         Command::Kick { bound, bulk } => {
             if bulk.filter_mode("kick", bound.is_some())? {
                 return jobs::bulk(queue, &settings, &tube, crate::jobs::Action::Kick, bulk, json).await;
@@ -410,7 +413,11 @@ pub async fn run_with(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             })?;
             Ok(())
         }
-        Command::Config | Command::Run | Command::Serve { .. } | Command::History(_) => {
+        Command::Config
+        | Command::Run
+        | Command::Serve { .. }
+        | Command::History(_)
+        | Command::Status { .. } => {
             unreachable!("handled before the queue is opened")
         }
     }

@@ -82,6 +82,14 @@ impl End {
         }
     }
 
+    /// Whether a job that ended so has left its queue for good (succeeded,
+    /// deleted, cancelled): its record alone says its state, and `pulpo
+    /// status` need not ask the queue. A buried or expired job may still be
+    /// kicked.
+    pub fn left_the_queue(self) -> bool {
+        matches!(self, End::Succeeded | End::Deleted | End::Cancelled)
+    }
+
     /// The outcome named `name`, as `pulpo history --outcome` takes it.
     pub fn from_name(name: &str) -> Option<End> {
         [
@@ -329,7 +337,13 @@ fn must_wait(settings: &Settings) -> bool {
 /// The record of `job`, if one is kept: the hook `pulpo status` and the
 /// HTTP API's job page call. Looks it up by id (no scan).
 pub fn lookup(settings: &Settings, job: JobRef) -> Result<Option<Record>, HistoryError> {
-    open(settings)?.get(job)
+    if !settings.history.enabled {
+        return Err(HistoryError::Disabled);
+    }
+    match Store::open_to_read(&store_path(settings))? {
+        Some(store) => store.get(job),
+        None => Ok(None),
+    }
 }
 
 /// The records matching `filter`, newest first (`pulpo history`).

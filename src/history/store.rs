@@ -81,6 +81,44 @@ impl Store {
         })
     }
 
+    /// Opens the store at `path` only to read it, as a lookup does: no
+    /// directory, file, table or journal mode is created or set (a store
+    /// that exists was made by [`Store::open`]), so the common `pulpo
+    /// status` pays for no schema statements. `None` when there is no store
+    /// yet: nothing was recorded.
+    pub(crate) fn open_to_read(path: &Path) -> Result<Option<Store>, HistoryError> {
+        use rusqlite::OpenFlags;
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|err| HistoryError::Store {
+            path: path.to_path_buf(),
+            problem: err.to_string(),
+        })?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store
+            .conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|err| store.fail(err))?;
+        Ok(Some(store))
+    }
+
+    /// Checkpoints this connection's commits only once the write-ahead log
+    /// holds `pages` pages (SQLite's default is 1000). A checkpoint copies
+    /// the log back into the database and fsyncs twice, a stall for every
+    /// worker waiting on the commit it follows; a runner's records rewrite
+    /// the same few pages commit after commit, so a longer log copies
+    /// hardly more pages per checkpoint, and far fewer per record.
+    pub(crate) fn checkpoint_every(&self, pages: u32) -> Result<(), HistoryError> {
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", pages)
+            .map_err(|err| self.fail(err))
+    }
+
     fn fail(&self, err: impl std::fmt::Display) -> HistoryError {
         HistoryError::Store {
             path: self.path.clone(),
@@ -90,15 +128,21 @@ impl Store {
 
     /// The record of `job`, if one is kept.
     pub(crate) fn get(&self, job: JobRef) -> Result<Option<Record>, HistoryError> {
-        let text: Option<String> = self
+        let found = self
             .conn
             .query_row(
                 "SELECT record FROM records WHERE id = ?1",
                 params![job.id as i64],
                 |row| row.get(0),
             )
-            .optional()
-            .map_err(|err| self.fail(err))?;
+            .optional();
+        let text: Option<String> = match found {
+            // A store opened to read before any runner made its table.
+            Err(rusqlite::Error::SqliteFailure(_, Some(message))) if message.starts_with("no such table") => {
+                None
+            }
+            other => other.map_err(|err| self.fail(err))?,
+        };
         text.map(|text| serde_json::from_str(&text).map_err(|err| self.fail(err)))
             .transpose()
     }

@@ -159,19 +159,33 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(fail)?;
+        // A group often holds several changes of one job (an attempt's start and its end):
+        // each record is read and written once per group, not once per change.
+        let mut records: Vec<Record> = Vec::new();
+        let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
         for change in changes {
             let job = change.job();
-            let old: Option<String> = tx
-                .prepare_cached("SELECT record FROM records WHERE id = ?1")
-                .and_then(|mut s| s.query_row(params![job.id as i64], |row| row.get(0)).optional())
-                .map_err(fail)?;
-            // A record that cannot be read (written by a newer pulpo, say)
-            // is replaced rather than blocking the job's settlement.
-            let mut record = old
-                .and_then(|text| serde_json::from_str::<Record>(&text).ok())
-                .unwrap_or_else(|| Record::new(job));
-            record.apply(change, now);
-            let text = serde_json::to_string(&record).map_err(|err| HistoryError::Store {
+            let i = match at.get(&job.id) {
+                Some(&i) => i,
+                None => {
+                    let old: Option<String> = tx
+                        .prepare_cached("SELECT record FROM records WHERE id = ?1")
+                        .and_then(|mut s| s.query_row(params![job.id as i64], |row| row.get(0)).optional())
+                        .map_err(fail)?;
+                    // A record that cannot be read (written by a newer pulpo, say)
+                    // is replaced rather than blocking the job's settlement.
+                    records.push(
+                        old.and_then(|text| serde_json::from_str::<Record>(&text).ok())
+                            .unwrap_or_else(|| Record::new(job)),
+                    );
+                    at.insert(job.id, records.len() - 1);
+                    records.len() - 1
+                }
+            };
+            records[i].apply(change, now);
+        }
+        for record in &records {
+            let text = serde_json::to_string(record).map_err(|err| HistoryError::Store {
                 path: path.clone(),
                 problem: err.to_string(),
             })?;
@@ -183,7 +197,7 @@ impl Store {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    job.id as i64,
+                    record.job.id as i64,
                     record.request_type,
                     record.outcome.map(|o| o.name()),
                     now.timestamp_millis(),
@@ -310,5 +324,51 @@ impl Store {
             problem: err.to_string(),
         })?;
         Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Attempt, End};
+
+    fn attempt(job: u64, n: u32, end: Option<End>) -> Change {
+        Change::Attempt {
+            job: JobRef::new(job),
+            request_type: "noop".into(),
+            tube: "default".into(),
+            attempt: Box::new(Attempt {
+                attempt: n,
+                started: Utc::now(),
+                finished: Utc::now(),
+                duration_ms: 0.1,
+                settlement: if end.is_some() { "delete" } else { "release" }.into(),
+                error: None,
+            }),
+            events: Vec::new(),
+            result: None,
+            end,
+        }
+    }
+
+    /// Several changes of one job in a group (its attempts, as a busy runner sends them) read
+    /// and write its row once, and the record has them all, in order.
+    #[test]
+    fn a_group_writes_each_job_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("records.sqlite")).unwrap();
+        let before = store.conn.total_changes();
+        let group = [
+            attempt(7, 1, None),
+            attempt(8, 1, Some(End::Succeeded)),
+            attempt(7, 2, Some(End::Succeeded)),
+        ];
+        store.apply(&group, Utc::now()).unwrap();
+        assert_eq!(store.conn.total_changes() - before, 2, "one row write per job");
+        let record = store.get(JobRef::new(7)).unwrap().expect("job 7's record");
+        let numbers: Vec<u32> = record.attempts.iter().map(|a| a.attempt).collect();
+        assert_eq!(numbers, [1, 2]);
+        assert_eq!(record.outcome, Some(End::Succeeded));
+        assert!(store.get(JobRef::new(8)).unwrap().is_some());
     }
 }

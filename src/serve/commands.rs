@@ -35,6 +35,12 @@ fn panicked() -> Error {
     Error::InvalidOptions("a queue call panicked".to_owned())
 }
 
+/// Runs a queue call on this task; a panic in it is an error for the command (as on the
+/// blocking pool), not the end of the connection's task.
+fn here<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| Err(panicked()))
+}
+
 fn secs(n: u32) -> Duration {
     Duration::from_secs(u64::from(n))
 }
@@ -51,8 +57,7 @@ impl Conn {
         f: impl FnOnce(&FileQueue) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         if !(durable && self.queue.options().fsync) {
-            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.queue)))
-                .unwrap_or_else(|_| Err(panicked()));
+            return here(|| f(&self.queue));
         }
         let queue = self.queue.clone();
         match tokio::task::spawn_blocking(move || f(&queue)).await {
@@ -67,17 +72,9 @@ impl Conn {
         &self,
         f: impl FnOnce(&FileQueue) -> Result<(T, Option<Pending>), Error>,
     ) -> Result<T, Error> {
-        let (value, pending) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.queue)))
-            .unwrap_or_else(|_| Err(panicked()))?;
-        match (pending, &self.committer) {
-            (None, _) => {}
-            (Some(pending), Some(committer)) => committer.wait(pending).await?,
-            (Some(pending), None) => {
-                let queue = self.queue.clone();
-                tokio::task::spawn_blocking(move || queue.wait_durable(pending))
-                    .await
-                    .unwrap_or_else(|_| Err(panicked()))?;
-            }
+        let (value, pending) = here(|| f(&self.queue))?;
+        if let Some(pending) = pending {
+            self.committer.wait(pending).await?;
         }
         Ok(value)
     }

@@ -22,8 +22,8 @@ pub(crate) struct Settings {
     pub(crate) dir: PathBuf,
     pub(crate) queue: pulpo_filequeue::Options,
     pub(crate) max_job_size: usize,
-    /// Waits for durable changes (with fsync).
-    pub(crate) committer: Option<super::committer::Committer>,
+    /// Waits for durable changes (with fsync; without, there are none).
+    pub(crate) committer: super::committer::Committer,
 }
 
 /// A job this connection holds reserved.
@@ -47,7 +47,7 @@ pub(crate) struct Conn {
     pub(crate) producer: bool,
     pub(crate) worker: bool,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) committer: Option<super::committer::Committer>,
+    pub(crate) committer: super::committer::Committer,
 }
 
 /// The most input buffered from a client while it waits in a reserve (pipelined commands);

@@ -85,18 +85,10 @@ pub async fn bind(
         path: opts.path.clone(),
         source,
     })?;
-    let committer = if opts.fsync {
-        Some(
-            committer::Committer::start(probe).map_err(|err| ServeError::Queue {
-                path: opts.path.clone(),
-                source: pulpo_filequeue::Error::InvalidOptions(format!(
-                    "cannot start the commit thread: {err}"
-                )),
-            })?,
-        )
-    } else {
-        None
-    };
+    let committer = committer::Committer::start(probe).map_err(|err| ServeError::Queue {
+        path: opts.path.clone(),
+        source: pulpo_filequeue::Error::InvalidOptions(format!("cannot start the commit thread: {err}")),
+    })?;
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     for address in &opts.listen {
@@ -150,7 +142,7 @@ fn queue_options(opts: &ServeOptions) -> pulpo_filequeue::Options {
 async fn run(
     listeners: Vec<Listener>,
     opts: ServeOptions,
-    committer: Option<committer::Committer>,
+    committer: committer::Committer,
     shutdown: CancellationToken,
     shared: Arc<Shared>,
 ) {

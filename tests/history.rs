@@ -4,13 +4,16 @@
 //! `publish --wait` and its timeout, retention, records surviving kill -9
 //! of the runner (file queue), and two runners recording at once.
 
+#[path = "queue_under_test/mod.rs"]
+mod queue_under_test;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pulpo::config::from_toml_str;
 use pulpo::{Context, Message, Outcome, Registry, Runner};
-use pulpo_testkit::Beanstalkd;
+use queue_under_test::QueueUnderTest;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -19,43 +22,30 @@ const TIME_GUARD: Duration = Duration::from_secs(20);
 
 /// A queue for one test, with a config file that turns records on.
 struct Env {
-    dir: tempfile::TempDir,
-    server: Option<Beanstalkd>,
+    on: QueueUnderTest,
 }
 
 impl Env {
     fn file() -> Env {
         Env {
-            dir: tempfile::tempdir().unwrap(),
-            server: None,
+            on: QueueUnderTest::file(),
         }
     }
 
     fn beanstalkd() -> Env {
         Env {
-            dir: tempfile::tempdir().unwrap(),
-            server: Some(Beanstalkd::start()),
+            on: QueueUnderTest::beanstalkd(false),
         }
     }
 
     fn dir(&self) -> &Path {
-        self.dir.path()
+        self.on.path()
     }
 
     /// The config text: quick idle exit, records on (on beanstalkd in the
     /// test's directory, never the user's state directory), then `extra`.
     fn config_text(&self, history: &str, extra: &str) -> String {
-        let queue = match &self.server {
-            Some(server) => format!(
-                "queue = \"beanstalkd\"\n[beanstalkd]\naddress = \"{}\"\n",
-                server.address()
-            ),
-            None => format!(
-                "queue = \"file\"\n[file]\npath = \"{}\"\n",
-                self.dir().join("queue").display()
-            ),
-        };
-        let records = match &self.server {
+        let records = match &self.on.server {
             Some(_) => format!("path = \"{}\"\n", self.dir().join("records").display()),
             None => String::new(),
         };
@@ -66,10 +56,11 @@ impl Env {
         } else {
             extra.split_at(split)
         };
-        format!(
-            "sleep_duration = \"0.2s\"\nshutdown_after_number_of_empty_iterations = 4\n{top}{queue}\
-             [history]\nenabled = true\n{records}{history}\n{tables}"
-        )
+        let queue = self.on.queue_toml(
+            &format!("sleep_duration = \"0.2s\"\nshutdown_after_number_of_empty_iterations = 4\n{top}"),
+            "",
+        );
+        format!("{queue}[history]\nenabled = true\n{records}{history}\n{tables}")
     }
 
     /// Writes pulpo.toml into the test's directory.
@@ -549,7 +540,7 @@ fn status_of_a_finished_job_needs_no_queue() {
     let done = env.publish(&["good", "x"]);
     env.run();
     let waiting = env.publish(&["good", "x", "--delay", "1h"]);
-    env.server.as_mut().unwrap().kill();
+    env.on.server.as_mut().unwrap().kill();
     let status = env.status(done);
     assert_eq!(status["state"], "succeeded", "{status}");
     assert_eq!(status["record"]["attempts"].as_array().unwrap().len(), 1);

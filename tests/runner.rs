@@ -7,6 +7,9 @@
 //! do (`ok`, `fatal`, `panic`, `transient`, `sleep:<ms>`, ...); it records
 //! every run so tests can check who ran what, when, and how often.
 
+#[path = "queue_under_test/mod.rs"]
+mod queue_under_test;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +23,7 @@ use pulpo::handlers::{Context, Outcome};
 use pulpo::message::Message;
 use pulpo::queue::{self, JobState, Queue, QueueError};
 use pulpo::runner::{RunReport, Runner, StopReason, run_until_stopped};
-use pulpo_testkit::{Beanstalkd, Options};
+use queue_under_test::QueueUnderTest;
 use tokio_util::sync::CancellationToken;
 
 /// One handler run, as the scripted handler saw it.
@@ -112,44 +115,26 @@ async fn script(payload: &str, ctx: &Context) -> Outcome {
 
 /// A queue for one test: a file-queue directory or a beanstalkd server.
 struct Env {
-    dir: tempfile::TempDir,
-    server: Option<Beanstalkd>,
+    on: QueueUnderTest,
 }
 
 impl Env {
     fn file() -> Env {
         Env {
-            dir: tempfile::tempdir().unwrap(),
-            server: None,
+            on: QueueUnderTest::file(),
         }
     }
 
     fn beanstalkd() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            binlog_dir: Some(dir.path().join("binlog")),
-            ..Options::default()
-        };
-        std::fs::create_dir_all(dir.path().join("binlog")).unwrap();
         Env {
-            server: Some(Beanstalkd::start_with(options)),
-            dir,
+            on: QueueUnderTest::beanstalkd(true),
         }
     }
 
     /// Settings from `toml` (top-level keys, then tables) on this queue.
     /// The handler `script` is declared unless `toml` declares it.
     fn settings(&self, toml: &str) -> Settings {
-        let queue = match &self.server {
-            Some(server) => format!(
-                "queue = \"beanstalkd\"\n{toml}\n[beanstalkd]\naddress = \"{}\"\n",
-                server.address()
-            ),
-            None => format!(
-                "queue = \"file\"\n{toml}\n[file]\npath = \"{}\"\nfsync = false\n",
-                self.dir.path().join("queue").display()
-            ),
-        };
+        let queue = self.on.queue_toml(toml, "fsync = false\n");
         let script = if toml.contains("[handlers.script]") {
             ""
         } else {
@@ -498,7 +483,7 @@ async fn an_outage_is_not_idleness(mut env: Env) {
         env.settings("sleep_duration = \"200ms\"\nshutdown_after_number_of_empty_iterations = 3\n");
     let running = Running::start(settings.clone(), &registry(&journal));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let server = env.server.as_mut().unwrap();
+    let server = env.on.server.as_mut().unwrap();
     server.kill();
     // Ten iterations of 200 ms without the queue.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -712,7 +697,7 @@ async fn shutdown_past_the_timeout_releases_at_once(env: Env) {
 /// attempt, so buried). Exit codes reach the outcome table too.
 async fn exec_handlers_through_the_runner(env: Env) {
     let journal = Arc::new(Journal::default());
-    let pid_file = env.dir.path().join("pid");
+    let pid_file = env.on.path().join("pid");
     let settings = env.settings(&format!(
         "{QUICK}[retry]\nmax_attempts = 1\n\
          [handlers.slow]\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo $$ > {}; exec sleep 30\"]\ntimeout = \"300ms\"\n\
@@ -776,7 +761,7 @@ async fn beanstalkd_restart_during_a_run(mut env: Env) {
     .await;
     assert_eq!(state(q.as_mut(), held).await, Some(JobState::Reserved));
 
-    let server = env.server.as_mut().unwrap();
+    let server = env.on.server.as_mut().unwrap();
     server.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.restart();
